@@ -1,0 +1,63 @@
+# chatsys developer commands. `make run` and `make test` are the README's two
+# commands: each creates .venv and installs the locked dependencies on first use.
+.DEFAULT_GOAL := check
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: check install run test test-unit test-integration test-e2e lint fmt bench lock audit clean
+
+check: lint test ## lint + types + tests (the default goal)
+
+$(STAMP): requirements/dev.lock requirements/bootstrap.txt pyproject.toml
+	@echo "==> creating $(VENV) and installing the locked dependencies (first run: about a minute)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/bootstrap.txt
+	@$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes -r requirements/dev.lock
+	@$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv with every locked dependency
+
+run: $(STAMP) ## the whole service: embedded Postgres + Redis (unless URLs are set), migrations, API, worker
+	@exec $(BIN)/chatsys dev
+
+test: $(STAMP) ## the whole test suite on real Postgres and Redis
+	$(BIN)/pytest
+
+test-unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+test-integration: $(STAMP)
+	$(BIN)/pytest tests/integration
+
+test-e2e: $(STAMP)
+	$(BIN)/pytest tests/e2e
+
+lint: $(STAMP) ## ruff, format check, mypy strict, import contracts, migration drift, dependency audit
+	$(BIN)/ruff check src tests bench alembic
+	$(BIN)/ruff format --check src tests bench alembic
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python -m tests.tools.alembic_check
+	$(MAKE) --no-print-directory audit
+
+audit: $(STAMP) ## known-vulnerability audit of the locked dependencies
+	$(BIN)/pip-audit --strict --disable-pip --no-deps --vulnerability-service pypi -r requirements/dev.lock --progress-spinner off
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix src tests bench alembic
+	$(BIN)/ruff format src tests bench alembic
+
+bench: $(STAMP) ## benchmark scenarios (ratios against a baseline measured in the same run)
+	$(BIN)/python -m bench
+
+lock: ## re-resolve requirements/*.lock from pyproject.toml (needs uv in .venv)
+	$(BIN)/uv pip compile pyproject.toml --extra embedded --extra dev --generate-hashes --universal --python-version 3.11 -q -o requirements/dev.lock
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --universal --python-version 3.11 -q -o requirements/prod.lock
+
+clean: ## remove the virtualenv and caches (keeps .chatsys/ data)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from chatsys.cli import main
+
+raise SystemExit(main())

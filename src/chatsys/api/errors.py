@@ -1,0 +1,155 @@
+"""RFC 9457 problem+json for every error, and the one table from domain errors to HTTP."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from chatsys.domain.errors import Conflict, DomainError, InvalidInput, NotFound
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "urn:chatsys:problem:"
+
+# The one table: domain error -> (status, problem type slug).
+DOMAIN_ERRORS: dict[type[DomainError], tuple[int, str]] = {
+    NotFound: (404, "not-found"),
+    Conflict: (409, "conflict"),
+    InvalidInput: (422, "invalid-input"),
+}
+
+_SLUGS = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    409: "conflict",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    422: "validation-error",
+    429: "too-many-requests",
+    500: "internal-error",
+    503: "unavailable",
+}
+
+
+def request_id_of(request: Request) -> str | None:
+    rid = request.scope.get("state", {}).get("request_id")
+    return rid if isinstance(rid, str) else None
+
+
+def problem_body(
+    status: int,
+    detail: str,
+    *,
+    instance: str | None = None,
+    request_id: str | None = None,
+    slug: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + (slug or _SLUGS.get(status, "error")),
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if instance is not None:
+        body["instance"] = instance
+    if request_id is not None:
+        body["request_id"] = request_id
+    if extra:
+        body.update(extra)
+    return body
+
+
+def problem(
+    request: Request,
+    status: int,
+    detail: str,
+    *,
+    slug: str | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    body = problem_body(
+        status,
+        detail,
+        instance=request.url.path,
+        request_id=request_id_of(request),
+        slug=slug,
+        extra=extra,
+    )
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _http_detail(request: Request, exc: StarletteHTTPException) -> str:
+    default = HTTPStatus(exc.status_code).phrase
+    if exc.detail and exc.detail != default:
+        return str(exc.detail)
+    if exc.status_code == 404:
+        return f"no resource at {request.url.path}"
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow") or (exc.headers or {}).get("allow")
+        suffix = f"; allowed: {allowed}" if allowed else ""
+        return f"method {request.method} is not allowed on {request.url.path}{suffix}"
+    return default
+
+
+def _location(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(part) for part in loc) or "request"
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    errors = []
+    for err in exc.errors():
+        item: dict[str, Any] = {
+            "location": _location(err.get("loc", ())),
+            "message": err.get("msg", "invalid"),
+            "type": err.get("type", "value_error"),
+        }
+        if err.get("type") == "json_invalid":
+            ctx = err.get("ctx") or {}
+            if "error" in ctx:
+                item["message"] = f"invalid JSON: {ctx['error']}"
+        errors.append(item)
+    return errors
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        return problem(
+            request,
+            exc.status_code,
+            _http_detail(request, exc),
+            headers=dict(exc.headers) if exc.headers else None,
+        )
+
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = _validation_errors(exc)
+        first = errors[0] if errors else {"location": "request", "message": "invalid"}
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return problem(
+            request,
+            422,
+            f"{first['location']}: {first['message']}{more}",
+            extra={"errors": errors},
+        )
+
+    async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DomainError)
+        for kind in type(exc).__mro__:
+            if kind in DOMAIN_ERRORS:
+                status, slug = DOMAIN_ERRORS[kind]
+                return problem(request, status, exc.detail, slug=slug)
+        return problem(request, 400, exc.detail)
+
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(DomainError, on_domain_error)

@@ -1,0 +1,84 @@
+"""Conversations: threads of messages and the tasks started from them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from chatsys.api.deps import OwnerDep, ServicesDep
+from chatsys.domain.conversations import METADATA_MAX_KEYS
+from chatsys.domain.model import TITLE_MAX, Conversation
+
+router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
+
+
+class ConversationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, max_length=TITLE_MAX, examples=["Payment service"])
+    metadata: dict[str, Any] = Field(default_factory=dict, max_length=METADATA_MAX_KEYS)
+
+
+class ConversationOut(BaseModel):
+    id: UUID
+    title: str
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, conversation: Conversation) -> ConversationOut:
+        return cls(
+            id=conversation.id,
+            title=conversation.title,
+            metadata=conversation.metadata,
+            created_at=conversation.created_at,
+            updated_at=conversation.updated_at,
+        )
+
+
+class ConversationPage(BaseModel):
+    items: list[ConversationOut]
+    next_cursor: str | None = Field(
+        description="pass as `cursor` to get the next page; null on the last page"
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ConversationOut,
+    summary="Start a conversation",
+)
+async def create_conversation(
+    body: ConversationCreate, services: ServicesDep, owner: OwnerDep, response: Response
+) -> ConversationOut:
+    conversation = await services.start_conversation.execute(
+        owner=owner, title=body.title, metadata=body.metadata
+    )
+    response.headers["Location"] = f"/v1/conversations/{conversation.id}"
+    return ConversationOut.of(conversation)
+
+
+@router.get("", response_model=ConversationPage, summary="List conversations, newest first")
+async def list_conversations(
+    services: ServicesDep,
+    owner: OwnerDep,
+    limit: Annotated[int, Query(ge=1, le=100, description="page size")] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> ConversationPage:
+    page = await services.list_conversations.execute(owner=owner, limit=limit, cursor=cursor)
+    return ConversationPage(
+        items=[ConversationOut.of(c) for c in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get("/{conversation_id}", response_model=ConversationOut, summary="Get a conversation")
+async def get_conversation(
+    conversation_id: UUID, services: ServicesDep, owner: OwnerDep
+) -> ConversationOut:
+    return ConversationOut.of(await services.get_conversation.execute(conversation_id, owner=owner))

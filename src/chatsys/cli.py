@@ -1,0 +1,182 @@
+"""The ``chatsys`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+# LiteLLM must never fetch its model cost map over the network at import time.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+DESCRIPTION = """\
+chatsys: an async-native multi-agent task and chat service.
+
+Configuration comes from CHATSYS_* environment variables (and .env); see the
+README's configuration table. With no CHATSYS_DATABASE_URL / CHATSYS_REDIS_URL,
+`chatsys dev` and `chatsys migrate` start Postgres and Redis embedded from pip
+wheels, keeping their data in CHATSYS_DATA_DIR (default .chatsys/)."""
+
+
+def _fail(message: str) -> int:
+    print(f"chatsys: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from chatsys.bootstrap import load_settings
+    from chatsys.infra.supervisor import DevSupervisor
+
+    settings = load_settings()
+    return DevSupervisor(
+        settings,
+        host=args.host or settings.api.host,
+        port=args.port or settings.api.port,
+        with_worker=not args.no_worker,
+    ).run()
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from chatsys.bootstrap import load_settings, service_urls
+    from chatsys.infra.logging import configure_logging
+
+    settings = load_settings()
+    service_urls(settings)  # fail fast, with a useful message, before uvicorn starts
+    configure_logging(settings)
+    uvicorn.run(
+        "chatsys.bootstrap:app_factory",
+        factory=True,
+        host=args.host or settings.api.host,
+        port=args.port or settings.api.port,
+        workers=args.workers or settings.api.workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from chatsys.bootstrap import build_worker
+
+    build_worker(burst=args.burst).run()
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from chatsys.bootstrap import load_settings
+    from chatsys.infra.db import migrations
+    from chatsys.infra.embedded import EmbeddedStack
+
+    settings = load_settings()
+    url = settings.database.url.get_secret_value() if settings.database.url else None
+    with EmbeddedStack(
+        settings.data_dir,
+        database_url=url,
+        redis_url=None,
+        want_redis=False,
+        progress=lambda m: print(f"chatsys: {m}", file=sys.stderr),
+    ) as endpoints:
+        if args.downgrade:
+            migrations.downgrade(endpoints.database_url, args.downgrade)
+            print(f"chatsys: database downgraded to {args.downgrade}", file=sys.stderr)
+        else:
+            migrations.upgrade(endpoints.database_url, args.revision)
+            print(f"chatsys: database upgraded to {args.revision}", file=sys.stderr)
+        if args.check:
+            migrations.check(endpoints.database_url)
+            print("chatsys: no drift between models and migrations", file=sys.stderr)
+    return 0
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    from chatsys.bootstrap import build_app
+    from chatsys.infra.settings import Settings
+
+    spec = build_app(Settings()).openapi()
+    text = json.dumps(spec, indent=2, sort_keys=False) + "\n"
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatsys",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    dev = sub.add_parser(
+        "dev",
+        help="run everything in the foreground: embedded servers if needed, migrations, API, worker",
+        description="Start embedded Postgres/Redis when no URL is set, apply migrations, run the "
+        "API and one worker, and print the URL once /readyz answers. Ctrl-C stops it all.",
+    )
+    dev.add_argument("--host", help="API host (default CHATSYS_API_HOST or 127.0.0.1)")
+    dev.add_argument("--port", type=int, help="API port (default CHATSYS_API_PORT or 8000)")
+    dev.add_argument("--no-worker", action="store_true", help="do not start a worker")
+    dev.set_defaults(handler=cmd_dev)
+
+    api = sub.add_parser(
+        "api",
+        help="serve the HTTP API (needs CHATSYS_DATABASE_URL and CHATSYS_REDIS_URL)",
+        description="Serve the HTTP and WebSocket API with uvicorn.",
+    )
+    api.add_argument("--host", help="default CHATSYS_API_HOST or 127.0.0.1")
+    api.add_argument("--port", type=int, help="default CHATSYS_API_PORT or 8000")
+    api.add_argument("--workers", type=int, help="uvicorn worker processes (CHATSYS_API_WORKERS)")
+    api.set_defaults(handler=cmd_api)
+
+    worker = sub.add_parser(
+        "worker",
+        help="run an arq worker that executes tasks (needs the same URLs as the API)",
+        description="Run one arq worker process. Run as many as you need, on any machine.",
+    )
+    worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    worker.set_defaults(handler=cmd_worker)
+
+    migrate = sub.add_parser(
+        "migrate",
+        help="apply database migrations (embedded Postgres when no URL is set)",
+        description="Upgrade (or downgrade) the database schema with Alembic.",
+    )
+    migrate.add_argument("--revision", default="head", help="target revision (default head)")
+    migrate.add_argument("--downgrade", metavar="REVISION", help="downgrade to REVISION instead")
+    migrate.add_argument(
+        "--check", action="store_true", help="then fail if the models differ from the migrations"
+    )
+    migrate.set_defaults(handler=cmd_migrate)
+
+    openapi = sub.add_parser(
+        "openapi",
+        help="print the OpenAPI spec as JSON (no servers needed)",
+        description="Print the OpenAPI document, e.g. to generate SDKs.",
+    )
+    openapi.add_argument("-o", "--output", help="write to this file instead of stdout")
+    openapi.set_defaults(handler=cmd_openapi)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from chatsys.bootstrap import ConfigurationError
+    from chatsys.infra.embedded import EmbeddedServerError
+
+    try:
+        code: int = args.handler(args)
+    except (ConfigurationError, EmbeddedServerError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    return code

@@ -1,0 +1,23 @@
+"""Domain errors. They carry meaning, never HTTP: ``api/errors.py`` maps them."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(DomainError):
+    """The object does not exist (or is not visible to the caller)."""
+
+
+class Conflict(DomainError):
+    """The request clashes with the current state of the object."""
+
+
+class InvalidInput(DomainError):
+    """The request is well-formed but breaks a business rule."""

@@ -1,0 +1,1 @@
+"""Adapters to the outside world: settings, logging, database, Redis, queue, embedded servers."""

@@ -1,0 +1,1 @@
+"""Postgres through SQLAlchemy 2 (asyncio) on asyncpg."""

@@ -1,0 +1,188 @@
+"""ORM models. The schema is created by Alembic migrations, never by create_all."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from chatsys.domain.model import MessageRole, StepStatus, TaskStatus
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        dict[str, Any]: JSONB,
+        list[Any]: JSONB,
+        uuid.UUID: UUID(as_uuid=True),
+        datetime: DateTime(timezone=True),
+    }
+
+
+def _one_of(column: str, values: type[StrEnum]) -> str:
+    listed = ", ".join(f"'{v.value}'" for v in values)
+    return f"{column} IN ({listed})"
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(server_default=func.now())
+
+
+class ConversationRow(Base):
+    __tablename__ = "conversations"
+    __table_args__ = (Index(None, "owner", "created_at", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(200))
+    meta: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", server_default=text("'{}'::jsonb")
+    )
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _created_at()
+
+
+class TaskRow(Base):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", TaskStatus), name="status"),
+        CheckConstraint("attempt >= 0", name="attempt_non_negative"),
+        Index(None, "owner", "created_at", "id"),
+        Index(None, "status"),
+        Index(
+            "uq_tasks_owner_idempotency_key",
+            "owner",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    conversation_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL"), index=True
+    )
+    input: Mapped[str] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(32), server_default=TaskStatus.QUEUED.value)
+    analysis: Mapped[dict[str, Any] | None]
+    plan: Mapped[dict[str, Any] | None]
+    result: Mapped[dict[str, Any] | None]
+    error: Mapped[dict[str, Any] | None]
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cost_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), server_default="0")
+    webhook_url: Mapped[str | None] = mapped_column(String(2048))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    attempt: Mapped[int] = mapped_column(Integer, server_default="0")
+    heartbeat_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _created_at()
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class StepRow(Base):
+    __tablename__ = "steps"
+    __table_args__ = (CheckConstraint(_one_of("status", StepStatus), name="status"),)
+
+    task_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    agent: Mapped[str] = mapped_column(String(100))
+    instruction: Mapped[str] = mapped_column(Text)
+    depends_on: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
+    status: Mapped[str] = mapped_column(String(32), server_default=StepStatus.PENDING.value)
+    output: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[dict[str, Any] | None]
+    attempt: Mapped[int] = mapped_column(Integer, server_default="0")
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cost_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), server_default="0")
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class MessageRow(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        CheckConstraint(_one_of("role", MessageRole), name="role"),
+        Index(None, "conversation_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    task_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("tasks.id", ondelete="SET NULL"), index=True
+    )
+    role: Mapped[str] = mapped_column(String(16))
+    agent: Mapped[str | None] = mapped_column(String(100))
+    content: Mapped[str] = mapped_column(Text)
+    tool_calls: Mapped[list[Any] | None]
+    created_at: Mapped[datetime] = _created_at()
+
+
+class TaskEventRow(Base):
+    """The durable event log: ``seq`` is gapless per task (assigned under the task's row lock)."""
+
+    __tablename__ = "task_events"
+    __table_args__ = (CheckConstraint("seq > 0", name="seq_positive"),)
+
+    task_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = _created_at()
+
+
+class AuditLogRow(Base):
+    """Append-only audit trail. No foreign keys: records outlive what they describe."""
+
+    __tablename__ = "audit_logs"
+    __table_args__ = (
+        Index(None, "timestamp"),
+        Index(None, "actor", "timestamp"),
+        Index(None, "task_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    timestamp: Mapped[datetime] = mapped_column(server_default=func.now())
+    event_type: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str | None] = mapped_column(String(200))
+    agent: Mapped[str | None] = mapped_column(String(100))
+    task_id: Mapped[uuid.UUID | None]
+    action: Mapped[str] = mapped_column(String(100))
+    details: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))

@@ -1,0 +1,98 @@
+"""SQL adapters of the domain's repository ports, and the unit of work."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Self
+from uuid import UUID
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from chatsys.domain.model import Conversation
+from chatsys.infra.db.models import ConversationRow
+
+
+def _to_conversation(row: ConversationRow) -> Conversation:
+    return Conversation(
+        id=row.id,
+        owner=row.owner,
+        title=row.title,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        metadata=dict(row.meta),
+    )
+
+
+class SqlConversationRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, conversation: Conversation) -> None:
+        self._session.add(
+            ConversationRow(
+                id=conversation.id,
+                owner=conversation.owner,
+                title=conversation.title,
+                meta=conversation.metadata,
+                created_at=conversation.created_at,
+                updated_at=conversation.updated_at,
+            )
+        )
+
+    async def get(self, conversation_id: UUID, *, owner: str) -> Conversation | None:
+        row = await self._session.scalar(
+            select(ConversationRow).where(
+                ConversationRow.id == conversation_id, ConversationRow.owner == owner
+            )
+        )
+        return None if row is None else _to_conversation(row)
+
+    async def list_for_owner(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        before: tuple[datetime, UUID] | None,
+    ) -> Sequence[Conversation]:
+        query = select(ConversationRow).where(ConversationRow.owner == owner)
+        if before is not None:
+            query = query.where(
+                tuple_(ConversationRow.created_at, ConversationRow.id) < tuple_(*before)
+            )
+        query = query.order_by(ConversationRow.created_at.desc(), ConversationRow.id.desc())
+        rows = await self._session.scalars(query.limit(limit))
+        return [_to_conversation(r) for r in rows]
+
+
+class SqlUnitOfWork:
+    """One session, one transaction. Leaving the block without ``commit`` rolls back."""
+
+    conversations: SqlConversationRepository
+
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+        self._session_factory = session_factory
+
+    async def __aenter__(self) -> Self:
+        self._session = self._session_factory()
+        self.conversations = SqlConversationRepository(self._session)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self._session.rollback()
+        finally:
+            await self._session.close()
+
+    async def commit(self) -> None:
+        await self._session.commit()
+
+    async def rollback(self) -> None:
+        await self._session.rollback()

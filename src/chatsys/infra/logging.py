@@ -1,0 +1,77 @@
+"""structlog, configured once per process.
+
+Pretty console lines in development (when attached to a terminal), JSON lines in
+production and whenever ``CHATSYS_LOG_FORMAT=json``. Standard-library loggers
+(uvicorn, arq, alembic, sqlalchemy) go through the same renderer, so a process
+writes one format. Context (``request_id``, ``task_id``) is bound through
+contextvars and appears on every line logged while it is bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+from chatsys.infra.settings import Environment, Settings
+
+_configured = False
+
+
+def _want_json(settings: Settings) -> bool:
+    if settings.log_format != "auto":
+        return settings.log_format == "json"
+    if settings.environment is Environment.PRODUCTION:
+        return True
+    return not sys.stderr.isatty()
+
+
+def configure_logging(settings: Settings, *, force: bool = False) -> None:
+    """Set up structlog and the stdlib root logger (idempotent unless ``force``)."""
+    global _configured
+    if _configured and not force:
+        return
+
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.stdlib.ExtraAdder(),
+    ]
+    renderer: structlog.types.Processor
+    if _want_json(settings):
+        renderer = structlog.processors.JSONRenderer()
+        shared.append(structlog.processors.format_exc_info)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    # uvicorn installs its own handlers; route them through ours instead.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "arq", "alembic"):
+        lib_logger = logging.getLogger(name)
+        lib_logger.handlers.clear()
+        lib_logger.propagate = True
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    _configured = True
+
+
+def get_logger(name: str, **initial: Any) -> structlog.stdlib.BoundLogger:
+    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name, **initial)
+    return logger

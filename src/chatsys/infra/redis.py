@@ -1,0 +1,20 @@
+"""The Redis client of a process (the same pool serves arq and chatsys' own keys)."""
+
+from __future__ import annotations
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+
+KEY_PREFIX = "chatsys:"
+WORKERS_KEY = f"{KEY_PREFIX}workers"  # sorted set: worker id -> last heartbeat (unix time)
+
+
+def arq_redis_settings(url: str) -> RedisSettings:
+    settings = RedisSettings.from_dsn(url)
+    settings.conn_timeout = 2
+    settings.conn_retries = 3
+    return settings
+
+
+async def create_redis(url: str, *, queue_name: str) -> ArqRedis:
+    """An arq-capable client (a ``redis.asyncio.Redis`` that can also enqueue jobs)."""
+    return await create_pool(arq_redis_settings(url), default_queue_name=queue_name)

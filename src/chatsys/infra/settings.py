@@ -1,0 +1,154 @@
+"""Configuration, split by concern.
+
+Every group reads its own ``CHATSYS_*`` environment variables (and ``.env``).
+Settings are loaded once, in the composition root, and passed down; the domain
+never sees them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _config(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(
+        env_prefix=prefix,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+    TEST = "test"
+
+
+class DatabaseSettings(BaseSettings):
+    """``CHATSYS_DATABASE_*``. No URL means: start the embedded Postgres."""
+
+    model_config = _config("CHATSYS_DATABASE_")
+
+    url: SecretStr | None = Field(
+        default=None,
+        description="postgresql+asyncpg://user:password@host:port/db; empty starts the embedded Postgres",
+    )
+    pool_size: int = Field(default=10, ge=1, le=200)
+    max_overflow: int = Field(default=10, ge=0, le=200)
+    pool_timeout: float = Field(default=10.0, gt=0)
+    echo: bool = False
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+
+class RedisSettings(BaseSettings):
+    """``CHATSYS_REDIS_*``. No URL means: start the embedded redis-server."""
+
+    model_config = _config("CHATSYS_REDIS_")
+
+    url: SecretStr | None = Field(
+        default=None,
+        description="redis://[:password@]host:port/db; empty starts the embedded redis-server",
+    )
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+
+class ApiSettings(BaseSettings):
+    """``CHATSYS_API_*``: where the HTTP API listens."""
+
+    model_config = _config("CHATSYS_API_")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+
+
+class WorkerSettings(BaseSettings):
+    """``CHATSYS_WORKER_*``: the arq worker pool."""
+
+    model_config = _config("CHATSYS_WORKER_")
+
+    queue_name: str = "chatsys:queue"
+    max_jobs: int = Field(default=10, ge=1, le=1000)
+    job_timeout: float = Field(default=900.0, gt=0)
+    heartbeat_interval: float = Field(default=5.0, gt=0)
+    heartbeat_ttl: float = Field(default=15.0, gt=0)
+
+
+class LLMSettings(BaseSettings):
+    """``CHATSYS_MODEL`` and friends. No model means the built-in offline model."""
+
+    model_config = _config("CHATSYS_")
+
+    model: str | None = Field(
+        default=None,
+        description="LiteLLM model name for every role (e.g. openai/gpt-4o-mini); empty uses the offline model",
+    )
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def mode(self) -> Literal["offline", "provider"]:
+        return "offline" if self.model is None else "provider"
+
+
+class FeatureFlags(BaseSettings):
+    """``CHATSYS_FEATURE_*``: switch whole subsystems on and off."""
+
+    model_config = _config("CHATSYS_FEATURE_")
+
+    nlu: bool = True
+    orchestration: bool = True
+    audit: bool = True
+    plugins: bool = True
+    hot_reload: bool = False
+
+
+class Settings(BaseSettings):
+    """All of chatsys' configuration. ``Settings()`` reads the environment."""
+
+    model_config = _config("CHATSYS_")
+
+    environment: Environment = Environment.DEVELOPMENT
+    data_dir: Path = Field(
+        default=Path(".chatsys"),
+        description="where the embedded Postgres and Redis keep their data",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "console", "json"] = "auto"
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    features: FeatureFlags = Field(default_factory=FeatureFlags)
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment is Environment.PRODUCTION
+
+    def problems_for_production(self) -> list[str]:
+        """What stops this configuration from running in production (empty when fine)."""
+        problems: list[str] = []
+        if self.database.url is None:
+            problems.append("CHATSYS_DATABASE_URL is required in production (no embedded Postgres)")
+        if self.redis.url is None:
+            problems.append("CHATSYS_REDIS_URL is required in production (no embedded Redis)")
+        return problems

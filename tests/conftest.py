@@ -1,0 +1,143 @@
+"""Real Postgres and Redis for every test that asks for them.
+
+Servers: embedded (started once per session in a temporary folder), or the ones
+named by ``CHATSYS_TEST_DATABASE_URL`` / ``CHATSYS_TEST_REDIS_URL``. Isolation:
+each test gets its own database, cloned from a template migrated once with
+Alembic, and a flushed Redis database.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from chatsys.bootstrap import build_app
+from chatsys.infra.db import migrations
+from chatsys.infra.embedded import EmbeddedStack, Endpoints
+from chatsys.infra.settings import (
+    DatabaseSettings,
+    Environment,
+    RedisSettings,
+    Settings,
+    WorkerSettings,
+)
+from tests.support import plain_dsn, with_database
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
+    stack = EmbeddedStack(
+        tmp_path_factory.mktemp("servers"),
+        database_url=os.environ.get("CHATSYS_TEST_DATABASE_URL") or None,
+        redis_url=os.environ.get("CHATSYS_TEST_REDIS_URL") or None,
+    )
+    with stack as endpoints:
+        yield endpoints
+
+
+async def _admin(servers: Endpoints) -> asyncpg.Connection:
+    return await asyncpg.connect(plain_dsn(servers.database_url))
+
+
+@pytest.fixture(scope="session")
+def template_database(servers: Endpoints) -> Iterator[str]:
+    """A database migrated to head once per session; tests clone it."""
+    import asyncio
+
+    name = f"chatsys_tpl_{uuid.uuid4().hex[:10]}"
+
+    async def create() -> None:
+        conn = await _admin(servers)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    async def drop() -> None:
+        conn = await _admin(servers)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    migrations.upgrade(with_database(servers.database_url, name))
+    yield name
+    asyncio.run(drop())
+
+
+@pytest.fixture
+async def empty_database_url(servers: Endpoints) -> AsyncIterator[str]:
+    """A brand-new database with no schema at all."""
+    name = f"chatsys_t_{uuid.uuid4().hex[:12]}"
+    conn = await _admin(servers)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    yield with_database(servers.database_url, name)
+    conn = await _admin(servers)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def database_url(servers: Endpoints, template_database: str) -> AsyncIterator[str]:
+    """A migrated database of this test's own."""
+    name = f"chatsys_t_{uuid.uuid4().hex[:12]}"
+    conn = await _admin(servers)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    finally:
+        await conn.close()
+    yield with_database(servers.database_url, name)
+    conn = await _admin(servers)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def redis_url(servers: Endpoints) -> AsyncIterator[str]:
+    client = aioredis.Redis.from_url(servers.redis_url)
+    await client.flushdb()
+    await client.aclose()
+    yield servers.redis_url
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        environment=Environment.TEST,
+        data_dir=tmp_path / "data",
+        database=DatabaseSettings(url=database_url, pool_size=5),
+        redis=RedisSettings(url=redis_url),
+        worker=WorkerSettings(heartbeat_interval=0.2, heartbeat_ttl=3.0),
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = build_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://chatsys.test") as c:
+        yield c

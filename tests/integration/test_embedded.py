@@ -1,0 +1,64 @@
+"""The embedded servers: real processes from the pip wheels, owned and cleaned up."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import psutil
+import pytest
+import redis
+
+from chatsys.infra.embedded import EmbeddedServerError, EmbeddedStack
+from tests.support import plain_dsn
+
+
+def _write_and_read(database_url: str, value: str | None) -> str | None:
+    async def go() -> str | None:
+        conn = await asyncpg.connect(plain_dsn(database_url))
+        try:
+            await conn.execute("CREATE TABLE IF NOT EXISTS kept (v text)")
+            if value is not None:
+                await conn.execute("INSERT INTO kept VALUES ($1)", value)
+            result: str | None = await conn.fetchval("SELECT v FROM kept LIMIT 1")
+            return result
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def test_data_survives_a_restart_and_no_process_outlives_the_owner(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    stack = EmbeddedStack(data, database_url=None, redis_url=None)
+    with stack as endpoints:
+        pids = list(stack.pids())
+        assert len(pids) == 2
+        _write_and_read(endpoints.database_url, "hello")
+        redis.Redis.from_url(endpoints.redis_url).set("kept", "yes")
+    assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+
+    with EmbeddedStack(data, database_url=None, redis_url=None) as endpoints:
+        assert _write_and_read(endpoints.database_url, None) == "hello"
+        assert redis.Redis.from_url(endpoints.redis_url).get("kept") == b"yes"
+
+
+def test_a_second_owner_of_the_same_data_dir_is_refused(tmp_path: Path) -> None:
+    first = EmbeddedStack(tmp_path, database_url=None, redis_url=None)
+    with first:
+        second = EmbeddedStack(tmp_path, database_url=None, redis_url=None)
+        with pytest.raises(EmbeddedServerError, match=r"in use by another chatsys process \(pid \d+\)"):
+            second.__enter__()
+        assert list(first.pids())  # the first one is untouched
+        assert all(psutil.pid_exists(p) for p in first.pids())
+
+
+def test_configured_urls_start_nothing(tmp_path: Path) -> None:
+    stack = EmbeddedStack(
+        tmp_path, database_url="postgresql+asyncpg://x@db/x", redis_url="redis://cache:6379/0"
+    )
+    with stack as endpoints:
+        assert endpoints.redis_url == "redis://cache:6379/0"
+        assert list(stack.pids()) == []
+    assert not (tmp_path / "postgres").exists()

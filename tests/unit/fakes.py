@@ -1,0 +1,75 @@
+"""Hand-written in-memory fakes of the domain's ports (unit tests only)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Self
+from uuid import UUID
+
+from chatsys.domain.model import Conversation
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.current = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        self.current += timedelta(seconds=1)
+        return self.current
+
+
+class FakeConversationRepository:
+    def __init__(self, store: dict[UUID, Conversation]) -> None:
+        self._store = store
+
+    async def add(self, conversation: Conversation) -> None:
+        self._store[conversation.id] = conversation
+
+    async def get(self, conversation_id: UUID, *, owner: str) -> Conversation | None:
+        found = self._store.get(conversation_id)
+        return found if found is not None and found.owner == owner else None
+
+    async def list_for_owner(
+        self, owner: str, *, limit: int, before: tuple[datetime, UUID] | None
+    ) -> Sequence[Conversation]:
+        rows = sorted(
+            (c for c in self._store.values() if c.owner == owner),
+            key=lambda c: (c.created_at, c.id),
+            reverse=True,
+        )
+        if before is not None:
+            rows = [c for c in rows if (c.created_at, c.id) < before]
+        return rows[:limit]
+
+
+class FakeUnitOfWork:
+    """Commits copy the pending state into ``committed``; leaving without commit drops it."""
+
+    def __init__(self) -> None:
+        self.committed: dict[UUID, Conversation] = {}
+        self.commits = 0
+
+    def __call__(self) -> Self:
+        return self
+
+    async def __aenter__(self) -> Self:
+        self._pending = dict(self.committed)
+        self.conversations = FakeConversationRepository(self._pending)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._pending = {}
+
+    async def commit(self) -> None:
+        self.committed = dict(self._pending)
+        self.commits += 1
+
+    async def rollback(self) -> None:
+        self._pending = dict(self.committed)

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import pytest
+
+from chatsys.bootstrap import ConfigurationError, load_settings, service_urls
+from chatsys.infra.settings import Settings
+
+
+def test_environment_variables_fill_each_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATSYS_DATABASE_URL", "postgresql+asyncpg://u:p@db:5432/chatsys")
+    monkeypatch.setenv("CHATSYS_REDIS_URL", "redis://cache:6379/0")
+    monkeypatch.setenv("CHATSYS_MODEL", "openai/gpt-4o-mini")
+    monkeypatch.setenv("CHATSYS_WORKER_MAX_JOBS", "4")
+    monkeypatch.setenv("CHATSYS_FEATURE_AUDIT", "false")
+    settings = Settings()
+    assert service_urls(settings) == ("postgresql+asyncpg://u:p@db:5432/chatsys", "redis://cache:6379/0")
+    assert settings.llm.mode == "provider"
+    assert settings.worker.max_jobs == 4
+    assert settings.features.audit is False
+
+
+def test_empty_urls_mean_embedded_and_the_url_never_prints(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATSYS_DATABASE_URL", "")
+    monkeypatch.setenv("CHATSYS_REDIS_URL", "redis://:hunter2@cache:6379/0")
+    settings = Settings()
+    assert settings.database.url is None
+    assert "hunter2" not in repr(settings)
+    assert settings.llm.mode == "offline"
+
+
+def test_a_server_process_without_urls_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CHATSYS_DATABASE_URL", raising=False)
+    monkeypatch.delenv("CHATSYS_REDIS_URL", raising=False)
+    with pytest.raises(ConfigurationError, match="chatsys dev"):
+        service_urls(Settings())
+
+
+def test_production_refuses_embedded_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATSYS_ENVIRONMENT", "production")
+    monkeypatch.delenv("CHATSYS_DATABASE_URL", raising=False)
+    monkeypatch.setenv("CHATSYS_REDIS_URL", "redis://cache:6379/0")
+    with pytest.raises(ConfigurationError, match="CHATSYS_DATABASE_URL is required"):
+        load_settings()
+
+
+def test_invalid_values_are_rejected_with_the_variable_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATSYS_API_PORT", "99999")
+    with pytest.raises(ValueError, match="port"):
+        Settings()
