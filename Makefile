@@ -46,7 +46,7 @@ lint: $(STAMP) ## ruff, format check, mypy strict, import contracts, migration d
 	$(MAKE) --no-print-directory audit
 
 audit: $(STAMP) ## known-vulnerability audit of the locked dependencies
-	$(BIN)/pip-audit --strict --disable-pip --no-deps --vulnerability-service pypi -r requirements/dev.lock --progress-spinner off
+	$(BIN)/python -m tests.tools.audit
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench alembic

@@ -20,6 +20,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from chatsys.bootstrap import build_app
 from chatsys.infra.db import migrations
@@ -111,11 +112,11 @@ async def database_url(servers: Endpoints, template_database: str) -> AsyncItera
 
 
 @pytest.fixture
-async def redis_url(servers: Endpoints) -> AsyncIterator[str]:
+async def redis_url(servers: Endpoints) -> str:
     client = aioredis.Redis.from_url(servers.redis_url)
     await client.flushdb()
     await client.aclose()
-    yield servers.redis_url
+    return servers.redis_url
 
 
 @pytest.fixture
@@ -123,8 +124,8 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
     return Settings(
         environment=Environment.TEST,
         data_dir=tmp_path / "data",
-        database=DatabaseSettings(url=database_url, pool_size=5),
-        redis=RedisSettings(url=redis_url),
+        database=DatabaseSettings(url=SecretStr(database_url), pool_size=5),
+        redis=RedisSettings(url=SecretStr(redis_url)),
         worker=WorkerSettings(heartbeat_interval=0.2, heartbeat_ttl=3.0),
     )
 

@@ -56,8 +56,13 @@ def chatsys(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen[byte
         )
 
 
-def wait_ready(base_url: str, timeout: float, *, proc: subprocess.Popen[bytes] | None = None,
-               log: Path | None = None) -> dict[str, object]:
+def wait_ready(
+    base_url: str,
+    timeout: float,
+    *,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> dict[str, object]:
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:

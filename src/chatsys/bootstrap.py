@@ -47,7 +47,10 @@ def load_settings() -> Settings:
 
 
 def service_urls(settings: Settings) -> tuple[str, str]:
-    """The database and Redis URLs a server process needs (embedded servers are `chatsys dev`'s job)."""
+    """The database and Redis URLs a server process needs.
+
+    Starting embedded servers is `chatsys dev`'s job, not a server process'.
+    """
     missing = [
         name
         for name, value in (
@@ -61,7 +64,8 @@ def service_urls(settings: Settings) -> tuple[str, str]:
             f"{' and '.join(missing)} not set. `chatsys dev` starts embedded servers and sets "
             "them for its API and worker; to run this process alone, point it at running servers."
         )
-    assert settings.database.url is not None and settings.redis.url is not None
+    assert settings.database.url is not None
+    assert settings.redis.url is not None
     return settings.database.url.get_secret_value(), settings.redis.url.get_secret_value()
 
 

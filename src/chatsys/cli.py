@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser(
         "dev",
-        help="run everything in the foreground: embedded servers if needed, migrations, API, worker",
+        help="run everything in the foreground: embedded servers if needed, migrations, "
+        "API, worker",
         description="Start embedded Postgres/Redis when no URL is set, apply migrations, run the "
         "API and one worker, and print the URL once /readyz answers. Ctrl-C stops it all.",
     )

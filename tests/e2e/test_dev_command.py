@@ -44,8 +44,10 @@ def test_dev_serves_everything_stops_cleanly_and_keeps_data(
         assert made.status_code == 201
         family = descendants(dev.pid)
         kinds = " ".join(" ".join(p.cmdline()) for p in family)
-        assert "postgres" in kinds and "redis-server" in kinds
-        assert "chatsys api" in kinds and "chatsys worker" in kinds
+        assert "postgres" in kinds
+        assert "redis-server" in kinds
+        assert "chatsys api" in kinds
+        assert "chatsys worker" in kinds
 
         dev.send_signal(stop_signal)
         assert dev.wait(60) == 0
@@ -74,6 +76,7 @@ def test_a_second_dev_on_the_same_data_dir_is_refused_cleanly(tmp_path: Path) ->
         second = subprocess.run(
             [sys.executable, "-m", "chatsys", "dev", "--port", str(free_port())],
             env=clean_env(CHATSYS_DATA_DIR=str(data_dir)),
+            check=False,
             capture_output=True,
             text=True,
             timeout=60,
@@ -96,11 +99,13 @@ def test_dev_refuses_a_busy_port_before_starting_anything(tmp_path: Path) -> Non
         done = subprocess.run(
             [sys.executable, "-m", "chatsys", "dev", "--port", str(port)],
             env=clean_env(CHATSYS_DATA_DIR=str(tmp_path / "data")),
+            check=False,
             capture_output=True,
             text=True,
             timeout=60,
             cwd=ROOT,
         )
     assert done.returncode == 1
-    assert f"port {port}" in done.stderr and "already in use" in done.stderr
+    assert f"port {port}" in done.stderr
+    assert "already in use" in done.stderr
     assert not (tmp_path / "data" / "postgres").exists()

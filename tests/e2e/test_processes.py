@@ -25,9 +25,10 @@ async def test_api_and_worker_processes_serve_and_stop_cleanly(
     )
     log = tmp_path / "processes.log"
     base = f"http://127.0.0.1:{port}"
-    with terminating(chatsys("api", env=env, log=log)) as api, terminating(
-        chatsys("worker", env=env, log=log)
-    ) as worker:
+    with (
+        terminating(chatsys("api", env=env, log=log)) as api,
+        terminating(chatsys("worker", env=env, log=log)) as worker,
+    ):
         ready = wait_ready(base, 60, proc=api, log=log)
         assert {k: v["status"] for k, v in ready["components"].items()} == {  # type: ignore[attr-defined]
             "postgres": "ok",

@@ -48,7 +48,9 @@ def test_a_second_owner_of_the_same_data_dir_is_refused(tmp_path: Path) -> None:
     first = EmbeddedStack(tmp_path, database_url=None, redis_url=None)
     with first:
         second = EmbeddedStack(tmp_path, database_url=None, redis_url=None)
-        with pytest.raises(EmbeddedServerError, match=r"in use by another chatsys process \(pid \d+\)"):
+        with pytest.raises(
+            EmbeddedServerError, match=r"in use by another chatsys process \(pid \d+\)"
+        ):
             second.__enter__()
         assert list(first.pids())  # the first one is untouched
         assert all(psutil.pid_exists(p) for p in first.pids())

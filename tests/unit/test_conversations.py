@@ -61,7 +61,8 @@ async def test_pages_walk_every_conversation_once_newest_first() -> None:
     made = [await start.execute(owner="ann", title=f"c{i}", metadata={}) for i in range(7)]
     await start.execute(owner="bob", title="not ann's", metadata={})
 
-    seen, cursor = [], None
+    seen: list[str] = []
+    cursor: str | None = None
     while True:
         page = await ListConversations(uow).execute(owner="ann", limit=3, cursor=cursor)
         seen.extend(c.title for c in page.items)

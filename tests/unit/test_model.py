@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from chatsys.domain.errors import InvalidInput
@@ -19,7 +21,7 @@ def test_the_normal_life_of_a_task_is_allowed() -> None:
         TaskStatus.RUNNING,
         TaskStatus.SUCCEEDED,
     ]
-    assert all(can_transition(a, b) for a, b in zip(path, path[1:], strict=False))
+    assert all(can_transition(a, b) for a, b in itertools.pairwise(path))
 
 
 def test_a_queued_task_cannot_jump_to_succeeded() -> None:

@@ -6,8 +6,14 @@ from chatsys.domain.health import CheckReadiness, ComponentState, ProbeResult
 
 
 class Probe:
-    def __init__(self, name: str, result: ProbeResult | None = None, *, delay: float = 0.0,
-                 error: Exception | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        result: ProbeResult | None = None,
+        *,
+        delay: float = 0.0,
+        error: Exception | None = None,
+    ) -> None:
         self.name = name
         self._result = result or ProbeResult.ok()
         self._delay = delay
@@ -40,9 +46,7 @@ async def test_a_raising_probe_is_reported_not_propagated() -> None:
 
 
 async def test_a_hanging_probe_is_cut_off_and_others_still_report() -> None:
-    report = await CheckReadiness(
-        [Probe("slow", delay=5), Probe("fast")], timeout=0.1
-    ).execute()
+    report = await CheckReadiness([Probe("slow", delay=5), Probe("fast")], timeout=0.1).execute()
     slow, fast = report.components
     assert slow.result.detail == "no answer within 0.1s"
     assert fast.result.state is ComponentState.OK

@@ -13,7 +13,10 @@ def test_environment_variables_fill_each_group(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("CHATSYS_WORKER_MAX_JOBS", "4")
     monkeypatch.setenv("CHATSYS_FEATURE_AUDIT", "false")
     settings = Settings()
-    assert service_urls(settings) == ("postgresql+asyncpg://u:p@db:5432/chatsys", "redis://cache:6379/0")
+    assert service_urls(settings) == (
+        "postgresql+asyncpg://u:p@db:5432/chatsys",
+        "redis://cache:6379/0",
+    )
     assert settings.llm.mode == "provider"
     assert settings.worker.max_jobs == 4
     assert settings.features.audit is False
@@ -43,7 +46,9 @@ def test_production_refuses_embedded_servers(monkeypatch: pytest.MonkeyPatch) ->
         load_settings()
 
 
-def test_invalid_values_are_rejected_with_the_variable_name(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_invalid_values_are_rejected_with_the_variable_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("CHATSYS_API_PORT", "99999")
     with pytest.raises(ValueError, match="port"):
         Settings()

@@ -43,7 +43,8 @@ class ConversationRepository(Protocol):
 class UnitOfWork(Protocol):
     """One transaction. Nothing is saved unless ``commit`` is called."""
 
-    conversations: ConversationRepository
+    @property
+    def conversations(self) -> ConversationRepository: ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -321,7 +321,7 @@ class EmbeddedPostgres:
                 text=True,
                 check=False,
                 start_new_session=True,
-                preexec_fn=_child_setup(run_as, signal.SIGTERM),  # noqa: PLW1509
+                preexec_fn=_child_setup(run_as, signal.SIGTERM),
             )
             if done.returncode != 0:
                 raise EmbeddedServerError(f"initdb failed:\n{done.stderr.strip()}")

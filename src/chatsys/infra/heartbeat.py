@@ -74,7 +74,9 @@ class WorkerHeartbeatProbe:
 
     async def check(self) -> ProbeResult:
         now = time.time()
-        live = await self._redis.zrangebyscore(WORKERS_KEY, now - self._ttl, "+inf", withscores=True)
+        live = await self._redis.zrangebyscore(
+            WORKERS_KEY, now - self._ttl, "+inf", withscores=True
+        )
         if not live:
             return ProbeResult.down(f"no worker heartbeat in the last {self._ttl:g}s")
         newest = max(score for _, score in live)

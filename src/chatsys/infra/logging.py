@@ -17,8 +17,6 @@ import structlog
 
 from chatsys.infra.settings import Environment, Settings
 
-_configured = False
-
 
 def _want_json(settings: Settings) -> bool:
     if settings.log_format != "auto":
@@ -30,8 +28,7 @@ def _want_json(settings: Settings) -> bool:
 
 def configure_logging(settings: Settings, *, force: bool = False) -> None:
     """Set up structlog and the stdlib root logger (idempotent unless ``force``)."""
-    global _configured
-    if _configured and not force:
+    if structlog.is_configured() and not force:
         return
 
     shared: list[structlog.types.Processor] = [
@@ -69,7 +66,6 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
         lib_logger.handlers.clear()
         lib_logger.propagate = True
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-    _configured = True
 
 
 def get_logger(name: str, **initial: Any) -> structlog.stdlib.BoundLogger:

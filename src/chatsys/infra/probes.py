@@ -23,7 +23,8 @@ class PostgresProbe:
             revision = await conn.scalar(text("SELECT version_num FROM alembic_version"))
         if revision != self._expected:
             return ProbeResult.down(
-                f"schema is at revision {revision}, expected {self._expected}: run `chatsys migrate`",
+                f"schema is at revision {revision}, expected {self._expected}: "
+                "run `chatsys migrate`",
                 revision=revision,
             )
         return ProbeResult.ok(revision=revision)

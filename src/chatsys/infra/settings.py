@@ -37,7 +37,8 @@ class DatabaseSettings(BaseSettings):
 
     url: SecretStr | None = Field(
         default=None,
-        description="postgresql+asyncpg://user:password@host:port/db; empty starts the embedded Postgres",
+        description="postgresql+asyncpg://user:password@host:port/db; "
+        "empty starts the embedded Postgres",
     )
     pool_size: int = Field(default=10, ge=1, le=200)
     max_overflow: int = Field(default=10, ge=0, le=200)
@@ -95,7 +96,8 @@ class LLMSettings(BaseSettings):
 
     model: str | None = Field(
         default=None,
-        description="LiteLLM model name for every role (e.g. openai/gpt-4o-mini); empty uses the offline model",
+        description="LiteLLM model name for every role (e.g. openai/gpt-4o-mini); "
+        "empty uses the offline model",
     )
 
     @field_validator("model", mode="before")
