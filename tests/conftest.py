@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -46,8 +47,23 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
         yield endpoints
 
 
-async def _admin(servers: Endpoints) -> asyncpg.Connection:
-    return await asyncpg.connect(plain_dsn(servers.database_url))
+async def _admin_sql(servers: Endpoints, sql: str) -> None:
+    conn = await asyncpg.connect(plain_dsn(servers.database_url))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def _scratch_database(servers: Endpoints, template: str | None) -> AsyncIterator[str]:
+    name = f"chatsys_t_{uuid.uuid4().hex[:12]}"
+    clause = f' TEMPLATE "{template}"' if template else ""
+    await _admin_sql(servers, f'CREATE DATABASE "{name}"{clause}')
+    try:
+        yield with_database(servers.database_url, name)
+    finally:
+        await _admin_sql(servers, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
@@ -57,58 +73,26 @@ def template_database(servers: Endpoints) -> Iterator[str]:
 
     name = f"chatsys_tpl_{uuid.uuid4().hex[:10]}"
 
-    async def create() -> None:
-        conn = await _admin(servers)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    async def drop() -> None:
-        conn = await _admin(servers)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
-    migrations.upgrade(with_database(servers.database_url, name))
-    yield name
-    asyncio.run(drop())
+    asyncio.run(_admin_sql(servers, f'CREATE DATABASE "{name}"'))
+    try:
+        migrations.upgrade(with_database(servers.database_url, name))
+        yield name
+    finally:
+        asyncio.run(_admin_sql(servers, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
 async def empty_database_url(servers: Endpoints) -> AsyncIterator[str]:
     """A brand-new database with no schema at all."""
-    name = f"chatsys_t_{uuid.uuid4().hex[:12]}"
-    conn = await _admin(servers)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    yield with_database(servers.database_url, name)
-    conn = await _admin(servers)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    async with _scratch_database(servers, None) as url:
+        yield url
 
 
 @pytest.fixture
 async def database_url(servers: Endpoints, template_database: str) -> AsyncIterator[str]:
     """A migrated database of this test's own."""
-    name = f"chatsys_t_{uuid.uuid4().hex[:12]}"
-    conn = await _admin(servers)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
-    finally:
-        await conn.close()
-    yield with_database(servers.database_url, name)
-    conn = await _admin(servers)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    async with _scratch_database(servers, template_database) as url:
+        yield url
 
 
 @pytest.fixture

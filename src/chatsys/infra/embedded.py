@@ -221,13 +221,17 @@ class DataDirLock:
             self._fh = None
 
 
-class EmbeddedPostgres:
-    """A Postgres cluster in ``<data_dir>/postgres``, owned by this process."""
+class _ChildServer:
+    """A server process owned by this one: started on a free loopback port, logging to
+    ``<data_dir>/<name>.log``, stopped with ``stop_signal`` (then killed after a grace)."""
+
+    name = "server"
+    stop_signal = signal.SIGTERM
+    stop_grace = 15.0
 
     def __init__(self, data_dir: Path, *, progress: Progress = _quiet) -> None:
         self.data_dir = data_dir.resolve()
-        self.pgdata = self.data_dir / "postgres"
-        self.log_path = self.data_dir / "postgres.log"
+        self.log_path = self.data_dir / f"{self.name}.log"
         self._progress = progress
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -235,21 +239,66 @@ class EmbeddedPostgres:
         self._password = ""
 
     @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def _running(self) -> None:
+        if self._proc is None:
+            raise EmbeddedServerError(f"embedded {self.name} is not running")
+
+    def _launch(self, argv: list[str], *, run_as: _RunAs | None = None) -> None:
+        self._log = self.log_path.open("ab")
+        self._proc = spawn(argv, log=self._log, run_as=run_as, death_signal=self.stop_signal)
+
+    def _wait(self, is_ready: Callable[[], bool], timeout: float) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                self._proc = None
+                raise EmbeddedServerError(
+                    f"embedded {self.name} exited during start-up; its log ({self.log_path}) "
+                    "ends:\n" + _tail(self.log_path)
+                )
+            if is_ready():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise EmbeddedServerError(
+            f"embedded {self.name} was not ready within {timeout:g}s; see {self.log_path}"
+        )
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            stop_process(self._proc, first=self.stop_signal, grace=self.stop_grace)
+            self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+class EmbeddedPostgres(_ChildServer):
+    """A Postgres cluster in ``<data_dir>/postgres``, owned by this process."""
+
+    name = "postgres"
+    stop_signal = signal.SIGINT  # Postgres' "fast shutdown"
+    stop_grace = 20.0
+
+    def __init__(self, data_dir: Path, *, progress: Progress = _quiet) -> None:
+        super().__init__(data_dir, progress=progress)
+        self.pgdata = self.data_dir / "postgres"
+
+    @property
     def url(self) -> str:
         """SQLAlchemy URL of the application database."""
         return self.url_for(DATABASE_NAME)
 
     def url_for(self, database: str) -> str:
-        if self._proc is None:
-            raise EmbeddedServerError("embedded Postgres is not running")
+        self._running()
         return (
             f"postgresql+asyncpg://{DATABASE_USER}:{self._password}"
             f"@127.0.0.1:{self.port}/{database}"
         )
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
 
     def start(self, *, timeout: float = 60.0) -> str:
         bin_dir = postgres_bin_dir()
@@ -263,8 +312,7 @@ class EmbeddedPostgres:
             self._initdb(bin_dir, run_as)
 
         self.port = free_port()
-        self._log = self.log_path.open("ab")
-        self._proc = spawn(
+        self._launch(
             [
                 str(bin_dir / "postgres"),
                 "-D",
@@ -280,11 +328,9 @@ class EmbeddedPostgres:
                 "-c",
                 "fsync=on",
             ],
-            log=self._log,
             run_as=run_as,
-            death_signal=signal.SIGINT,  # Postgres' "fast shutdown"
         )
-        self._wait_ready(bin_dir, timeout)
+        self._wait(lambda: self._accepts_connections(bin_dir), timeout)
         self._ensure_database(bin_dir)
         return self.url
 
@@ -330,27 +376,9 @@ class EmbeddedPostgres:
             pwfile.unlink(missing_ok=True)
             shutil.rmtree(staging, ignore_errors=True)
 
-    def _wait_ready(self, bin_dir: Path, timeout: float) -> None:
-        assert self._proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                self._proc = None
-                raise EmbeddedServerError(
-                    f"embedded Postgres exited during start-up; its log ({self.log_path}) ends:\n"
-                    + _tail(self.log_path)
-                )
-            ready = subprocess.run(
-                [str(bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)],
-                check=False,
-            )
-            if ready.returncode == 0:
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise EmbeddedServerError(
-            f"embedded Postgres was not ready within {timeout:g}s; see {self.log_path}"
-        )
+    def _accepts_connections(self, bin_dir: Path) -> bool:
+        probe = [str(bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
+        return subprocess.run(probe, check=False).returncode == 0
 
     def _psql(self, bin_dir: Path, sql: str, database: str = "postgres") -> str:
         done = subprocess.run(
@@ -387,37 +415,20 @@ class EmbeddedPostgres:
         if exists != "1":
             self._psql(bin_dir, f'CREATE DATABASE "{DATABASE_NAME}"')
 
-    def stop(self) -> None:
-        if self._proc is not None:
-            stop_process(self._proc, first=signal.SIGINT, grace=20.0)
-            self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
-
-class EmbeddedRedis:
+class EmbeddedRedis(_ChildServer):
     """A redis-server with its append-only file in ``<data_dir>/redis``, owned by this process."""
 
+    name = "redis"
+
     def __init__(self, data_dir: Path, *, progress: Progress = _quiet) -> None:
-        self.data_dir = data_dir.resolve()
+        super().__init__(data_dir, progress=progress)
         self.dir = self.data_dir / "redis"
-        self.log_path = self.data_dir / "redis.log"
-        self._progress = progress
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-        self.port = 0
-        self._password = ""
 
     @property
     def url(self) -> str:
-        if self._proc is None:
-            raise EmbeddedServerError("embedded Redis is not running")
+        self._running()
         return f"redis://:{self._password}@127.0.0.1:{self.port}/0"
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
 
     def start(self, *, timeout: float = 30.0) -> str:
         binary = redis_server_binary()
@@ -442,9 +453,8 @@ class EmbeddedRedis:
             )
         )
         conf.chmod(0o600)
-        self._log = self.log_path.open("ab")
-        self._proc = spawn([str(binary), str(conf)], log=self._log)
-        self._wait_ready(timeout)
+        self._launch([str(binary), str(conf)])
+        self._wait(self._ping, timeout)
         return self.url
 
     def _ping(self) -> bool:
@@ -461,30 +471,6 @@ class EmbeddedRedis:
                 return reply == b"+OK\r\n+PONG\r\n"
         except OSError:
             return False
-
-    def _wait_ready(self, timeout: float) -> None:
-        assert self._proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                self._proc = None
-                raise EmbeddedServerError(
-                    f"embedded redis-server exited during start-up; its log ({self.log_path}) "
-                    "ends:\n" + _tail(self.log_path)
-                )
-            if self._ping():
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise EmbeddedServerError(f"embedded Redis was not ready within {timeout:g}s")
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            stop_process(self._proc, first=signal.SIGTERM, grace=15.0)
-            self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,6 +22,15 @@ def _config(prefix: str) -> SettingsConfigDict:
         env_file_encoding="utf-8",
         extra="ignore",
     )
+
+
+def _empty_is_none(value: object) -> object:
+    return None if value == "" else value
+
+
+# An empty variable (CHATSYS_DATABASE_URL=) means "not set", not "the empty string".
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_empty_is_none)]
+OptionalStr = Annotated[str | None, BeforeValidator(_empty_is_none)]
 
 
 class Environment(StrEnum):
@@ -35,7 +44,7 @@ class DatabaseSettings(BaseSettings):
 
     model_config = _config("CHATSYS_DATABASE_")
 
-    url: SecretStr | None = Field(
+    url: OptionalSecret = Field(
         default=None,
         description="postgresql+asyncpg://user:password@host:port/db; "
         "empty starts the embedded Postgres",
@@ -45,26 +54,16 @@ class DatabaseSettings(BaseSettings):
     pool_timeout: float = Field(default=10.0, gt=0)
     echo: bool = False
 
-    @field_validator("url", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: object) -> object:
-        return None if value == "" else value
-
 
 class RedisSettings(BaseSettings):
     """``CHATSYS_REDIS_*``. No URL means: start the embedded redis-server."""
 
     model_config = _config("CHATSYS_REDIS_")
 
-    url: SecretStr | None = Field(
+    url: OptionalSecret = Field(
         default=None,
         description="redis://[:password@]host:port/db; empty starts the embedded redis-server",
     )
-
-    @field_validator("url", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: object) -> object:
-        return None if value == "" else value
 
 
 class ApiSettings(BaseSettings):
@@ -94,16 +93,11 @@ class LLMSettings(BaseSettings):
 
     model_config = _config("CHATSYS_")
 
-    model: str | None = Field(
+    model: OptionalStr = Field(
         default=None,
         description="LiteLLM model name for every role (e.g. openai/gpt-4o-mini); "
         "empty uses the offline model",
     )
-
-    @field_validator("model", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: object) -> object:
-        return None if value == "" else value
 
     @property
     def mode(self) -> Literal["offline", "provider"]:
