@@ -39,6 +39,7 @@ class _Stop(BaseException):
 
 
 def _raise_stop(signum: int, _frame: FrameType | None) -> None:
+    _say(f"{signal.Signals(signum).name} received, shutting down")
     raise _Stop(signum)
 
 
@@ -114,8 +115,8 @@ class DevSupervisor:
                     for sig in previous:
                         signal.signal(sig, signal.SIG_IGN)
                     self._stop_children()
-        except _Stop as stop:
-            self._say(f"{stop} received, shutting down")
+        except _Stop:
+            pass  # announced by the handler; the clean-up below is the shutdown
         except EmbeddedServerError as exc:
             self._say(str(exc))
             code = 1
