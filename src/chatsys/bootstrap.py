@@ -18,10 +18,24 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from chatsys import __version__
+from chatsys.agents.config import GatewayConfig
+from chatsys.agents.profiles import PROFILES
 from chatsys.api.app import create_app
 from chatsys.api.services import ApiServices
 from chatsys.domain.conversations import GetConversation, ListConversations, StartConversation
 from chatsys.domain.health import CheckReadiness
+from chatsys.domain.nlu import RuleBasedAnalyzer
+from chatsys.domain.planner import Planner
+from chatsys.domain.running import RequeueStale, RunTask
+from chatsys.domain.submission import Dispatcher, SubmitTask
+from chatsys.domain.task_queries import (
+    AnalyzeText,
+    CancelTask,
+    GetTask,
+    ListMessages,
+    ListTaskEvents,
+    ListTasks,
+)
 from chatsys.infra import jobs
 from chatsys.infra.db.engine import create_engine, create_session_factory
 from chatsys.infra.db.migrations import head_revision
@@ -29,6 +43,7 @@ from chatsys.infra.db.repositories import SqlUnitOfWork
 from chatsys.infra.heartbeat import WorkerHeartbeat, WorkerHeartbeatProbe, new_worker_id
 from chatsys.infra.logging import configure_logging, get_logger
 from chatsys.infra.probes import PostgresProbe, RedisProbe
+from chatsys.infra.queue import RUN_TASK, ArqJobQueue
 from chatsys.infra.redis import arq_redis_settings, create_redis
 from chatsys.infra.settings import Settings
 
@@ -104,14 +119,46 @@ class Resources:
         return SqlUnitOfWork(self.session_factory)
 
 
+def gateway_config(settings: Settings) -> GatewayConfig:
+    llm = settings.llm
+    return GatewayConfig(
+        default_model=llm.model,
+        role_models=dict(llm.role_models),
+        fallbacks=tuple(llm.fallbacks),
+        api_base=llm.api_base,
+        api_key=llm.api_key.get_secret_value() if llm.api_key else None,
+        timeout=llm.timeout,
+        num_retries=llm.num_retries,
+        allowed_fails=llm.allowed_fails,
+        cooldown_seconds=llm.cooldown_seconds,
+    )
+
+
 def llm_info(settings: Settings) -> dict[str, Any]:
-    if settings.llm.model is None:
-        return {
-            "mode": "offline",
-            "model": None,
-            "note": "no CHATSYS_MODEL configured: answers come from the built-in offline model",
+    config = gateway_config(settings)
+    info: dict[str, Any] = {
+        "mode": "offline" if config.offline else "provider",
+        "models": config.configured_models(),
+        "fallbacks": list(config.fallbacks),
+    }
+    if config.offline:
+        info["note"] = "no CHATSYS_MODEL configured: answers come from the built-in offline model"
+    return info
+
+
+def agent_catalogue(settings: Settings) -> list[dict[str, Any]]:
+    config = gateway_config(settings)
+    return [
+        {
+            "name": profile.name,
+            "role": role.value,
+            "model": config.model_for(role),
+            "temperature": profile.temperature,
+            "tools": list(profile.allowed_tools),
+            "system_prompt": profile.system_prompt,
         }
-    return {"mode": "provider", "model": settings.llm.model}
+        for role, profile in PROFILES.items()
+    ]
 
 
 def api_services(resources: Resources) -> ApiServices:
@@ -124,12 +171,32 @@ def api_services(resources: Resources) -> ApiServices:
             WorkerHeartbeatProbe(resources.redis, ttl=settings.worker.heartbeat_ttl),
         ]
     )
+    uow = resources.unit_of_work
+    dispatcher = Dispatcher(
+        uow, ArqJobQueue(resources.redis, queue_name=settings.worker.queue_name)
+    )
+    analyzer = RuleBasedAnalyzer()
     return ApiServices(
         readiness=readiness,
         llm=llm_info(settings),
-        start_conversation=StartConversation(resources.unit_of_work, clock),
-        get_conversation=GetConversation(resources.unit_of_work),
-        list_conversations=ListConversations(resources.unit_of_work),
+        agents=agent_catalogue(settings),
+        start_conversation=StartConversation(uow, clock),
+        get_conversation=GetConversation(uow),
+        list_conversations=ListConversations(uow),
+        submit_task=SubmitTask(
+            uow,
+            clock,
+            Planner(),
+            dispatcher,
+            allowed_models=gateway_config(settings).configured_models(),
+            max_input_bytes=settings.api.max_input_bytes,
+        ),
+        get_task=GetTask(uow),
+        list_tasks=ListTasks(uow),
+        list_events=ListTaskEvents(uow),
+        cancel_task=CancelTask(uow, clock),
+        analyze=AnalyzeText(uow, analyzer),
+        list_messages=ListMessages(uow),
     )
 
 
@@ -162,6 +229,11 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
     worker_id = new_worker_id()
 
     async def on_startup(ctx: dict[str, Any]) -> None:
+        from chatsys.agents.agent import RoleAgent
+        from chatsys.agents.gateway import LiteLLMGateway
+        from chatsys.agents.tools import BuiltinTools
+        from chatsys.domain.executor import PlanExecutor
+
         resources = await Resources.open(settings, role="worker")
         heartbeat = WorkerHeartbeat(
             resources.redis,
@@ -169,18 +241,51 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
             interval=settings.worker.heartbeat_interval,
             ttl=settings.worker.heartbeat_ttl,
         )
+        uow = resources.unit_of_work
+        dispatcher = Dispatcher(
+            uow, ArqJobQueue(resources.redis, queue_name=settings.worker.queue_name)
+        )
+        llm = settings.llm
+        executor = PlanExecutor(
+            RoleAgent(LiteLLMGateway(gateway_config(settings)), BuiltinTools()),
+            max_parallel=llm.max_parallel_steps,
+            max_attempts=llm.step_attempts,
+            backoff=llm.step_backoff,
+        )
+        run = RunTask(
+            uow,
+            SystemClock(),
+            analyzer=RuleBasedAnalyzer(),
+            planner=Planner(),
+            executor=executor,
+            dispatcher=dispatcher,
+            worker_id=worker_id,
+            heartbeat_interval=settings.worker.task_heartbeat,
+            stale_after=settings.worker.task_stale_after,
+            max_attempts=settings.worker.task_max_attempts,
+        )
+        sweeper = RequeueStale(uow, dispatcher, stale_after=settings.worker.task_stale_after)
+        maintenance = jobs.Maintenance(
+            dispatcher, sweeper, interval=settings.worker.maintenance_interval
+        )
         await heartbeat.start()
+        maintenance.start()
         ctx.update(
             resources=resources,
             engine=resources.engine,
             heartbeat=heartbeat,
+            maintenance=maintenance,
             worker_id=worker_id,
+            run_task=run,
         )
         log.info("chatsys.worker.started", worker_id=worker_id, queue=settings.worker.queue_name)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         heartbeat: WorkerHeartbeat | None = ctx.get("heartbeat")
         resources: Resources | None = ctx.get("resources")
+        maintenance: jobs.Maintenance | None = ctx.get("maintenance")
+        if maintenance is not None:
+            await maintenance.stop()
         if heartbeat is not None:
             await heartbeat.stop()
         if resources is not None:
@@ -188,7 +293,10 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
         log.info("chatsys.worker.stopped", worker_id=worker_id)
 
     return Worker(
-        functions=[func(jobs.ping, name="chatsys.ping", timeout=30, max_tries=1)],
+        functions=[
+            func(jobs.ping, name="chatsys.ping", timeout=30, max_tries=1),
+            func(jobs.run_task, name=RUN_TASK, max_tries=3),
+        ],
         queue_name=settings.worker.queue_name,
         redis_settings=arq_redis_settings(redis_url),
         on_startup=on_startup,
@@ -198,4 +306,5 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
         burst=burst,
         handle_signals=not burst,
         health_check_interval=max(settings.worker.heartbeat_interval, 1.0),
+        poll_delay=settings.worker.poll_delay,
     )

@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 
 from chatsys.api.errors import install_error_handlers
 from chatsys.api.middleware import RequestContextMiddleware
-from chatsys.api.routers import conversations, health
+from chatsys.api.routers import analysis, conversations, health, tasks
 from chatsys.api.services import ApiServices
 
 __all__ = ["ApiServices", "create_app"]
@@ -49,4 +49,6 @@ def create_app(services: ServicesFactory, *, version: str) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
     app.include_router(conversations.router)
+    app.include_router(tasks.router)
+    app.include_router(analysis.router)
     return app

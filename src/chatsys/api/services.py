@@ -7,12 +7,29 @@ from typing import Any
 
 from chatsys.domain.conversations import GetConversation, ListConversations, StartConversation
 from chatsys.domain.health import CheckReadiness
+from chatsys.domain.submission import SubmitTask
+from chatsys.domain.task_queries import (
+    AnalyzeText,
+    CancelTask,
+    GetTask,
+    ListMessages,
+    ListTaskEvents,
+    ListTasks,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class ApiServices:
     readiness: CheckReadiness
     llm: dict[str, Any]
+    agents: list[dict[str, Any]]
     start_conversation: StartConversation
     get_conversation: GetConversation
     list_conversations: ListConversations
+    submit_task: SubmitTask
+    get_task: GetTask
+    list_tasks: ListTasks
+    list_events: ListTaskEvents
+    cancel_task: CancelTask
+    analyze: AnalyzeText
+    list_messages: ListMessages

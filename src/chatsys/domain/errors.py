@@ -21,3 +21,12 @@ class Conflict(DomainError):
 
 class InvalidInput(DomainError):
     """The request is well-formed but breaks a business rule."""
+
+
+class LLMError(DomainError):
+    """A model call failed. ``retryable`` errors (timeouts, rate limits, 5xx) may succeed
+    when tried again; the others (bad credentials, bad request) will not."""
+
+    def __init__(self, detail: str, *, retryable: bool) -> None:
+        super().__init__(detail)
+        self.retryable = retryable

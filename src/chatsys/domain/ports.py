@@ -7,13 +7,15 @@ Adapters in ``chatsys.infra`` and ``chatsys.agents`` implement them; only
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
 from uuid import UUID
 
 from chatsys.domain.health import ProbeResult
-from chatsys.domain.model import Conversation
+from chatsys.domain.model import Conversation, MessageRole, TaskStatus
+from chatsys.domain.tasks import StepRecord, Task, TaskEvent
 
 
 class HealthProbe(Protocol):
@@ -40,11 +42,129 @@ class ConversationRepository(Protocol):
     ) -> Sequence[Conversation]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    id: UUID
+    conversation_id: UUID
+    role: MessageRole
+    content: str
+    created_at: datetime
+    task_id: UUID | None = None
+    agent: str | None = None
+
+
+class MessageRepository(Protocol):
+    async def add(self, message: StoredMessage) -> None: ...
+
+    async def page(
+        self, conversation_id: UUID, *, limit: int, after: tuple[datetime, UUID] | None
+    ) -> Sequence[StoredMessage]:
+        """Oldest first, after the given position."""
+        ...
+
+    async def recent(self, conversation_id: UUID, *, limit: int) -> Sequence[StoredMessage]:
+        """The last ``limit`` messages, oldest first."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """What a running task's heartbeat learns: is it still ours, was it cancelled?"""
+
+    owned: bool
+    cancel_requested: bool
+
+
+class TaskRepository(Protocol):
+    async def add(self, task: Task) -> None: ...
+
+    async def get(self, task_id: UUID, *, owner: str | None) -> Task | None:
+        """``owner=None`` reads any task (the worker); otherwise only the owner's."""
+        ...
+
+    async def lock(self, task_id: UUID) -> Task | None:
+        """Read the task and hold its row lock until the transaction ends."""
+        ...
+
+    async def by_idempotency_key(self, owner: str, key: str) -> Task | None: ...
+
+    async def list_for_owner(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        before: tuple[datetime, UUID] | None,
+        status: TaskStatus | None = None,
+        conversation_id: UUID | None = None,
+    ) -> Sequence[Task]: ...
+
+    async def update(self, task: Task) -> None:
+        """Write the task's mutable fields (status, analysis, plan, result, usage, ...)."""
+        ...
+
+    async def save_steps(self, task_id: UUID, steps: Sequence[StepRecord]) -> None: ...
+
+    async def steps(self, task_id: UUID) -> list[StepRecord]: ...
+
+    async def claim(self, task_id: UUID, worker_id: str, *, stale_after: float) -> Task | None:
+        """Make ``worker_id`` the one runner of a queued task (or of a running one whose
+        heartbeat lapsed). None when another worker holds it or it is finished."""
+        ...
+
+    async def heartbeat(self, task_id: UUID, worker_id: str) -> Lease: ...
+
+    async def release(self, task_id: UUID, worker_id: str) -> None:
+        """Stop being the task's runner (its status is the caller's business)."""
+        ...
+
+    async def request_cancel(self, task_id: UUID) -> None:
+        """Flag a running task for cancellation; its runner sees it at its next heartbeat."""
+        ...
+
+    async def stale(self, *, stale_after: float, limit: int) -> Sequence[UUID]:
+        """Running tasks whose heartbeat lapsed, locked for this transaction."""
+        ...
+
+
+class EventLog(Protocol):
+    async def append(self, task_id: UUID, type: str, data: dict[str, Any]) -> TaskEvent:
+        """Append with the next gapless ``seq`` (serialised per task by its row lock)."""
+        ...
+
+    async def after(self, task_id: UUID, after: int, *, limit: int) -> Sequence[TaskEvent]: ...
+
+
+class Outbox(Protocol):
+    async def add(self, task_id: UUID) -> int: ...
+
+    async def pending(self, *, older_than: float, limit: int) -> Sequence[tuple[int, UUID]]:
+        """Undispatched entries created at least ``older_than`` seconds ago, locked."""
+        ...
+
+    async def mark_dispatched(self, ids: Sequence[int]) -> None: ...
+
+
+class JobQueue(Protocol):
+    async def enqueue_run(self, task_id: UUID, dispatch_id: int) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Nothing is saved unless ``commit`` is called."""
 
     @property
     def conversations(self) -> ConversationRepository: ...
+
+    @property
+    def messages(self) -> MessageRepository: ...
+
+    @property
+    def tasks(self) -> TaskRepository: ...
+
+    @property
+    def events(self) -> EventLog: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -1,12 +1,22 @@
-"""arq job functions. Each takes arq's ``ctx``, filled by the worker's start-up hook."""
+"""arq job functions and the worker's maintenance loop. Each job takes arq's ``ctx``,
+filled by the worker's start-up hook (the worker's composition root)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chatsys.domain.running import RequeueStale, RunTask
+from chatsys.domain.submission import Dispatcher
+from chatsys.infra.logging import get_logger
+
+log = get_logger(__name__)
 
 
 async def ping(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -20,3 +30,57 @@ async def ping(ctx: dict[str, Any]) -> dict[str, Any]:
         "database": "ok" if one == 1 else "unexpected answer",
         "job_try": ctx.get("job_try"),
     }
+
+
+async def run_task(ctx: dict[str, Any], task_id: str) -> str | None:
+    runner: RunTask = ctx["run_task"]
+    import structlog
+
+    with structlog.contextvars.bound_contextvars(task_id=task_id):
+        try:
+            status = await runner.execute(UUID(task_id))
+        except asyncio.CancelledError:
+            log.info("chatsys.task.handed_back")
+            raise
+        except Exception:
+            log.exception("chatsys.task.crashed")
+            raise
+        log.info("chatsys.task.job_done", status=status.value if status else "not claimed")
+        return status.value if status else None
+
+
+class Maintenance:
+    """Every worker relays undispatched outbox entries and re-queues tasks whose runner
+    died. Rows are locked with SKIP LOCKED, so any number of workers can do it at once."""
+
+    def __init__(self, dispatcher: Dispatcher, sweeper: RequeueStale, *, interval: float) -> None:
+        self._dispatcher = dispatcher
+        self._sweeper = sweeper
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def tick(self) -> None:
+        requeued = await self._sweeper.execute()
+        if requeued:
+            log.warning("chatsys.task.requeued_stale", tasks=[str(t) for t in requeued])
+        relayed = await self._dispatcher.relay()
+        if relayed:
+            log.info("chatsys.outbox.relayed", entries=relayed)
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception as exc:  # a database or Redis blip must not stop the loop
+                log.warning("chatsys.worker.maintenance_failed", error=str(exc))
+            await asyncio.sleep(self._interval)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="chatsys-maintenance")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -11,7 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -74,6 +74,7 @@ class ApiSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
+    max_input_bytes: int = Field(default=32 * 1024, ge=1, le=1024 * 1024)
 
 
 class WorkerSettings(BaseSettings):
@@ -86,22 +87,45 @@ class WorkerSettings(BaseSettings):
     job_timeout: float = Field(default=900.0, gt=0)
     heartbeat_interval: float = Field(default=5.0, gt=0)
     heartbeat_ttl: float = Field(default=15.0, gt=0)
+    poll_delay: float = Field(default=0.01, gt=0, description="seconds between queue polls")
+    task_heartbeat: float = Field(default=0.5, gt=0, description="running-task heartbeat")
+    task_stale_after: float = Field(default=10.0, gt=0, description="lapsed task heartbeat")
+    task_max_attempts: int = Field(default=5, ge=1)
+    maintenance_interval: float = Field(default=2.0, gt=0)
 
 
 class LLMSettings(BaseSettings):
-    """``CHATSYS_MODEL`` and friends. No model means the built-in offline model."""
+    """``CHATSYS_MODEL`` and ``CHATSYS_LLM_*``. No model means the built-in offline model."""
 
-    model_config = _config("CHATSYS_")
+    model_config = _config("CHATSYS_LLM_")
 
     model: OptionalStr = Field(
         default=None,
+        validation_alias=AliasChoices("CHATSYS_MODEL", "CHATSYS_LLM_MODEL"),
         description="LiteLLM model name for every role (e.g. openai/gpt-4o-mini); "
         "empty uses the offline model",
     )
+    role_models: dict[str, str] = Field(
+        default_factory=dict,
+        description='per-role overrides as JSON, e.g. {"reviewer": "anthropic/claude-sonnet-4"}',
+    )
+    fallbacks: list[str] = Field(
+        default_factory=list,
+        description="models tried in order when the primary fails, JSON list",
+    )
+    api_base: OptionalStr = None
+    api_key: OptionalSecret = None
+    timeout: float = Field(default=120.0, gt=0)
+    num_retries: int = Field(default=2, ge=0, le=10)
+    allowed_fails: int = Field(default=3, ge=1)
+    cooldown_seconds: float = Field(default=30.0, ge=0)
+    max_parallel_steps: int = Field(default=4, ge=1, le=32)
+    step_attempts: int = Field(default=3, ge=1, le=10)
+    step_backoff: float = Field(default=0.5, ge=0)
 
     @property
     def mode(self) -> Literal["offline", "provider"]:
-        return "offline" if self.model is None else "provider"
+        return "offline" if self.model is None and not self.role_models else "provider"
 
 
 class FeatureFlags(BaseSettings):

@@ -10,8 +10,10 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatsys.api.deps import OwnerDep, ServicesDep
+from chatsys.api.schemas import MessageCreate, MessageOut, MessagePageOut, TaskOut
 from chatsys.domain.conversations import METADATA_MAX_KEYS
 from chatsys.domain.model import TITLE_MAX, Conversation
+from chatsys.domain.submission import TaskRequest
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
@@ -82,3 +84,51 @@ async def get_conversation(
     conversation_id: UUID, services: ServicesDep, owner: OwnerDep
 ) -> ConversationOut:
     return ConversationOut.of(await services.get_conversation.execute(conversation_id, owner=owner))
+
+
+@router.get(
+    "/{conversation_id}/messages",
+    response_model=MessagePageOut,
+    summary="The conversation's messages, oldest first",
+)
+async def list_messages(
+    conversation_id: UUID,
+    services: ServicesDep,
+    owner: OwnerDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> MessagePageOut:
+    page = await services.list_messages.execute(
+        conversation_id, owner=owner, limit=limit, cursor=cursor
+    )
+    return MessagePageOut(
+        items=[MessageOut.of(m) for m in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.post(
+    "/{conversation_id}/messages",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TaskOut,
+    summary="Post a user message: starts a task that sees the earlier messages",
+)
+async def post_message(
+    conversation_id: UUID,
+    body: MessageCreate,
+    services: ServicesDep,
+    owner: OwnerDep,
+    response: Response,
+) -> TaskOut:
+    request = TaskRequest(
+        input=body.content,
+        conversation_id=conversation_id,
+        title=body.title,
+        agents=body.agents,
+        plan=[s.model_dump() for s in body.plan] if body.plan is not None else None,
+        model=body.model,
+        webhook_url=body.webhook_url,
+        metadata=body.metadata,
+    )
+    task, _ = await services.submit_task.execute(owner=owner, request=request)
+    response.headers["Location"] = f"/v1/tasks/{task.id}"
+    return TaskOut.of(task)

@@ -75,6 +75,11 @@ class TaskRow(Base):
         Index(None, "owner", "created_at", "id"),
         Index(None, "status"),
         Index(
+            "ix_tasks_running_heartbeat",
+            "heartbeat_at",
+            postgresql_where=text("status = 'running'"),
+        ),
+        Index(
             "uq_tasks_owner_idempotency_key",
             "owner",
             "idempotency_key",
@@ -100,9 +105,16 @@ class TaskRow(Base):
     cost_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), server_default="0")
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    options: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", server_default=text("'{}'::jsonb"))
     attempt: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    worker_id: Mapped[str | None] = mapped_column(String(200))
     heartbeat_at: Mapped[datetime | None]
+    cancel_requested_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _created_at()
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 
@@ -115,7 +127,9 @@ class StepRow(Base):
         ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
     )
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, server_default="0")
     agent: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str | None] = mapped_column(String(200))
     instruction: Mapped[str] = mapped_column(Text)
     depends_on: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
     status: Mapped[str] = mapped_column(String(32), server_default=StepStatus.PENDING.value)
@@ -163,6 +177,26 @@ class TaskEventRow(Base):
     type: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = _created_at()
+
+
+class TaskOutboxRow(Base):
+    """Jobs to enqueue, written in the transaction that makes them due, so a Redis outage
+    between commit and enqueue loses nothing: a relay retries what is not dispatched."""
+
+    __tablename__ = "task_outbox"
+    __table_args__ = (
+        Index(
+            "ix_task_outbox_pending",
+            "created_at",
+            postgresql_where=text("dispatched_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = _created_at()
+    dispatched_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class AuditLogRow(Base):

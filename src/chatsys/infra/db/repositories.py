@@ -13,6 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chatsys.domain.model import Conversation
 from chatsys.infra.db.models import ConversationRow
+from chatsys.infra.db.task_repository import (
+    SqlEventLog,
+    SqlMessageRepository,
+    SqlOutbox,
+    SqlTaskRepository,
+)
 
 
 def _to_conversation(row: ConversationRow) -> Conversation:
@@ -71,6 +77,10 @@ class SqlUnitOfWork:
     """One session, one transaction. Leaving the block without ``commit`` rolls back."""
 
     conversations: SqlConversationRepository
+    messages: SqlMessageRepository
+    tasks: SqlTaskRepository
+    events: SqlEventLog
+    outbox: SqlOutbox
 
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         self._session_factory = session_factory
@@ -78,6 +88,10 @@ class SqlUnitOfWork:
     async def __aenter__(self) -> Self:
         self._session = self._session_factory()
         self.conversations = SqlConversationRepository(self._session)
+        self.messages = SqlMessageRepository(self._session)
+        self.tasks = SqlTaskRepository(self._session)
+        self.events = SqlEventLog(self._session)
+        self.outbox = SqlOutbox(self._session)
         return self
 
     async def __aexit__(

@@ -1,0 +1,40 @@
+"""Analysis of a text without running a task, and the agent catalogue."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from chatsys.api.deps import OwnerDep, ServicesDep
+from chatsys.domain.errors import InvalidInput
+
+router = APIRouter(tags=["analysis"])
+
+
+class AnalyzeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=32 * 1024)
+    conversation_id: UUID | None = None
+
+
+class AgentsOut(BaseModel):
+    items: list[dict[str, Any]]
+
+
+@router.post("/v1/analyze", summary="Intent, entities and complexity of a text; no task")
+async def analyze(body: AnalyzeIn, services: ServicesDep, owner: OwnerDep) -> dict[str, Any]:
+    if not body.text.strip():
+        raise InvalidInput("text must not be blank")
+    result = await services.analyze.execute(
+        body.text, owner=owner, conversation_id=body.conversation_id
+    )
+    return result.as_dict()
+
+
+@router.get("/v1/agents", response_model=AgentsOut, summary="The role agents and their models")
+async def list_agents(services: ServicesDep) -> AgentsOut:
+    return AgentsOut(items=services.agents)

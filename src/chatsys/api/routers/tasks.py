@@ -1,0 +1,117 @@
+"""Tasks: submit, read, list, cancel, and their event log."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from chatsys.api.deps import OwnerDep, ServicesDep
+from chatsys.api.schemas import (
+    EventOut,
+    EventPageOut,
+    TaskCreate,
+    TaskOut,
+    TaskPageOut,
+    TaskStatusName,
+    TaskSummary,
+)
+from chatsys.domain.model import TaskStatus
+from chatsys.domain.submission import TaskRequest
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="same key and body: the same task again; same key, other body: 409",
+    ),
+]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TaskOut,
+    summary="Submit a task; it runs in the background",
+)
+async def create_task(
+    body: TaskCreate,
+    services: ServicesDep,
+    owner: OwnerDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> TaskOut:
+    request = TaskRequest(
+        input=body.input,
+        conversation_id=body.conversation_id,
+        title=body.title,
+        agents=body.agents,
+        plan=[s.model_dump() for s in body.plan] if body.plan is not None else None,
+        model=body.model,
+        webhook_url=body.webhook_url,
+        metadata=body.metadata,
+    )
+    task, created = await services.submit_task.execute(
+        owner=owner, request=request, idempotency_key=idempotency_key
+    )
+    response.headers["Location"] = f"/v1/tasks/{task.id}"
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+        task = await services.get_task.execute(task.id, owner=owner)
+    return TaskOut.of(task)
+
+
+@router.get("", response_model=TaskPageOut, summary="List tasks, newest first")
+async def list_tasks(
+    services: ServicesDep,
+    owner: OwnerDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    status_filter: Annotated[TaskStatusName | None, Query(alias="status")] = None,
+    conversation_id: UUID | None = None,
+) -> TaskPageOut:
+    page = await services.list_tasks.execute(
+        owner=owner,
+        limit=limit,
+        cursor=cursor,
+        status=TaskStatus(status_filter) if status_filter else None,
+        conversation_id=conversation_id,
+    )
+    return TaskPageOut(items=[TaskSummary.of(t) for t in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/{task_id}", response_model=TaskOut, summary="Get a task with its steps")
+async def get_task(task_id: UUID, services: ServicesDep, owner: OwnerDep) -> TaskOut:
+    return TaskOut.of(await services.get_task.execute(task_id, owner=owner))
+
+
+@router.post(
+    "/{task_id}/cancel",
+    response_model=TaskOut,
+    summary="Cancel a task (409 when it has already finished)",
+)
+async def cancel_task(task_id: UUID, services: ServicesDep, owner: OwnerDep) -> TaskOut:
+    return TaskOut.of(await services.cancel_task.execute(task_id, owner=owner))
+
+
+@router.get(
+    "/{task_id}/events",
+    response_model=EventPageOut,
+    summary="A page of the task's event log, in order",
+)
+async def list_task_events(
+    task_id: UUID,
+    services: ServicesDep,
+    owner: OwnerDep,
+    after: Annotated[int, Query(ge=0, description="return events with seq > after")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> EventPageOut:
+    page = await services.list_events.execute(task_id, owner=owner, after=after, limit=limit)
+    return EventPageOut(
+        items=[EventOut.of(e) for e in page.items], last_seq=page.last_seq, done=page.done
+    )

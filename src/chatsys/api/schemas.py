@@ -1,0 +1,212 @@
+"""Request and response models shared by the task and conversation routers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chatsys.domain.model import TITLE_MAX
+from chatsys.domain.planner import MAX_STEPS
+from chatsys.domain.ports import StoredMessage
+from chatsys.domain.tasks import StepRecord, Task, TaskEvent, Usage
+
+TaskStatusName = Literal[
+    "queued", "running", "awaiting_approval", "succeeded", "failed", "cancelled"
+]
+
+
+class PlanStepIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(min_length=1, max_length=50, examples=["implement"])
+    agent: str = Field(min_length=1, max_length=50, examples=["developer"])
+    instruction: str = Field(min_length=1, max_length=4000)
+    depends_on: list[str] = Field(default_factory=list, max_length=MAX_STEPS)
+
+
+class TaskOptions(BaseModel):
+    """What every way of starting a task accepts besides the text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, max_length=TITLE_MAX)
+    agents: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_STEPS,
+        description="run these roles in order instead of the planner's team",
+    )
+    plan: list[PlanStepIn] | None = Field(
+        default=None, min_length=1, max_length=MAX_STEPS, description="a plan of your own"
+    )
+    model: str | None = Field(default=None, max_length=200, description="a configured model")
+    webhook_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
+    metadata: dict[str, Any] = Field(default_factory=dict, max_length=50)
+
+
+class TaskCreate(TaskOptions):
+    input: str = Field(description="what you want done (at most 32 KiB by default)")
+    conversation_id: UUID | None = None
+
+
+class MessageCreate(TaskOptions):
+    content: str = Field(description="the user's message; it starts a task in the conversation")
+
+
+class UsageOut(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_usd: float
+
+    @classmethod
+    def of(cls, usage: Usage) -> UsageOut:
+        return cls(**usage.as_dict())
+
+
+class StepOut(BaseModel):
+    key: str
+    agent: str
+    instruction: str
+    depends_on: list[str]
+    status: str
+    output: str | None
+    error: dict[str, Any] | None
+    attempt: int
+    usage: UsageOut
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, step: StepRecord) -> StepOut:
+        return cls(
+            key=step.key,
+            agent=step.agent,
+            instruction=step.instruction,
+            depends_on=list(step.depends_on),
+            status=step.status.value,
+            output=step.output,
+            error=step.error,
+            attempt=step.attempt,
+            usage=UsageOut.of(step.usage),
+            started_at=step.started_at,
+            finished_at=step.finished_at,
+        )
+
+
+class TaskOut(BaseModel):
+    id: UUID
+    status: TaskStatusName
+    input: str
+    title: str | None
+    conversation_id: UUID | None
+    analysis: dict[str, Any] | None
+    plan: dict[str, Any] | None
+    steps: list[StepOut]
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+    usage: UsageOut
+    attempt: int
+    cancel_requested: bool
+    webhook_url: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, task: Task) -> TaskOut:
+        return cls(
+            id=task.id,
+            status=task.status.value,
+            input=task.input,
+            title=task.title,
+            conversation_id=task.conversation_id,
+            analysis=task.analysis,
+            plan=task.plan,
+            steps=[StepOut.of(s) for s in task.steps],
+            result=task.result,
+            error=task.error,
+            usage=UsageOut.of(task.usage),
+            attempt=task.attempt,
+            cancel_requested=task.cancel_requested,
+            webhook_url=task.webhook_url,
+            metadata=task.metadata,
+            created_at=task.created_at,
+            started_at=task.started_at,
+            finished_at=task.finished_at,
+        )
+
+
+class TaskSummary(BaseModel):
+    id: UUID
+    status: TaskStatusName
+    title: str | None
+    input: str = Field(description="the first 200 characters")
+    conversation_id: UUID | None
+    usage: UsageOut
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, task: Task) -> TaskSummary:
+        return cls(
+            id=task.id,
+            status=task.status.value,
+            title=task.title,
+            input=task.input[:200],
+            conversation_id=task.conversation_id,
+            usage=UsageOut.of(task.usage),
+            created_at=task.created_at,
+            finished_at=task.finished_at,
+        )
+
+
+class TaskPageOut(BaseModel):
+    items: list[TaskSummary]
+    next_cursor: str | None
+
+
+class EventOut(BaseModel):
+    seq: int
+    type: str
+    data: dict[str, Any]
+    ts: datetime
+
+    @classmethod
+    def of(cls, event: TaskEvent) -> EventOut:
+        return cls(seq=event.seq, type=event.type, data=event.data, ts=event.created_at)
+
+
+class EventPageOut(BaseModel):
+    items: list[EventOut]
+    last_seq: int = Field(description="pass as `after` to continue")
+    done: bool = Field(description="true once the page ends with the task's terminal event")
+
+
+class MessageOut(BaseModel):
+    id: UUID
+    role: str
+    content: str
+    agent: str | None
+    task_id: UUID | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, message: StoredMessage) -> MessageOut:
+        return cls(
+            id=message.id,
+            role=message.role.value,
+            content=message.content,
+            agent=message.agent,
+            task_id=message.task_id,
+            created_at=message.created_at,
+        )
+
+
+class MessagePageOut(BaseModel):
+    items: list[MessageOut]
+    next_cursor: str | None

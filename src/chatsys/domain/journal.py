@@ -1,0 +1,171 @@
+"""The durable journal of a running task: every step checkpoint and event, fenced.
+
+Each write locks the task's row and checks this runner still holds it, so a
+runner that lost its lease (its heartbeat lapsed and another worker took the
+task over) can never write over the new runner's work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from chatsys.domain.executor import StepOutput, StepSink
+from chatsys.domain.model import StepStatus
+from chatsys.domain.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from chatsys.domain.tasks import EventType, StepRecord, Usage
+
+TOOL_RESULT_EVENT_CHARS = 2_000
+
+
+class LeaseLost(Exception):
+    """Another runner owns the task now; stop without writing anything."""
+
+
+class TaskJournal:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        task_id: UUID,
+        worker_id: str,
+        steps: Mapping[str, StepRecord],
+        *,
+        delta_flush_seconds: float = 0.2,
+        delta_flush_chars: int = 400,
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self.task_id = task_id
+        self._worker_id = worker_id
+        self.steps = dict(steps)
+        self.flush_seconds = delta_flush_seconds
+        self.flush_chars = delta_flush_chars
+        self._sinks: dict[str, _StepSink] = {}
+
+    async def _fenced(self, uow: UnitOfWork) -> None:
+        task = await uow.tasks.lock(self.task_id)
+        if task is None or task.worker_id != self._worker_id:
+            raise LeaseLost(f"task {self.task_id} is no longer run by {self._worker_id}")
+
+    async def write(self, events: list[tuple[str, dict[str, Any]]], *steps: StepRecord) -> None:
+        async with self._uow() as uow:
+            await self._fenced(uow)
+            if steps:
+                await uow.tasks.save_steps(self.task_id, steps)
+            for kind, data in events:
+                await uow.events.append(self.task_id, kind, data)
+            await uow.commit()
+
+    def _now(self) -> datetime:
+        return self._clock.now()
+
+    def total_usage(self) -> Usage:
+        total = Usage()
+        for step in self.steps.values():
+            total = total + step.usage
+        return total
+
+    async def started(self, key: str, attempt: int) -> None:
+        step = self.steps[key]
+        step.status = StepStatus.RUNNING
+        step.attempt = attempt
+        step.started_at = step.started_at or self._now()
+        data = {"step": key, "agent": step.agent, "attempt": attempt}
+        await self.write([(EventType.STEP_STARTED, data)], step)
+
+    async def retrying(self, key: str, attempt: int, error: str, delay: float) -> None:
+        await self._flush(key)
+        step = self.steps[key]
+        data = {"step": key, "attempt": attempt, "error": error, "retry_in_s": round(delay, 3)}
+        await self.write([(EventType.STEP_RETRYING, data)], step)
+
+    async def _flush(self, key: str) -> None:
+        sink = self._sinks.get(key)
+        if sink is not None:
+            await sink.flush()
+
+    async def completed(self, key: str, output: StepOutput) -> None:
+        await self._flush(key)
+        step = self.steps[key]
+        step.status = StepStatus.SUCCEEDED
+        step.output = output.text
+        step.usage = step.usage + output.usage
+        step.finished_at = self._now()
+        step.error = None
+        events: list[tuple[str, dict[str, Any]]] = [
+            (
+                EventType.MESSAGE_COMPLETED,
+                {"step": key, "agent": step.agent, "text": output.text, "model": output.model},
+            ),
+            (
+                EventType.STEP_COMPLETED,
+                {"step": key, "agent": step.agent, "usage": step.usage.as_dict()},
+            ),
+            (EventType.USAGE_UPDATED, {"usage": self.total_usage().as_dict()}),
+        ]
+        await self.write(events, step)
+
+    async def failed(self, key: str, attempt: int, error: str) -> None:
+        await self._flush(key)
+        step = self.steps[key]
+        step.status = StepStatus.FAILED
+        step.error = {"message": error, "attempt": attempt}
+        step.finished_at = self._now()
+        data = {"step": key, "agent": step.agent, "attempt": attempt, "error": error}
+        await self.write([(EventType.STEP_FAILED, data)], step)
+
+    def sink(self, key: str) -> StepSink:
+        self._sinks[key] = _StepSink(self, key, self.steps[key].attempt)
+        return self._sinks[key]
+
+
+class _StepSink:
+    """Streams a step's tokens into ``message.delta`` events, coalesced a little so a
+    token does not cost a transaction; a replay yields the same text in order."""
+
+    def __init__(self, journal: TaskJournal, key: str, attempt: int) -> None:
+        self._journal = journal
+        self._key = key
+        self._attempt = attempt
+        self._agent = journal.steps[key].agent
+        self._buffer: list[str] = []
+        self._size = 0
+        self._last_flush = time.monotonic()
+
+    async def delta(self, text: str) -> None:
+        self._buffer.append(text)
+        self._size += len(text)
+        elapsed = time.monotonic() - self._last_flush
+        if self._size >= self._journal.flush_chars or elapsed >= self._journal.flush_seconds:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self._buffer:
+            return
+        text = "".join(self._buffer)
+        self._buffer.clear()
+        self._size = 0
+        self._last_flush = time.monotonic()
+        data = {"step": self._key, "agent": self._agent, "attempt": self._attempt, "text": text}
+        await self._journal.write([(EventType.MESSAGE_DELTA, data)])
+
+    async def tool_started(self, call_id: str, name: str, arguments: Mapping[str, Any]) -> None:
+        await self.flush()
+        data = {"step": self._key, "call_id": call_id, "tool": name, "arguments": dict(arguments)}
+        await self._journal.write([(EventType.TOOL_CALL_STARTED, data)])
+
+    async def tool_completed(self, call_id: str, name: str, result: str, is_error: bool) -> None:
+        shown = result[:TOOL_RESULT_EVENT_CHARS]
+        data = {
+            "step": self._key,
+            "call_id": call_id,
+            "tool": name,
+            "result": shown,
+            "truncated": len(result) > len(shown),
+            "is_error": is_error,
+        }
+        await self._journal.write([(EventType.TOOL_CALL_COMPLETED, data)])

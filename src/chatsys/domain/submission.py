@@ -1,0 +1,192 @@
+"""Submitting tasks, and getting them to the worker pool without losing any."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID, uuid4
+
+from chatsys.domain.errors import Conflict, InvalidInput, NotFound
+from chatsys.domain.model import MessageRole, TaskStatus, Title
+from chatsys.domain.planner import Planner
+from chatsys.domain.ports import Clock, JobQueue, StoredMessage, UnitOfWorkFactory
+from chatsys.domain.tasks import EventType, Task
+
+DEFAULT_MAX_INPUT_BYTES = 32 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRequest:
+    input: str
+    conversation_id: UUID | None = None
+    title: str | None = None
+    agents: Sequence[str] | None = None
+    plan: Sequence[Mapping[str, Any]] | None = None
+    model: str | None = None
+    webhook_url: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """A hash of everything the client sent, to recognise a replay under the same key."""
+        body = {
+            "input": self.input,
+            "conversation_id": str(self.conversation_id) if self.conversation_id else None,
+            "title": self.title,
+            "agents": list(self.agents) if self.agents is not None else None,
+            "plan": [dict(s) for s in self.plan] if self.plan is not None else None,
+            "model": self.model,
+            "webhook_url": self.webhook_url,
+            "metadata": dict(self.metadata),
+        }
+        raw = json.dumps(body, sort_keys=True, default=str).encode()
+        return hashlib.sha256(raw).hexdigest()
+
+
+class Dispatcher:
+    """Hands outbox entries to the job queue.
+
+    Rules: a task's job is recorded in the outbox in the same transaction that
+    makes it due; ``dispatch`` enqueues it right after the commit (fast path)
+    and marks it dispatched; whatever that misses (Redis down, process killed)
+    ``relay`` sends later. Enqueueing twice is harmless: the database lets one
+    runner claim a task.
+    """
+
+    def __init__(self, uow: UnitOfWorkFactory, queue: JobQueue) -> None:
+        self._uow = uow
+        self._queue = queue
+
+    async def dispatch(self, entry_id: int, task_id: UUID) -> bool:
+        try:
+            await self._queue.enqueue_run(task_id, entry_id)
+        except Exception:  # the relay will send it; the caller may log
+            return False
+        async with self._uow() as uow:
+            await uow.outbox.mark_dispatched([entry_id])
+            await uow.commit()
+        return True
+
+    async def relay(self, *, older_than: float = 2.0, limit: int = 100) -> int:
+        sent: list[int] = []
+        async with self._uow() as uow:
+            for entry_id, task_id in await uow.outbox.pending(older_than=older_than, limit=limit):
+                await self._queue.enqueue_run(task_id, entry_id)
+                sent.append(entry_id)
+            await uow.outbox.mark_dispatched(sent)
+            await uow.commit()
+        return len(sent)
+
+
+class SubmitTask:
+    """Create a task and queue it.
+
+    Rules:
+    - the input must not be blank nor longer than ``max_input_bytes`` (UTF-8);
+    - ``agents`` and ``plan`` are exclusive, and are validated now (unknown
+      role, cycle, missing dependency: an error for the client, not a failed
+      task); ``model`` must be one the service is configured with;
+    - a conversation must exist and belong to the caller; the input is recorded
+      as the user's message in it;
+    - an ``Idempotency-Key`` seen before with the same body returns the same
+      task; with a different body it is a conflict;
+    - the task, its ``task.created`` event and its outbox entry are written in
+      one transaction; the job is enqueued only after the commit.
+    """
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        planner: Planner,
+        dispatcher: Dispatcher,
+        *,
+        allowed_models: Sequence[str] = (),
+        max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._planner = planner
+        self._dispatcher = dispatcher
+        self._allowed_models = tuple(allowed_models)
+        self._max_input_bytes = max_input_bytes
+
+    def _validate(self, request: TaskRequest) -> dict[str, Any]:
+        if not request.input.strip():
+            raise InvalidInput("input must not be empty")
+        size = len(request.input.encode())
+        if size > self._max_input_bytes:
+            raise InvalidInput(f"input is {size} bytes; the limit is {self._max_input_bytes} bytes")
+        if request.agents is not None and request.plan is not None:
+            raise InvalidInput("give either agents or plan, not both")
+        options: dict[str, Any] = {}
+        if request.agents is not None:
+            self._planner.plan_for_agents(request.agents)
+            options["agents"] = list(request.agents)
+        if request.plan is not None:
+            options["plan"] = self._planner.custom(request.plan).as_dict()
+        if request.model is not None:
+            if request.model not in self._allowed_models:
+                raise InvalidInput(
+                    f"model '{request.model}' is not configured; configured: "
+                    + ", ".join(self._allowed_models)
+                )
+            options["model"] = request.model
+        return options
+
+    async def execute(
+        self, *, owner: str, request: TaskRequest, idempotency_key: str | None = None
+    ) -> tuple[Task, bool]:
+        """Returns the task and whether it was created now (False: an idempotent replay)."""
+        options = self._validate(request)
+        fingerprint = request.fingerprint()
+        now = self._clock.now()
+        task = Task(
+            id=uuid4(),
+            owner=owner,
+            input=request.input,
+            status=TaskStatus.QUEUED,
+            created_at=now,
+            conversation_id=request.conversation_id,
+            title=Title(request.title).value if request.title is not None else None,
+            webhook_url=request.webhook_url,
+            idempotency_key=idempotency_key,
+            request_hash=fingerprint,
+            options=options,
+            metadata=dict(request.metadata),
+        )
+        async with self._uow() as uow:
+            if idempotency_key is not None:
+                earlier = await uow.tasks.by_idempotency_key(owner, idempotency_key)
+                if earlier is not None:
+                    if earlier.request_hash != fingerprint:
+                        raise Conflict(
+                            "this Idempotency-Key was used with a different request body"
+                        )
+                    return earlier, False
+            if request.conversation_id is not None:
+                found = await uow.conversations.get(request.conversation_id, owner=owner)
+                if found is None:
+                    raise NotFound(f"conversation {request.conversation_id} does not exist")
+            await uow.tasks.add(task)
+            if task.conversation_id is not None:
+                await uow.messages.add(
+                    StoredMessage(
+                        uuid4(), task.conversation_id, MessageRole.USER, task.input, now, task.id
+                    )
+                )
+            await uow.events.append(
+                task.id,
+                EventType.TASK_CREATED,
+                {"status": task.status.value, "conversation_id": _str(task.conversation_id)},
+            )
+            entry = await uow.outbox.add(task.id)
+            await uow.commit()
+        await self._dispatcher.dispatch(entry, task.id)
+        return task, True
+
+
+def _str(value: UUID | None) -> str | None:
+    return None if value is None else str(value)

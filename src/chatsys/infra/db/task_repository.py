@@ -1,0 +1,371 @@
+"""SQL adapters for tasks, their steps, the event log, the outbox and messages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import and_, func, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chatsys.domain.model import MessageRole, StepStatus, TaskStatus
+from chatsys.domain.ports import Lease, StoredMessage
+from chatsys.domain.tasks import StepRecord, Task, TaskEvent, Usage
+from chatsys.infra.db.models import MessageRow, StepRow, TaskEventRow, TaskOutboxRow, TaskRow
+
+
+def _usage(prompt: int, completion: int, cost: Decimal | float) -> Usage:
+    return Usage(int(prompt), int(completion), float(cost))
+
+
+def _to_step(row: StepRow) -> StepRecord:
+    return StepRecord(
+        key=row.key,
+        agent=row.agent,
+        instruction=row.instruction,
+        depends_on=tuple(row.depends_on),
+        status=StepStatus(row.status),
+        output=row.output,
+        error=row.error,
+        attempt=row.attempt,
+        usage=_usage(row.prompt_tokens, row.completion_tokens, row.cost_usd),
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+
+
+def _to_task(row: TaskRow) -> Task:
+    return Task(
+        id=row.id,
+        owner=row.owner,
+        input=row.input,
+        status=TaskStatus(row.status),
+        created_at=row.created_at,
+        conversation_id=row.conversation_id,
+        title=row.title,
+        analysis=row.analysis,
+        plan=row.plan,
+        result=row.result,
+        error=row.error,
+        usage=_usage(row.prompt_tokens, row.completion_tokens, row.cost_usd),
+        webhook_url=row.webhook_url,
+        idempotency_key=row.idempotency_key,
+        request_hash=row.request_hash,
+        options=dict(row.options),
+        metadata=dict(row.meta),
+        attempt=row.attempt,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        cancel_requested=row.cancel_requested_at is not None,
+        worker_id=row.worker_id,
+    )
+
+
+def _mutable(task: Task) -> dict[str, Any]:
+    return {
+        "status": task.status.value,
+        "title": task.title,
+        "analysis": task.analysis,
+        "plan": task.plan,
+        "result": task.result,
+        "error": task.error,
+        "prompt_tokens": task.usage.prompt_tokens,
+        "completion_tokens": task.usage.completion_tokens,
+        "cost_usd": Decimal(str(task.usage.cost_usd)),
+        "attempt": task.attempt,
+        "worker_id": task.worker_id,
+        "started_at": task.started_at,
+        "finished_at": task.finished_at,
+    }
+
+
+class SqlTaskRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, task: Task) -> None:
+        self._session.add(
+            TaskRow(
+                id=task.id,
+                owner=task.owner,
+                conversation_id=task.conversation_id,
+                input=task.input,
+                webhook_url=task.webhook_url,
+                idempotency_key=task.idempotency_key,
+                request_hash=task.request_hash,
+                options=task.options,
+                meta=task.metadata,
+                created_at=task.created_at,
+                updated_at=task.created_at,
+                **_mutable(task),
+            )
+        )
+        await self._session.flush()
+
+    async def get(self, task_id: UUID, *, owner: str | None) -> Task | None:
+        query = select(TaskRow).where(TaskRow.id == task_id)
+        if owner is not None:
+            query = query.where(TaskRow.owner == owner)
+        row = await self._session.scalar(query)
+        if row is None:
+            return None
+        task = _to_task(row)
+        task.steps = await self.steps(task_id)
+        return task
+
+    async def lock(self, task_id: UUID) -> Task | None:
+        row = await self._session.scalar(
+            select(TaskRow).where(TaskRow.id == task_id).with_for_update()
+        )
+        return None if row is None else _to_task(row)
+
+    async def by_idempotency_key(self, owner: str, key: str) -> Task | None:
+        row = await self._session.scalar(
+            select(TaskRow).where(TaskRow.owner == owner, TaskRow.idempotency_key == key)
+        )
+        return None if row is None else _to_task(row)
+
+    async def list_for_owner(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        before: tuple[datetime, UUID] | None,
+        status: TaskStatus | None = None,
+        conversation_id: UUID | None = None,
+    ) -> Sequence[Task]:
+        query = select(TaskRow).where(TaskRow.owner == owner)
+        if status is not None:
+            query = query.where(TaskRow.status == status.value)
+        if conversation_id is not None:
+            query = query.where(TaskRow.conversation_id == conversation_id)
+        if before is not None:
+            query = query.where(tuple_(TaskRow.created_at, TaskRow.id) < tuple_(*before))
+        query = query.order_by(TaskRow.created_at.desc(), TaskRow.id.desc()).limit(limit)
+        return [_to_task(r) for r in await self._session.scalars(query)]
+
+    async def update(self, task: Task) -> None:
+        await self._session.execute(
+            update(TaskRow)
+            .where(TaskRow.id == task.id)
+            .values(**_mutable(task), updated_at=func.now())
+        )
+
+    async def save_steps(self, task_id: UUID, steps: Sequence[StepRecord]) -> None:
+        """Insert or update steps; a new step goes after the task's existing ones."""
+        existing = await self._session.scalar(
+            select(func.count()).select_from(StepRow).where(StepRow.task_id == task_id)
+        )
+        for index, step in enumerate(steps):
+            values = {
+                "task_id": task_id,
+                "key": step.key,
+                "position": int(existing or 0) + index,
+                "agent": step.agent,
+                "instruction": step.instruction,
+                "depends_on": list(step.depends_on),
+                "status": step.status.value,
+                "output": step.output,
+                "error": step.error,
+                "attempt": step.attempt,
+                "prompt_tokens": step.usage.prompt_tokens,
+                "completion_tokens": step.usage.completion_tokens,
+                "cost_usd": Decimal(str(step.usage.cost_usd)),
+                "started_at": step.started_at,
+                "finished_at": step.finished_at,
+            }
+            statement = insert(StepRow).values(**values)
+            fixed = ("task_id", "key", "position")
+            updatable = {k: v for k, v in values.items() if k not in fixed}
+            await self._session.execute(
+                statement.on_conflict_do_update(index_elements=["task_id", "key"], set_=updatable)
+            )
+
+    async def steps(self, task_id: UUID) -> list[StepRecord]:
+        rows = await self._session.scalars(
+            select(StepRow).where(StepRow.task_id == task_id).order_by(StepRow.position)
+        )
+        return [_to_step(r) for r in rows]
+
+    async def claim(self, task_id: UUID, worker_id: str, *, stale_after: float) -> Task | None:
+        lapsed = func.now() - timedelta(seconds=stale_after)
+        row = await self._session.scalar(
+            update(TaskRow)
+            .where(
+                TaskRow.id == task_id,
+                TaskRow.cancel_requested_at.is_(None),
+                or_(
+                    TaskRow.status == TaskStatus.QUEUED.value,
+                    and_(
+                        TaskRow.status == TaskStatus.RUNNING.value,
+                        or_(TaskRow.heartbeat_at.is_(None), TaskRow.heartbeat_at < lapsed),
+                    ),
+                ),
+            )
+            .values(
+                status=TaskStatus.RUNNING.value,
+                worker_id=worker_id,
+                heartbeat_at=func.now(),
+                attempt=TaskRow.attempt + 1,
+                started_at=func.coalesce(TaskRow.started_at, func.now()),
+                updated_at=func.now(),
+            )
+            .returning(TaskRow)
+        )
+        return None if row is None else _to_task(row)
+
+    async def heartbeat(self, task_id: UUID, worker_id: str) -> Lease:
+        row = await self._session.execute(
+            update(TaskRow)
+            .where(
+                TaskRow.id == task_id,
+                TaskRow.worker_id == worker_id,
+                TaskRow.status == TaskStatus.RUNNING.value,
+            )
+            .values(heartbeat_at=func.now())
+            .returning(TaskRow.cancel_requested_at)
+        )
+        found = row.first()
+        if found is None:
+            return Lease(owned=False, cancel_requested=False)
+        return Lease(owned=True, cancel_requested=found[0] is not None)
+
+    async def release(self, task_id: UUID, worker_id: str) -> None:
+        await self._session.execute(
+            update(TaskRow)
+            .where(TaskRow.id == task_id, TaskRow.worker_id == worker_id)
+            .values(worker_id=None)
+        )
+
+    async def request_cancel(self, task_id: UUID) -> None:
+        await self._session.execute(
+            update(TaskRow)
+            .where(TaskRow.id == task_id, TaskRow.cancel_requested_at.is_(None))
+            .values(cancel_requested_at=func.now(), updated_at=func.now())
+        )
+
+    async def stale(self, *, stale_after: float, limit: int) -> Sequence[UUID]:
+        lapsed = func.now() - timedelta(seconds=stale_after)
+        rows = await self._session.scalars(
+            select(TaskRow.id)
+            .where(TaskRow.status == TaskStatus.RUNNING.value, TaskRow.heartbeat_at < lapsed)
+            .order_by(TaskRow.heartbeat_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list(rows)
+
+
+class SqlEventLog:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def append(self, task_id: UUID, type: str, data: dict[str, Any]) -> TaskEvent:
+        seq = await self._session.scalar(
+            update(TaskRow)
+            .where(TaskRow.id == task_id)
+            .values(last_seq=TaskRow.last_seq + 1)
+            .returning(TaskRow.last_seq)
+        )
+        if seq is None:
+            raise LookupError(f"task {task_id} does not exist")
+        row = await self._session.scalar(
+            insert(TaskEventRow)
+            .values(task_id=task_id, seq=seq, type=type, data=data)
+            .returning(TaskEventRow)
+        )
+        assert row is not None
+        return TaskEvent(row.task_id, row.seq, row.type, row.data, row.created_at)
+
+    async def after(self, task_id: UUID, after: int, *, limit: int) -> Sequence[TaskEvent]:
+        rows = await self._session.scalars(
+            select(TaskEventRow)
+            .where(TaskEventRow.task_id == task_id, TaskEventRow.seq > after)
+            .order_by(TaskEventRow.seq)
+            .limit(limit)
+        )
+        return [TaskEvent(r.task_id, r.seq, r.type, r.data, r.created_at) for r in rows]
+
+
+class SqlOutbox:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, task_id: UUID) -> int:
+        entry_id = await self._session.scalar(
+            insert(TaskOutboxRow).values(task_id=task_id).returning(TaskOutboxRow.id)
+        )
+        assert entry_id is not None
+        return int(entry_id)
+
+    async def pending(self, *, older_than: float, limit: int) -> Sequence[tuple[int, UUID]]:
+        due = func.now() - timedelta(seconds=older_than)
+        rows = await self._session.execute(
+            select(TaskOutboxRow.id, TaskOutboxRow.task_id)
+            .where(TaskOutboxRow.dispatched_at.is_(None), TaskOutboxRow.created_at <= due)
+            .order_by(TaskOutboxRow.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [(int(r[0]), r[1]) for r in rows]
+
+    async def mark_dispatched(self, ids: Sequence[int]) -> None:
+        if ids:
+            await self._session.execute(
+                update(TaskOutboxRow)
+                .where(TaskOutboxRow.id.in_(ids))
+                .values(dispatched_at=func.now(), attempts=TaskOutboxRow.attempts + 1)
+            )
+
+
+class SqlMessageRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, message: StoredMessage) -> None:
+        self._session.add(
+            MessageRow(
+                id=message.id,
+                conversation_id=message.conversation_id,
+                task_id=message.task_id,
+                role=message.role.value,
+                agent=message.agent,
+                content=message.content,
+                created_at=message.created_at,
+            )
+        )
+        await self._session.flush()
+
+    @staticmethod
+    def _to_message(row: MessageRow) -> StoredMessage:
+        return StoredMessage(
+            row.id,
+            row.conversation_id,
+            MessageRole(row.role),
+            row.content,
+            row.created_at,
+            row.task_id,
+            row.agent,
+        )
+
+    async def page(
+        self, conversation_id: UUID, *, limit: int, after: tuple[datetime, UUID] | None
+    ) -> Sequence[StoredMessage]:
+        query = select(MessageRow).where(MessageRow.conversation_id == conversation_id)
+        if after is not None:
+            query = query.where(tuple_(MessageRow.created_at, MessageRow.id) > tuple_(*after))
+        query = query.order_by(MessageRow.created_at, MessageRow.id).limit(limit)
+        return [self._to_message(r) for r in await self._session.scalars(query)]
+
+    async def recent(self, conversation_id: UUID, *, limit: int) -> Sequence[StoredMessage]:
+        rows = await self._session.scalars(
+            select(MessageRow)
+            .where(MessageRow.conversation_id == conversation_id)
+            .order_by(MessageRow.created_at.desc(), MessageRow.id.desc())
+            .limit(limit)
+        )
+        return [self._to_message(r) for r in reversed(list(rows))]
