@@ -8,6 +8,7 @@ Alembic, and a flushed Redis database.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,10 +21,11 @@ import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from arq.worker import Worker
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from chatsys.bootstrap import build_app
+from chatsys.bootstrap import build_app, build_worker
 from chatsys.infra.db import migrations
 from chatsys.infra.embedded import EmbeddedStack, Endpoints
 from chatsys.infra.settings import (
@@ -69,8 +71,6 @@ async def _scratch_database(servers: Endpoints, template: str | None) -> AsyncIt
 @pytest.fixture(scope="session")
 def template_database(servers: Endpoints) -> Iterator[str]:
     """A database migrated to head once per session; tests clone it."""
-    import asyncio
-
     name = f"chatsys_tpl_{uuid.uuid4().hex[:10]}"
 
     asyncio.run(_admin_sql(servers, f'CREATE DATABASE "{name}"'))
@@ -119,6 +119,18 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     application = build_app(settings)
     async with application.router.lifespan_context(application):
         yield application
+
+
+@pytest.fixture
+async def worker(settings: Settings) -> AsyncIterator[Worker]:
+    """A real arq worker, built by the composition root, consuming jobs in this loop."""
+    running = build_worker(settings)
+    running._handle_signals = False
+    job = asyncio.create_task(running.async_run())
+    yield running
+    job.cancel()
+    await asyncio.gather(job, return_exceptions=True)
+    await running.close()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from typing import Self
 from uuid import UUID
 
 from chatsys.domain.model import Conversation
+from chatsys.domain.ports import EventLog, MessageRepository, Outbox, TaskRepository
 
 
 class FakeClock:
@@ -70,6 +71,23 @@ class FakeUnitOfWork:
     async def commit(self) -> None:
         self.committed = dict(self._pending)
         self.commits += 1
+
+    # The conversation use cases must not touch anything else: reaching for it fails.
+    @property
+    def messages(self) -> MessageRepository:
+        raise AssertionError("unexpected use of messages")
+
+    @property
+    def tasks(self) -> TaskRepository:
+        raise AssertionError("unexpected use of tasks")
+
+    @property
+    def events(self) -> EventLog:
+        raise AssertionError("unexpected use of events")
+
+    @property
+    def outbox(self) -> Outbox:
+        raise AssertionError("unexpected use of the outbox")
 
     async def rollback(self) -> None:
         self._pending = dict(self.committed)
