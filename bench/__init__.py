@@ -1,0 +1,1 @@
+"""Benchmark scenarios. Run with ``make bench`` or ``python -m bench``."""
