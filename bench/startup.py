@@ -79,7 +79,7 @@ def wait_ready(url: str, procs: list[subprocess.Popen[bytes]], started: float) -
         while time.perf_counter() - started < READY_TIMEOUT:
             for proc in procs:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+                    raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
             try:
                 if client.get(url).status_code == 200:
                     return time.perf_counter() - started
