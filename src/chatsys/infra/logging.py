@@ -66,6 +66,12 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
         lib_logger.handlers.clear()
         lib_logger.propagate = True
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # LiteLLM logs every call at INFO with its own formatter; ours says what matters.
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx"):
+        noisy = logging.getLogger(name)
+        noisy.handlers.clear()
+        noisy.propagate = True
+        noisy.setLevel(logging.WARNING)
 
 
 def get_logger(name: str, **initial: Any) -> structlog.stdlib.BoundLogger:
