@@ -56,6 +56,11 @@ _BIG_WORDS = re.compile(
     re.IGNORECASE,
 )
 _WORDS = re.compile(r"\w+")
+_FILE_VERB = re.compile(
+    r"^(?:please )?(?:open|read|show|print|cat|copy|move|rename|delete|remove|zip|unzip|"
+    r"extract|save|append|list|create|touch|find)\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +111,8 @@ def _scores(text: str, entities: Entities) -> dict[Intent, float]:
         scores[intent] = sum(weight for pattern, weight in cues if pattern.search(text))
     if entities.errors:
         scores[Intent.DEBUGGING] += 3.5
+    if entities.file_paths and _FILE_VERB.match(text.strip()):
+        scores[Intent.FILE_OPERATION] += 3.0  # "open main.py", "copy a.csv to b/"
     words = len(_WORDS.findall(text))
     technical = entities.technologies or entities.file_paths or entities.identifiers
     if words <= 6 and not technical and scores[Intent.GENERAL_CHAT] > 0:
