@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -34,7 +35,7 @@ def test_every_intent_runs_to_success_offline(tmp_path: Path) -> None:
             for intent, text in one_request_per_intent().items()
         }
         deadline = time.monotonic() + 90
-        tasks = {}
+        tasks: dict[Intent, dict[str, Any]] = {}
         while time.monotonic() < deadline and len(tasks) < len(ids):
             for intent, task_id in ids.items():
                 task = http.get(f"/v1/tasks/{task_id}").json()
