@@ -8,7 +8,8 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, func, or_, select, tuple_, update
+from sqlalchemy import String, and_, func, literal, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,8 +89,9 @@ class SqlTaskRepository:
         self._session = session
 
     async def add(self, task: Task) -> None:
-        self._session.add(
-            TaskRow(
+        # A Core INSERT: no ORM identity-map bookkeeping on the hottest write path.
+        await self._session.execute(
+            insert(TaskRow).values(
                 id=task.id,
                 owner=task.owner,
                 conversation_id=task.conversation_id,
@@ -98,13 +100,12 @@ class SqlTaskRepository:
                 idempotency_key=task.idempotency_key,
                 request_hash=task.request_hash,
                 options=task.options,
-                meta=task.metadata,
+                metadata=task.metadata,
                 created_at=task.created_at,
                 updated_at=task.created_at,
                 **_mutable(task),
             )
         )
-        await self._session.flush()
 
     async def get(self, task_id: UUID, *, owner: str | None) -> Task | None:
         query = select(TaskRow).where(TaskRow.id == task_id)
@@ -265,20 +266,30 @@ class SqlEventLog:
         self._session = session
 
     async def append(self, task_id: UUID, type: str, data: dict[str, Any]) -> TaskEvent:
-        seq = await self._session.scalar(
+        # One round trip: bump the task's counter (taking its row lock, which serialises
+        # appends per task and makes seq gapless) and insert the event with that number.
+        bumped = (
             update(TaskRow)
             .where(TaskRow.id == task_id)
             .values(last_seq=TaskRow.last_seq + 1)
-            .returning(TaskRow.last_seq)
+            .returning(TaskRow.id, TaskRow.last_seq)
+            .cte("bumped")
         )
-        if seq is None:
-            raise LookupError(f"task {task_id} does not exist")
         row = await self._session.scalar(
             insert(TaskEventRow)
-            .values(task_id=task_id, seq=seq, type=type, data=data)
+            .from_select(
+                ["task_id", "seq", "type", "data"],
+                select(
+                    bumped.c.id,
+                    bumped.c.last_seq,
+                    literal(type, String),
+                    literal(data, JSONB),
+                ),
+            )
             .returning(TaskEventRow)
         )
-        assert row is not None
+        if row is None:
+            raise LookupError(f"task {task_id} does not exist")
         return TaskEvent(row.task_id, row.seq, row.type, row.data, row.created_at)
 
     async def after(self, task_id: UUID, after: int, *, limit: int) -> Sequence[TaskEvent]:
@@ -327,8 +338,8 @@ class SqlMessageRepository:
         self._session = session
 
     async def add(self, message: StoredMessage) -> None:
-        self._session.add(
-            MessageRow(
+        await self._session.execute(
+            insert(MessageRow).values(
                 id=message.id,
                 conversation_id=message.conversation_id,
                 task_id=message.task_id,
@@ -338,7 +349,6 @@ class SqlMessageRepository:
                 created_at=message.created_at,
             )
         )
-        await self._session.flush()
 
     @staticmethod
     def _to_message(row: MessageRow) -> StoredMessage:
