@@ -25,6 +25,7 @@ from chatsys.api.services import ApiServices
 from chatsys.domain.conversations import GetConversation, ListConversations, StartConversation
 from chatsys.domain.health import CheckReadiness
 from chatsys.domain.nlu import RuleBasedAnalyzer
+from chatsys.domain.nlu.llm_analyzer import LLMAnalyzer, RulesTaskAnalyzer, TaskAnalyzer
 from chatsys.domain.planner import Planner
 from chatsys.domain.running import RequeueStale, RunTask
 from chatsys.domain.submission import Dispatcher, SubmitTask
@@ -246,8 +247,12 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
             uow, ArqJobQueue(resources.redis, queue_name=settings.worker.queue_name)
         )
         llm = settings.llm
+        gateway = LiteLLMGateway(gateway_config(settings))
+        analyzer: TaskAnalyzer = (
+            LLMAnalyzer(gateway) if settings.features.llm_nlu else RulesTaskAnalyzer()
+        )
         executor = PlanExecutor(
-            RoleAgent(LiteLLMGateway(gateway_config(settings)), BuiltinTools()),
+            RoleAgent(gateway, BuiltinTools()),
             max_parallel=llm.max_parallel_steps,
             max_attempts=llm.step_attempts,
             backoff=llm.step_backoff,
@@ -255,7 +260,7 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
         run = RunTask(
             uow,
             SystemClock(),
-            analyzer=RuleBasedAnalyzer(),
+            analyzer=analyzer,
             planner=Planner(),
             executor=executor,
             dispatcher=dispatcher,

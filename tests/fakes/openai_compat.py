@@ -63,6 +63,7 @@ class FakeOpenAI:
     _failing_steps: dict[str, int] = field(default_factory=dict)
     _hang_next: int = 0
     _tool_call: tuple[str, dict[str, Any]] | None = None
+    _replies: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reset(self) -> None:
@@ -74,6 +75,7 @@ class FakeOpenAI:
             self._failing_steps.clear()
             self._hang_next = 0
             self._tool_call = None
+            self._replies.clear()
 
     def fail_next(self, count: int, status: int = 500) -> None:
         with self._lock:
@@ -87,6 +89,11 @@ class FakeOpenAI:
         """Every request for this plan step fails (the step key is read from the prompt)."""
         with self._lock:
             self._failing_steps[step] = status
+
+    def queue_reply(self, text: str) -> None:
+        """The next request (that is not failed or hung) answers exactly this text."""
+        with self._lock:
+            self._replies.append(text)
 
     def hang_next(self, count: int) -> None:
         with self._lock:
@@ -116,6 +123,8 @@ class FakeOpenAI:
                 return "fail", self._failing_models[call.model]
             if call.step is not None and call.step in self._failing_steps:
                 return "fail", self._failing_steps[call.step]
+            if self._replies:
+                return "text", self._replies.pop(0)
             answered = any(m.get("role") == "tool" for m in call.messages)
             if self._tool_call is not None and call.tools and not answered:
                 return "tool", self._tool_call

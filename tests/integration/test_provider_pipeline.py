@@ -142,3 +142,20 @@ async def test_cancel_during_a_run_stops_it_within_two_seconds(
     await asyncio.sleep(2.5)
     assert fake.count() == calls  # no further LLM calls
     assert (await events(client, task_id))[-1]["type"] == "task.cancelled"
+
+
+@pytest.fixture
+def llm_nlu_settings(settings: Settings) -> Settings:
+    settings.features.llm_nlu = True
+    return settings
+
+
+async def test_the_llm_analyser_decides_the_intent_when_enabled(
+    llm_nlu_settings: Settings, client: httpx.AsyncClient, worker: Worker, fake: FakeOpenAI
+) -> None:
+    fake.queue_reply('{"intent": "research_question", "confidence": 0.9, "complexity": "low"}')
+    task = await wait_for(client, await submit(client, "hello there, tell me about B-trees"))
+    assert task["analysis"]["analyzer"] == "llm"
+    assert task["analysis"]["intent"] == "research_question"
+    assert task["plan"]["shape"] == "research_question"
+    assert fake.calls[0].messages[0]["role"] == "system"

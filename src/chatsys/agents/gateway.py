@@ -128,11 +128,14 @@ class LiteLLMGateway:
         messages: Sequence[Message],
         tools: Sequence[Mapping[str, Any]] | None = None,
         model: str | None = None,
+        json_mode: bool = False,
     ) -> AsyncIterator[LLMEvent]:
         target = self._target(role, model)
         kwargs: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}}
         if tools:
             kwargs["tools"] = list(tools)
+        if json_mode:
+            kwargs["response_format"] = {"type": "json_object"}
         chunks: list[Any] = []
         try:
             response = await self.router.acompletion(

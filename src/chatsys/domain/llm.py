@@ -47,7 +47,10 @@ class LLM(Protocol):
         messages: Sequence[Message],
         tools: Sequence[Mapping[str, Any]] | None = None,
         model: str | None = None,
-    ) -> AsyncIterator[LLMEvent]: ...
+        json_mode: bool = False,
+    ) -> AsyncIterator[LLMEvent]:
+        """``json_mode`` asks for a JSON object (structured output where supported)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

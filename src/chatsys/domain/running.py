@@ -29,7 +29,8 @@ from chatsys.domain.errors import InvalidInput, LLMError
 from chatsys.domain.executor import PlanExecutor, StepFailed, StepInput, Turn
 from chatsys.domain.journal import LeaseLost, TaskJournal
 from chatsys.domain.model import MessageRole, StepStatus, TaskStatus
-from chatsys.domain.nlu import Analysis, RuleBasedAnalyzer
+from chatsys.domain.nlu import Analysis
+from chatsys.domain.nlu.llm_analyzer import TaskAnalyzer
 from chatsys.domain.planner import Plan, Planner, PlanStep, Role
 from chatsys.domain.ports import Clock, StoredMessage, UnitOfWorkFactory
 from chatsys.domain.submission import Dispatcher
@@ -49,7 +50,7 @@ class RunTask:
         uow: UnitOfWorkFactory,
         clock: Clock,
         *,
-        analyzer: RuleBasedAnalyzer,
+        analyzer: TaskAnalyzer,
         planner: Planner,
         executor: PlanExecutor,
         dispatcher: Dispatcher,
@@ -149,7 +150,7 @@ class RunTask:
     async def _pipeline(self, task: Task) -> TaskStatus:
         history = await self._history(task)
         if task.analysis is None or task.plan is None:
-            analysis = self._analyzer.analyze(
+            analysis = await self._analyzer.analyze_request(
                 task.input, [t.content for t in history if t.role == "user"]
             )
         if task.analysis is None:

@@ -138,6 +138,9 @@ class FeatureFlags(BaseSettings):
     audit: bool = True
     plugins: bool = True
     hot_reload: bool = False
+    llm_nlu: bool = Field(
+        default=False, description="workers analyse requests with the model (rules on failure)"
+    )
 
 
 class Settings(BaseSettings):

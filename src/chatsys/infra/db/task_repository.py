@@ -9,8 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import String, and_, func, literal, or_, select, tuple_, update
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatsys.domain.model import MessageRole, StepStatus, TaskStatus
