@@ -16,6 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from bench.pipeline import run_enqueue, run_step, run_submit
 from bench.startup import ROOT, run_dev, run_startup, say
 from chatsys.infra.db import migrations
 from chatsys.infra.embedded import EmbeddedStack
@@ -37,13 +38,19 @@ def save(name: str, table: Table) -> None:
     (folder / f"{name}.json").write_text(json.dumps(table, indent=2) + "\n")
 
 
+SCENARIOS = ("startup", "submit", "step", "enqueue", "dev")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--runs", type=int, default=3, help="repetitions per scenario (median)")
-    parser.add_argument("--scenario", choices=["startup", "dev", "all"], default="all")
+    parser.add_argument("--runs", type=int, default=3, help="startup: repetitions (median)")
+    parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
+    parser.add_argument("--requests", type=int, default=2000, help="submit: requests")
+    parser.add_argument("--concurrency", type=int, default=16, help="submit: in flight")
     args = parser.parse_args()
+    wanted = set(SCENARIOS) if args.scenario == "all" else {args.scenario}
 
-    if args.scenario in ("startup", "all"):
+    if wanted - {"dev"}:
         with (
             tempfile.TemporaryDirectory() as tmp,
             EmbeddedStack(
@@ -53,10 +60,26 @@ def main() -> int:
             ) as servers,
         ):
             migrations.upgrade(servers.database_url)
-            table = run_startup(args.runs, servers.database_url, servers.redis_url)
-        show(f"startup (median of {args.runs}; ratio = chatsys / bare FastAPI + arq)", table)
-        save("startup", table)
-    if args.scenario in ("dev", "all"):
+            db, rd = servers.database_url, servers.redis_url
+            if "startup" in wanted:
+                table = run_startup(args.runs, db, rd)
+                show(
+                    f"startup (median of {args.runs}; ratio = chatsys / bare FastAPI + arq)", table
+                )
+                save("startup", table)
+            if "submit" in wanted:
+                table = run_submit(db, rd, total=args.requests, concurrency=args.concurrency)
+                show("submit (ratio = POST /v1/tasks / bare FastAPI + one asyncpg INSERT)", table)
+                save("submit", table)
+            if "step" in wanted:
+                table = run_step(db, runs=200)
+                show("step (ratio = executor step / direct litellm.acompletion)", table)
+                save("step", table)
+            if "enqueue" in wanted:
+                table = run_enqueue(rd, jobs=200)
+                show("enqueue (ratio = chatsys worker settings / arq defaults)", table)
+                save("enqueue", table)
+    if "dev" in wanted:
         table = run_dev()
         show("dev (ratio = warm / cold)", table)
         save("dev", table)
