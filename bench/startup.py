@@ -12,9 +12,7 @@ same data dir (warm), time to ``/readyz`` 200.
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,7 +27,10 @@ import httpx
 import psutil
 import redis
 
+from tests.support import clean_env, free_port
+
 ROOT = Path(__file__).resolve().parents[1]
+__all__ = ["clean_env", "free_port"]
 READY_TIMEOUT = 60.0
 IDLE_SECONDS = 2.0
 MIB = 1024 * 1024
@@ -37,19 +38,6 @@ MIB = 1024 * 1024
 
 def say(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATSYS_")}
-    env.update(extra)
-    return env
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from chatsys.domain.model import TITLE_MAX
 from chatsys.domain.planner import MAX_STEPS
 from chatsys.domain.ports import StoredMessage
+from chatsys.domain.submission import TaskRequest
 from chatsys.domain.tasks import StepRecord, Task, TaskEvent, Usage
 
 TaskStatusName = Literal[
@@ -45,6 +46,18 @@ class TaskOptions(BaseModel):
     model: str | None = Field(default=None, max_length=200, description="a configured model")
     webhook_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
     metadata: dict[str, Any] = Field(default_factory=dict, max_length=50)
+
+    def to_request(self, text: str, conversation_id: UUID | None) -> TaskRequest:
+        return TaskRequest(
+            input=text,
+            conversation_id=conversation_id,
+            title=self.title,
+            agents=self.agents,
+            plan=[s.model_dump() for s in self.plan] if self.plan is not None else None,
+            model=self.model,
+            webhook_url=self.webhook_url,
+            metadata=self.metadata,
+        )
 
 
 class TaskCreate(TaskOptions):

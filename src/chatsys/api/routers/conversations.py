@@ -13,7 +13,6 @@ from chatsys.api.deps import OwnerDep, ServicesDep
 from chatsys.api.schemas import MessageCreate, MessageOut, MessagePageOut, TaskOut
 from chatsys.domain.conversations import METADATA_MAX_KEYS
 from chatsys.domain.model import TITLE_MAX, Conversation
-from chatsys.domain.submission import TaskRequest
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
@@ -119,16 +118,7 @@ async def post_message(
     owner: OwnerDep,
     response: Response,
 ) -> TaskOut:
-    request = TaskRequest(
-        input=body.content,
-        conversation_id=conversation_id,
-        title=body.title,
-        agents=body.agents,
-        plan=[s.model_dump() for s in body.plan] if body.plan is not None else None,
-        model=body.model,
-        webhook_url=body.webhook_url,
-        metadata=body.metadata,
-    )
+    request = body.to_request(body.content, conversation_id)
     task, _ = await services.submit_task.execute(owner=owner, request=request)
     response.headers["Location"] = f"/v1/tasks/{task.id}"
     return TaskOut.of(task)

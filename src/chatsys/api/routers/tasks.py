@@ -18,7 +18,6 @@ from chatsys.api.schemas import (
     TaskSummary,
 )
 from chatsys.domain.model import TaskStatus
-from chatsys.domain.submission import TaskRequest
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
@@ -46,16 +45,7 @@ async def create_task(
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> TaskOut:
-    request = TaskRequest(
-        input=body.input,
-        conversation_id=body.conversation_id,
-        title=body.title,
-        agents=body.agents,
-        plan=[s.model_dump() for s in body.plan] if body.plan is not None else None,
-        model=body.model,
-        webhook_url=body.webhook_url,
-        metadata=body.metadata,
-    )
+    request = body.to_request(body.input, body.conversation_id)
     task, created = await services.submit_task.execute(
         owner=owner, request=request, idempotency_key=idempotency_key
     )
