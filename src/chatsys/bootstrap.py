@@ -269,7 +269,9 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
             stale_after=settings.worker.task_stale_after,
             max_attempts=settings.worker.task_max_attempts,
         )
-        sweeper = RequeueStale(uow, dispatcher, stale_after=settings.worker.task_stale_after)
+        sweeper = RequeueStale(
+            uow, dispatcher, SystemClock(), stale_after=settings.worker.task_stale_after
+        )
         maintenance = jobs.Maintenance(
             dispatcher, sweeper, interval=settings.worker.maintenance_interval
         )

@@ -32,7 +32,7 @@ from chatsys.domain.model import MessageRole, StepStatus, TaskStatus
 from chatsys.domain.nlu import Analysis
 from chatsys.domain.nlu.llm_analyzer import TaskAnalyzer
 from chatsys.domain.planner import Plan, Planner, PlanStep, Role
-from chatsys.domain.ports import Clock, StoredMessage, UnitOfWorkFactory
+from chatsys.domain.ports import Clock, StoredMessage, UnitOfWork, UnitOfWorkFactory
 from chatsys.domain.submission import Dispatcher
 from chatsys.domain.tasks import EventType, StepRecord, Task, Usage
 
@@ -313,6 +313,10 @@ class RunTask:
                 return
             if current.worker_id != self._worker_id:
                 return
+            if current.cancel_requested:  # nobody would claim it again: finish it here
+                await _cancel_in(uow, current, self._clock)
+                await uow.commit()
+                return
             current.status = TaskStatus.QUEUED
             current.worker_id = None
             current.attempt = max(0, current.attempt - 1)
@@ -329,10 +333,16 @@ class RequeueStale:
     """The sweeper: tasks whose runner died (heartbeat lapsed) go back to the queue."""
 
     def __init__(
-        self, uow: UnitOfWorkFactory, dispatcher: Dispatcher, *, stale_after: float = 10.0
+        self,
+        uow: UnitOfWorkFactory,
+        dispatcher: Dispatcher,
+        clock: Clock,
+        *,
+        stale_after: float = 10.0,
     ) -> None:
         self._uow = uow
         self._dispatcher = dispatcher
+        self._clock = clock
         self._stale_after = stale_after
 
     async def execute(self, *, limit: int = 100) -> list[UUID]:
@@ -341,6 +351,9 @@ class RequeueStale:
             for task_id in await uow.tasks.stale(stale_after=self._stale_after, limit=limit):
                 task = await uow.tasks.lock(task_id)
                 if task is None or task.status is not TaskStatus.RUNNING:
+                    continue
+                if task.cancel_requested:  # its runner died before it could stop it
+                    await _cancel_in(uow, task, self._clock)
                     continue
                 task.status = TaskStatus.QUEUED
                 task.worker_id = None
@@ -353,6 +366,14 @@ class RequeueStale:
         for entry, task_id in entries:
             await self._dispatcher.dispatch(entry, task_id)
         return [task_id for _, task_id in entries]
+
+
+async def _cancel_in(uow: UnitOfWork, task: Task, clock: Clock) -> None:
+    task.status = TaskStatus.CANCELLED
+    task.worker_id = None
+    task.finished_at = clock.now()
+    await uow.tasks.update(task)
+    await uow.events.append(task.id, EventType.TASK_CANCELLED, {"reason": "cancel requested"})
 
 
 def _record(step: PlanStep) -> StepRecord:

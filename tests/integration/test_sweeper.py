@@ -1,0 +1,59 @@
+"""The sweeper on real Postgres: lapsed runners' tasks go back to the queue, or end
+cancelled when a cancel was requested before their runner died."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import uuid4
+
+from sqlalchemy import text
+
+from chatsys.bootstrap import Resources, SystemClock
+from chatsys.domain.model import TaskStatus
+from chatsys.domain.running import RequeueStale
+from chatsys.domain.submission import Dispatcher
+from chatsys.domain.tasks import Task
+from chatsys.infra.queue import ArqJobQueue
+from chatsys.infra.settings import Settings
+
+
+async def _running_task(resources: Resources, *, cancel: bool) -> Task:
+    task = Task(uuid4(), "local", "x", TaskStatus.QUEUED, datetime.now(UTC))
+    async with resources.unit_of_work() as uow:
+        await uow.tasks.add(task)
+        await uow.commit()
+    async with resources.unit_of_work() as uow:
+        assert await uow.tasks.claim(task.id, "dead-worker", stale_after=10) is not None
+        if cancel:
+            await uow.tasks.request_cancel(task.id)
+        await uow.commit()
+    async with resources.engine.begin() as conn:  # the runner died a minute ago
+        await conn.execute(
+            text("UPDATE tasks SET heartbeat_at = now() - interval '60 seconds' WHERE id = :id"),
+            {"id": task.id},
+        )
+    return task
+
+
+async def test_lapsed_tasks_are_requeued_and_cancel_requests_honoured(settings: Settings) -> None:
+    resources = await Resources.open(settings, role="test")
+    try:
+        plain = await _running_task(resources, cancel=False)
+        doomed = await _running_task(resources, cancel=True)
+        queue = ArqJobQueue(resources.redis, queue_name=settings.worker.queue_name)
+        sweeper = RequeueStale(
+            resources.unit_of_work, Dispatcher(resources.unit_of_work, queue), SystemClock()
+        )
+        assert await sweeper.execute() == [plain.id]
+        async with resources.unit_of_work() as uow:
+            requeued = await uow.tasks.get(plain.id, owner=None)
+            cancelled = await uow.tasks.get(doomed.id, owner=None)
+            events = await uow.events.after(doomed.id, 0, limit=10)
+        assert requeued is not None
+        assert requeued.status is TaskStatus.QUEUED
+        assert cancelled is not None
+        assert cancelled.status is TaskStatus.CANCELLED
+        assert events[-1].type == "task.cancelled"
+        assert await resources.redis.zcard(settings.worker.queue_name) == 1
+    finally:
+        await resources.close()
