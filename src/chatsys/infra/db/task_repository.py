@@ -5,10 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import String, and_, func, literal, or_, select, text, tuple_, update
+from sqlalchemy import (
+    String,
+    Table,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,6 +27,33 @@ from chatsys.domain.model import MessageRole, StepStatus, TaskStatus
 from chatsys.domain.ports import Lease, StoredMessage
 from chatsys.domain.tasks import StepRecord, Task, TaskEvent, Usage
 from chatsys.infra.db.models import MessageRow, StepRow, TaskEventRow, TaskOutboxRow, TaskRow
+
+# Hot-path statements, built once: executing a prebuilt Core statement with a parameter
+# dict skips per-call statement construction and ORM bookkeeping (see bench/ submit).
+_TASKS = cast(Table, TaskRow.__table__)
+_EVENTS = cast(Table, TaskEventRow.__table__)
+_OUTBOX = cast(Table, TaskOutboxRow.__table__)
+_BUMPED = (
+    update(_TASKS)
+    .where(_TASKS.c.id == bindparam("b_task_id"))
+    .values(last_seq=_TASKS.c.last_seq + 1)
+    .returning(_TASKS.c.id, _TASKS.c.last_seq)
+    .cte("bumped")
+)
+_APPEND_EVENT = (
+    insert(_EVENTS)
+    .from_select(
+        ["task_id", "seq", "type", "data"],
+        select(
+            _BUMPED.c.id,
+            _BUMPED.c.last_seq,
+            bindparam("b_type", type_=String),
+            bindparam("b_data", type_=JSONB),
+        ),
+    )
+    .returning(_EVENTS.c.seq, _EVENTS.c.created_at)
+)
+_ADD_OUTBOX = insert(_OUTBOX).values(task_id=bindparam("b_task_id")).returning(_OUTBOX.c.id)
 
 
 def _usage(prompt: int, completion: int, cost: Decimal | float) -> Usage:
@@ -88,22 +126,23 @@ class SqlTaskRepository:
         self._session = session
 
     async def add(self, task: Task) -> None:
-        # A Core INSERT: no ORM identity-map bookkeeping on the hottest write path.
+        # A Core INSERT of the table with a parameter dict: no ORM bookkeeping.
         await self._session.execute(
-            insert(TaskRow).values(
-                id=task.id,
-                owner=task.owner,
-                conversation_id=task.conversation_id,
-                input=task.input,
-                webhook_url=task.webhook_url,
-                idempotency_key=task.idempotency_key,
-                request_hash=task.request_hash,
-                options=task.options,
-                metadata=task.metadata,
-                created_at=task.created_at,
-                updated_at=task.created_at,
+            insert(_TASKS),
+            {
+                "id": task.id,
+                "owner": task.owner,
+                "conversation_id": task.conversation_id,
+                "input": task.input,
+                "webhook_url": task.webhook_url,
+                "idempotency_key": task.idempotency_key,
+                "request_hash": task.request_hash,
+                "options": task.options,
+                "metadata": task.metadata,
+                "created_at": task.created_at,
+                "updated_at": task.created_at,
                 **_mutable(task),
-            )
+            },
         )
 
     async def get(self, task_id: UUID, *, owner: str | None) -> Task | None:
@@ -267,29 +306,14 @@ class SqlEventLog:
     async def append(self, task_id: UUID, type: str, data: dict[str, Any]) -> TaskEvent:
         # One round trip: bump the task's counter (taking its row lock, which serialises
         # appends per task and makes seq gapless) and insert the event with that number.
-        bumped = (
-            update(TaskRow)
-            .where(TaskRow.id == task_id)
-            .values(last_seq=TaskRow.last_seq + 1)
-            .returning(TaskRow.id, TaskRow.last_seq)
-            .cte("bumped")
-        )
-        row = await self._session.scalar(
-            insert(TaskEventRow)
-            .from_select(
-                ["task_id", "seq", "type", "data"],
-                select(
-                    bumped.c.id,
-                    bumped.c.last_seq,
-                    literal(type, String),
-                    literal(data, JSONB),
-                ),
+        row = (
+            await self._session.execute(
+                _APPEND_EVENT, {"b_task_id": task_id, "b_type": type, "b_data": data}
             )
-            .returning(TaskEventRow)
-        )
+        ).first()
         if row is None:
             raise LookupError(f"task {task_id} does not exist")
-        return TaskEvent(row.task_id, row.seq, row.type, row.data, row.created_at)
+        return TaskEvent(task_id, row.seq, type, data, row.created_at)
 
     async def after(self, task_id: UUID, after: int, *, limit: int) -> Sequence[TaskEvent]:
         rows = await self._session.scalars(
@@ -306,9 +330,7 @@ class SqlOutbox:
         self._session = session
 
     async def add(self, task_id: UUID) -> int:
-        entry_id = await self._session.scalar(
-            insert(TaskOutboxRow).values(task_id=task_id).returning(TaskOutboxRow.id)
-        )
+        entry_id = await self._session.scalar(_ADD_OUTBOX, {"b_task_id": task_id})
         assert entry_id is not None
         return int(entry_id)
 
