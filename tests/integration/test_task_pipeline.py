@@ -177,3 +177,16 @@ async def test_analyze_and_agents_endpoints(client: httpx.AsyncClient) -> None:
     agents = (await client.get("/v1/agents")).json()["items"]
     assert {a["role"] for a in agents} >= {"architect", "developer", "reviewer", "qa"}
     assert all(a["model"] == "chatsys-offline/team" for a in agents)
+
+
+async def test_concurrent_requests_with_one_idempotency_key_make_one_task(
+    client: httpx.AsyncClient,
+) -> None:
+    body = {"input": "summarise the design doc"}
+    headers = {"Idempotency-Key": "race-1"}
+    answers = await asyncio.gather(
+        *(client.post("/v1/tasks", json=body, headers=headers) for _ in range(8))
+    )
+    assert {a.status_code for a in answers} == {202}
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert len((await client.get("/v1/tasks")).json()["items"]) == 1

@@ -19,6 +19,10 @@ class Conflict(DomainError):
     """The request clashes with the current state of the object."""
 
 
+class DuplicateRequest(Conflict):
+    """Another request with the same idempotency key was stored first."""
+
+
 class InvalidInput(DomainError):
     """The request is well-formed but breaks a business rule."""
 

@@ -6,10 +6,11 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from chatsys.domain.errors import Conflict, InvalidInput, NotFound
+from chatsys.domain.errors import Conflict, DuplicateRequest, InvalidInput, NotFound
 from chatsys.domain.model import MessageRole, TaskStatus, Title
 from chatsys.domain.planner import Planner
 from chatsys.domain.ports import Clock, JobQueue, StoredMessage, UnitOfWorkFactory
@@ -157,19 +158,34 @@ class SubmitTask:
             options=options,
             metadata=dict(request.metadata),
         )
+        if idempotency_key is not None:
+            earlier = await self._replay(owner, idempotency_key, fingerprint)
+            if earlier is not None:
+                return earlier, False
+        try:
+            entry = await self._store(task, owner, now)
+        except DuplicateRequest:  # a concurrent request with the same key won the race
+            assert idempotency_key is not None
+            earlier = await self._replay(owner, idempotency_key, fingerprint)
+            if earlier is None:
+                raise
+            return earlier, False
+        await self._dispatcher.dispatch(entry, task.id)
+        return task, True
+
+    async def _replay(self, owner: str, key: str, fingerprint: str) -> Task | None:
         async with self._uow() as uow:
-            if idempotency_key is not None:
-                earlier = await uow.tasks.by_idempotency_key(owner, idempotency_key)
-                if earlier is not None:
-                    if earlier.request_hash != fingerprint:
-                        raise Conflict(
-                            "this Idempotency-Key was used with a different request body"
-                        )
-                    return earlier, False
-            if request.conversation_id is not None:
-                found = await uow.conversations.get(request.conversation_id, owner=owner)
+            earlier = await uow.tasks.by_idempotency_key(owner, key)
+        if earlier is not None and earlier.request_hash != fingerprint:
+            raise Conflict("this Idempotency-Key was used with a different request body")
+        return earlier
+
+    async def _store(self, task: Task, owner: str, now: datetime) -> int:
+        async with self._uow() as uow:
+            if task.conversation_id is not None:
+                found = await uow.conversations.get(task.conversation_id, owner=owner)
                 if found is None:
-                    raise NotFound(f"conversation {request.conversation_id} does not exist")
+                    raise NotFound(f"conversation {task.conversation_id} does not exist")
             await uow.tasks.add(task)
             if task.conversation_id is not None:
                 await uow.messages.add(
@@ -184,8 +200,7 @@ class SubmitTask:
             )
             entry = await uow.outbox.add(task.id)
             await uow.commit()
-        await self._dispatcher.dispatch(entry, task.id)
-        return task, True
+        return entry
 
 
 def _str(value: UUID | None) -> str | None:

@@ -21,8 +21,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chatsys.domain.errors import DuplicateRequest
 from chatsys.domain.model import MessageRole, StepStatus, TaskStatus
 from chatsys.domain.ports import Lease, StoredMessage
 from chatsys.domain.tasks import StepRecord, Task, TaskEvent, Usage
@@ -127,6 +129,16 @@ class SqlTaskRepository:
 
     async def add(self, task: Task) -> None:
         # A Core INSERT of the table with a parameter dict: no ORM bookkeeping.
+        try:
+            await self._insert(task)
+        except IntegrityError as exc:
+            if "uq_tasks_owner_idempotency_key" in str(exc.orig):
+                raise DuplicateRequest(
+                    f"Idempotency-Key {task.idempotency_key!r} was just used"
+                ) from None
+            raise
+
+    async def _insert(self, task: Task) -> None:
         await self._session.execute(
             insert(_TASKS),
             {
