@@ -66,34 +66,52 @@ async def _load(
     return total / elapsed, latencies
 
 
-def run_submit(database_url: str, redis_url: str, *, total: int, concurrency: int) -> Table:
+def run_submit(
+    database_url: str, redis_url: str, *, total: int, concurrency: int, rounds: int = 5
+) -> Table:
+    """Both servers up side by side; load phases alternate between them ``rounds`` times
+    so that both see the same machine conditions. Medians over the rounds."""
     plain = database_url.replace("postgresql+asyncpg://", "postgresql://")
+    ours_port, base_port = free_port(), free_port()
+    chatsys_env = clean_env(
+        CHATSYS_DATABASE_URL=database_url,
+        CHATSYS_REDIS_URL=redis_url,
+        CHATSYS_API_PORT=str(ours_port),
+        CHATSYS_LOG_LEVEL="WARNING",
+    )
+    base_argv = [sys.executable, "-m", "uvicorn", "bench.baseline:app", "--port",
+                 str(base_port), "--log-level", "warning"]  # fmt: skip
+    targets = {
+        "chatsys": f"http://127.0.0.1:{ours_port}/v1/tasks",
+        "baseline": f"http://127.0.0.1:{base_port}/insert",
+    }
+    rates: dict[str, list[float]] = {"chatsys": [], "baseline": []}
+    latencies: dict[str, list[float]] = {"chatsys": [], "baseline": []}
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "submit.log"
-        port = free_port()
-        env = clean_env(CHATSYS_DATABASE_URL=database_url, CHATSYS_REDIS_URL=redis_url,
-                        CHATSYS_API_PORT=str(port), CHATSYS_LOG_LEVEL="WARNING")  # fmt: skip
-        with process([sys.executable, "-m", "chatsys", "api"], env, log) as api:
-            wait_ready_any(f"http://127.0.0.1:{port}/healthz", api)
-            say(f"submit: chatsys POST /v1/tasks x{total}, {concurrency} in flight")
-            ours = asyncio.run(_load(f"http://127.0.0.1:{port}/v1/tasks",
-                                     lambda i: {"input": f"write a function number {i}"},
-                                     total, concurrency))  # fmt: skip
-        port = free_port()
-        env = clean_env(BENCH_DATABASE_URL=plain)
-        argv = [sys.executable, "-m", "uvicorn", "bench.baseline:app", "--port", str(port),
-                "--log-level", "warning"]  # fmt: skip
-        with process(argv, env, log) as base:
-            wait_ready_any(f"http://127.0.0.1:{port}/readyz", base)
-            say(f"submit: baseline INSERT endpoint x{total}, {concurrency} in flight")
-            theirs = asyncio.run(_load(f"http://127.0.0.1:{port}/insert",
-                                       lambda i: {"input": f"write a function number {i}"},
-                                       total, concurrency))  # fmt: skip
-    table: Table = {}
-    table["throughput (req/s)"] = _row(ours[0], theirs[0])
-    table["p50 latency (ms)"] = _row(percentile(ours[1], 50), percentile(theirs[1], 50))
-    table["p99 latency (ms)"] = _row(percentile(ours[1], 99), percentile(theirs[1], 99))
-    return table
+        with (
+            process([sys.executable, "-m", "chatsys", "api"], chatsys_env, log) as api,
+            process(base_argv, clean_env(BENCH_DATABASE_URL=plain), log) as base,
+        ):
+            wait_ready_any(f"http://127.0.0.1:{ours_port}/healthz", api)
+            wait_ready_any(f"http://127.0.0.1:{base_port}/readyz", base)
+            for round_no in range(rounds):
+                for name, url in targets.items():
+                    say(f"submit round {round_no + 1}/{rounds}: {name} x{total}, "
+                        f"{concurrency} in flight")  # fmt: skip
+                    rate, lat = asyncio.run(
+                        _load(url, lambda i: {"input": f"write a function number {i}"},
+                              total, concurrency)
+                    )  # fmt: skip
+                    rates[name].append(rate)
+                    latencies[name].extend(lat)
+    mine, theirs = latencies["chatsys"], latencies["baseline"]
+    return {
+        "throughput (req/s)": _row(statistics.median(rates["chatsys"]),
+                                   statistics.median(rates["baseline"])),
+        "p50 latency (ms)": _row(percentile(mine, 50), percentile(theirs, 50)),
+        "p99 latency (ms)": _row(percentile(mine, 99), percentile(theirs, 99)),
+    }  # fmt: skip
 
 
 def wait_ready_any(url: str, proc: subprocess.Popen[bytes]) -> None:

@@ -11,12 +11,14 @@ from chatsys.api.services import ApiServices
 LOCAL_OWNER = "local"
 
 
-def get_services(request: Request) -> ApiServices:
+# Dependencies are ``async def``: FastAPI runs plain ``def`` dependencies in a thread
+# pool, a thread hop per request for nothing (it showed in the submit profile).
+async def get_services(request: Request) -> ApiServices:
     services: ApiServices = request.app.state.services
     return services
 
 
-def current_owner() -> str:
+async def current_owner() -> str:
     """Who is calling. API keys and roles are not built yet, so every caller is the
     single local owner; the key-based principal replaces this function."""
     return LOCAL_OWNER

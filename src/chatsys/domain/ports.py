@@ -135,13 +135,20 @@ class EventLog(Protocol):
 
 
 class Outbox(Protocol):
-    async def add(self, task_id: UUID) -> int: ...
+    async def add(self, task_id: UUID) -> int:
+        """A new entry, stamped as being dispatched now (its dispatch follows the commit)."""
+        ...
 
-    async def pending(self, *, older_than: float, limit: int) -> Sequence[tuple[int, UUID]]:
-        """Undispatched entries created at least ``older_than`` seconds ago, locked."""
+    async def pending(
+        self, *, older_than: float, lease: float, limit: int
+    ) -> Sequence[tuple[int, UUID]]:
+        """Entries to (re)send, locked: never dispatched and at least ``older_than``
+        seconds old, or dispatched over ``lease`` seconds ago for a task still queued."""
         ...
 
     async def mark_dispatched(self, ids: Sequence[int]) -> None: ...
+
+    async def mark_undispatched(self, ids: Sequence[int]) -> None: ...
 
 
 class JobQueue(Protocol):

@@ -50,10 +50,13 @@ class Dispatcher:
     """Hands outbox entries to the job queue.
 
     Rules: a task's job is recorded in the outbox in the same transaction that
-    makes it due; ``dispatch`` enqueues it right after the commit (fast path)
-    and marks it dispatched; whatever that misses (Redis down, process killed)
-    ``relay`` sends later. Enqueueing twice is harmless: the database lets one
-    runner claim a task.
+    makes it due, stamped as dispatched; ``dispatch`` enqueues it right after
+    the commit (fast path, no second transaction); if the enqueue fails the
+    stamp is removed and ``relay`` sends it within seconds; if the process dies
+    between commit and enqueue (or Redis loses the job), ``relay`` sends it
+    again once the stamp is older than the lease while the task is still
+    queued. Enqueueing twice is harmless: one job id per entry, and the
+    database lets one runner claim a task.
     """
 
     def __init__(self, uow: UnitOfWorkFactory, queue: JobQueue) -> None:
@@ -63,17 +66,21 @@ class Dispatcher:
     async def dispatch(self, entry_id: int, task_id: UUID) -> bool:
         try:
             await self._queue.enqueue_run(task_id, entry_id)
-        except Exception:  # the relay will send it; the caller may log
+        except Exception:  # let the relay send it soon; the caller may log
+            try:
+                async with self._uow() as uow:
+                    await uow.outbox.mark_undispatched([entry_id])
+                    await uow.commit()
+            except Exception:  # the lease still gets it re-sent, later
+                return False
             return False
-        async with self._uow() as uow:
-            await uow.outbox.mark_dispatched([entry_id])
-            await uow.commit()
         return True
 
-    async def relay(self, *, older_than: float = 2.0, limit: int = 100) -> int:
+    async def relay(self, *, older_than: float = 2.0, lease: float = 60.0, limit: int = 100) -> int:
         sent: list[int] = []
         async with self._uow() as uow:
-            for entry_id, task_id in await uow.outbox.pending(older_than=older_than, limit=limit):
+            due = await uow.outbox.pending(older_than=older_than, lease=lease, limit=limit)
+            for entry_id, task_id in due:
                 await self._queue.enqueue_run(task_id, entry_id)
                 sent.append(entry_id)
             await uow.outbox.mark_dispatched(sent)

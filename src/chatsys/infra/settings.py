@@ -52,6 +52,9 @@ class DatabaseSettings(BaseSettings):
     pool_size: int = Field(default=10, ge=1, le=200)
     max_overflow: int = Field(default=10, ge=0, le=200)
     pool_timeout: float = Field(default=10.0, gt=0)
+    ping_after_idle: float = Field(
+        default=5.0, ge=0, description="ping a pooled connection idle this long before use"
+    )
     echo: bool = False
 
 

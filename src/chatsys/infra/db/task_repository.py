@@ -16,7 +16,6 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    text,
     tuple_,
     update,
 )
@@ -55,7 +54,11 @@ _APPEND_EVENT = (
     )
     .returning(_EVENTS.c.seq, _EVENTS.c.created_at)
 )
-_ADD_OUTBOX = insert(_OUTBOX).values(task_id=bindparam("b_task_id")).returning(_OUTBOX.c.id)
+_ADD_OUTBOX = (
+    insert(_OUTBOX)
+    .values(task_id=bindparam("b_task_id"), dispatched_at=func.now(), attempts=1)
+    .returning(_OUTBOX.c.id)
+)
 
 
 def _usage(prompt: int, completion: int, cost: Decimal | float) -> Usage:
@@ -346,27 +349,41 @@ class SqlOutbox:
         assert entry_id is not None
         return int(entry_id)
 
-    async def pending(self, *, older_than: float, limit: int) -> Sequence[tuple[int, UUID]]:
+    async def pending(
+        self, *, older_than: float, lease: float, limit: int
+    ) -> Sequence[tuple[int, UUID]]:
         due = func.now() - timedelta(seconds=older_than)
+        expired = func.now() - timedelta(seconds=lease)
         rows = await self._session.execute(
             select(TaskOutboxRow.id, TaskOutboxRow.task_id)
-            .where(TaskOutboxRow.dispatched_at.is_(None), TaskOutboxRow.created_at <= due)
+            .join(TaskRow, TaskRow.id == TaskOutboxRow.task_id)
+            .where(
+                or_(
+                    and_(TaskOutboxRow.dispatched_at.is_(None), TaskOutboxRow.created_at <= due),
+                    and_(
+                        TaskOutboxRow.dispatched_at < expired,
+                        TaskRow.status == TaskStatus.QUEUED.value,
+                    ),
+                )
+            )
             .order_by(TaskOutboxRow.id)
             .limit(limit)
-            .with_for_update(skip_locked=True)
+            .with_for_update(of=TaskOutboxRow, skip_locked=True)
         )
         return [(int(r[0]), r[1]) for r in rows]
 
     async def mark_dispatched(self, ids: Sequence[int]) -> None:
         if ids:
-            # Losing this mark in a crash only means the relay enqueues the entry again,
-            # which is harmless (one job id per entry, one runner per task): so this
-            # transaction need not wait for its WAL flush.
-            await self._session.execute(text("SET LOCAL synchronous_commit TO OFF"))
             await self._session.execute(
                 update(TaskOutboxRow)
                 .where(TaskOutboxRow.id.in_(ids))
                 .values(dispatched_at=func.now(), attempts=TaskOutboxRow.attempts + 1)
+            )
+
+    async def mark_undispatched(self, ids: Sequence[int]) -> None:
+        if ids:
+            await self._session.execute(
+                update(TaskOutboxRow).where(TaskOutboxRow.id.in_(ids)).values(dispatched_at=None)
             )
 
 
