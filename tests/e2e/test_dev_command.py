@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -49,11 +50,15 @@ def test_dev_serves_everything_stops_cleanly_and_keeps_data(
         assert "chatsys api" in kinds
         assert "chatsys worker" in kinds
 
+        for _ in range(100):  # the supervisor prints its banner once it sees /readyz too
+            if "ready at" in log.read_text():
+                break
+            time.sleep(0.1)
+        assert f"ready at {base}" in log.read_text()
         dev.send_signal(stop_signal)
         assert dev.wait(60) == 0
     assert alive(family) == []
     assert processes_mentioning(str(data_dir)) == []
-    assert "ready at" in log.read_text()
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
