@@ -159,3 +159,21 @@ async def test_the_llm_analyser_decides_the_intent_when_enabled(
     assert task["analysis"]["intent"] == "research_question"
     assert task["plan"]["shape"] == "research_question"
     assert fake.calls[0].messages[0]["role"] == "system"
+
+
+@pytest.fixture
+def impatient_settings(settings: Settings) -> Settings:
+    settings.llm.timeout = 0.5
+    settings.llm.num_retries = 0
+    settings.llm.step_attempts = 1
+    return settings
+
+
+async def test_a_provider_that_times_out_fails_the_task_with_its_message(
+    impatient_settings: Settings, client: httpx.AsyncClient, worker: Worker, fake: FakeOpenAI
+) -> None:
+    fake.hang_next(10)
+    task = await wait_for(client, await submit(client, "hello"), within=30)
+    assert task["status"] == "failed"
+    assert "Timeout" in task["error"]["message"]
+    assert "Traceback" not in task["error"]["message"]
