@@ -7,7 +7,7 @@ import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from uuid import UUID, uuid4
 
 from chatsys.domain.errors import InvalidInput, NotFound
@@ -85,6 +85,25 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         raise InvalidInput("cursor is not one this API returned") from exc
 
 
+class _Keyed(Protocol):
+    @property
+    def created_at(self) -> datetime: ...
+
+    @property
+    def id(self) -> UUID: ...
+
+
+K = TypeVar("K", bound=_Keyed)
+
+
+def cut_page(rows: Sequence[K], limit: int) -> tuple[list[K], str | None]:
+    """``rows`` were fetched with ``limit + 1``: the page, and the cursor of the next one."""
+    items = list(rows[:limit])
+    if len(rows) <= limit:
+        return items, None
+    return items, encode_cursor(items[-1].created_at, items[-1].id)
+
+
 class ListConversations:
     """Newest first, keyset-paginated by an opaque cursor (stable under inserts)."""
 
@@ -95,9 +114,4 @@ class ListConversations:
         before = decode_cursor(cursor) if cursor else None
         async with self._uow() as uow:
             rows = await uow.conversations.list_for_owner(owner, limit=limit + 1, before=before)
-        items = list(rows[:limit])
-        next_cursor = None
-        if len(rows) > limit:
-            last = items[-1]
-            next_cursor = encode_cursor(last.created_at, last.id)
-        return Page(items, next_cursor)
+        return Page(*cut_page(rows, limit))

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
-from chatsys.domain.conversations import decode_cursor, encode_cursor
+from chatsys.domain.conversations import cut_page, decode_cursor
 from chatsys.domain.errors import Conflict, NotFound
 from chatsys.domain.model import TaskStatus
 from chatsys.domain.nlu import Analysis, RuleBasedAnalyzer
@@ -58,10 +58,7 @@ class ListTasks:
                 status=status,
                 conversation_id=conversation_id,
             )
-        items = list(rows[:limit])
-        more = len(rows) > limit
-        next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if more else None
-        return TaskPage(items, next_cursor)
+        return TaskPage(*cut_page(rows, limit))
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +163,4 @@ class ListMessages:
             if await uow.conversations.get(conversation_id, owner=owner) is None:
                 raise NotFound(f"conversation {conversation_id} does not exist")
             rows = await uow.messages.page(conversation_id, limit=limit + 1, after=after)
-        items = list(rows[:limit])
-        more = len(rows) > limit
-        next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if more else None
-        return MessagePage(items, next_cursor)
+        return MessagePage(*cut_page(rows, limit))
