@@ -35,7 +35,7 @@ from chatsys.infra.settings import (
     Settings,
     WorkerSettings,
 )
-from tests.support import plain_dsn, with_database
+from tests.support import plain_dsn, stop_worker, with_database
 
 
 @pytest.fixture(scope="session")
@@ -128,9 +128,7 @@ async def worker(settings: Settings) -> AsyncIterator[Worker]:
     running._handle_signals = False
     job = asyncio.create_task(running.async_run())
     yield running
-    job.cancel()
-    await asyncio.gather(job, return_exceptions=True)
-    await running.close()
+    await stop_worker(running, job)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -106,6 +108,24 @@ def processes_mentioning(text: str) -> list[str]:
         if text in cmd and p.pid != os.getpid():
             found.append(f"{p.pid} {cmd[:120]}")
     return found
+
+
+async def stop_worker(worker: Any, job: asyncio.Task[Any] | None = None) -> None:
+    """Stop an in-process arq worker for good: let jobs in flight finish (bounded), stop
+    its loop, and make sure its shutdown hook ran. arq's ``close()`` gathers cancelled
+    job tasks without ``return_exceptions``, so a job cut short would skip the hook and
+    leave the heartbeat and maintenance loop of a worker running into the next test."""
+    for _ in range(200):
+        if all(t.done() for t in worker.tasks.values()):
+            break
+        await asyncio.sleep(0.05)
+    if job is not None:
+        job.cancel()
+        await asyncio.gather(job, return_exceptions=True)
+    try:
+        await worker.close()
+    except asyncio.CancelledError:
+        await worker.on_shutdown(worker.ctx)
 
 
 @contextmanager

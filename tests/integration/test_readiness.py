@@ -9,6 +9,7 @@ import httpx
 from chatsys.bootstrap import build_worker
 from chatsys.infra.db import migrations
 from chatsys.infra.settings import Settings
+from tests.support import stop_worker
 
 
 async def test_healthz_answers_without_checking_anything(client: httpx.AsyncClient) -> None:
@@ -44,9 +45,7 @@ async def test_ready_while_a_worker_runs_and_not_after_it_stops(
         assert answer.status_code == 200, answer.text
         assert answer.json()["components"]["worker"]["info"]["workers"] == 1
     finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await worker.close()
+        await stop_worker(worker, running)
     after = await client.get("/readyz")
     assert after.status_code == 503
     assert after.json()["components"]["worker"]["status"] == "down"
