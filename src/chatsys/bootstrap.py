@@ -268,6 +268,7 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
             heartbeat_interval=settings.worker.task_heartbeat,
             stale_after=settings.worker.task_stale_after,
             max_attempts=settings.worker.task_max_attempts,
+            max_runtime=settings.worker.task_timeout,
         )
         sweeper = RequeueStale(
             uow, dispatcher, SystemClock(), stale_after=settings.worker.task_stale_after
@@ -302,7 +303,10 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
     return Worker(
         functions=[
             func(jobs.ping, name="chatsys.ping", timeout=30, max_tries=1),
-            func(jobs.run_task, name=RUN_TASK, max_tries=3),
+            # The task enforces its own time limit; arq's must never fire first.
+            func(
+                jobs.run_task, name=RUN_TASK, max_tries=3, timeout=settings.worker.task_timeout + 60
+            ),
         ],
         queue_name=settings.worker.queue_name,
         redis_settings=arq_redis_settings(redis_url),

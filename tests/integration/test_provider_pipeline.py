@@ -177,3 +177,21 @@ async def test_a_provider_that_times_out_fails_the_task_with_its_message(
     assert task["status"] == "failed"
     assert "Timeout" in task["error"]["message"]
     assert "Traceback" not in task["error"]["message"]
+
+
+@pytest.fixture
+def short_limit_settings(settings: Settings) -> Settings:
+    settings.worker.task_timeout = 1.0
+    return settings
+
+
+async def test_a_task_over_its_time_limit_fails_instead_of_looping(
+    short_limit_settings: Settings, client: httpx.AsyncClient, worker: Worker, fake: FakeOpenAI
+) -> None:
+    fake.latency = 3.0
+    task = await wait_for(client, await submit(client, "hello"), within=20)
+    assert task["status"] == "failed"
+    assert task["error"]["type"] == "timeout"
+    assert "longer than its limit of 1 s" in task["error"]["message"]
+    types = [e["type"] for e in await events(client, task["id"])]
+    assert types.count("task.started") == 1  # not handed back and run again

@@ -14,7 +14,9 @@ Rules:
   failed or cancelled, or (worker shutting down) it is handed back to the
   queue without spending an attempt; only a killed worker leaves it running,
   and then its heartbeat lapses and the sweeper re-queues it;
-- after ``max_attempts`` claims the task fails instead of running again.
+- after ``max_attempts`` claims the task fails instead of running again, and an
+  attempt running longer than ``max_runtime`` seconds fails the task (so a task
+  too long for its limit cannot loop between workers).
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ class _Cancelled(Exception):
     pass
 
 
+class _TimedOut(Exception):
+    pass
+
+
 class RunTask:
     def __init__(
         self,
@@ -58,6 +64,7 @@ class RunTask:
         heartbeat_interval: float = 0.5,
         stale_after: float = 10.0,
         max_attempts: int = 5,
+        max_runtime: float = 1800.0,
     ) -> None:
         self._uow = uow
         self._clock = clock
@@ -69,6 +76,7 @@ class RunTask:
         self._heartbeat_interval = heartbeat_interval
         self._stale_after = stale_after
         self._max_attempts = max_attempts
+        self._max_runtime = max_runtime
 
     async def execute(self, task_id: UUID) -> TaskStatus | None:
         """Run the task if this runner can claim it; returns its final status, or None."""
@@ -94,6 +102,9 @@ class RunTask:
             return await work
         except _Cancelled:
             return await self._finish_cancelled(task)
+        except _TimedOut:
+            message = f"the task ran longer than its limit of {self._max_runtime:g} s"
+            return await self._finish_failed(task, {"message": message, "type": "timeout"})
         except LeaseLost:
             return None
         except asyncio.CancelledError:  # the worker is shutting down
@@ -107,7 +118,9 @@ class RunTask:
     async def _watch(
         self, task_id: UUID, work: asyncio.Task[TaskStatus], stop: list[Exception]
     ) -> None:
-        """The heartbeat: keeps the claim; a cancel request or a lost claim stops the work."""
+        """The heartbeat: keeps the claim; a cancel request, a lost claim or the time
+        limit stops the work."""
+        deadline = asyncio.get_running_loop().time() + self._max_runtime
         while not work.done():
             await asyncio.sleep(self._heartbeat_interval)
             async with self._uow() as uow:
@@ -115,6 +128,10 @@ class RunTask:
                 await uow.commit()
             if not lease.owned or lease.cancel_requested:
                 stop.append(_Cancelled() if lease.owned else LeaseLost(str(task_id)))
+                work.cancel()
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                stop.append(_TimedOut())
                 work.cancel()
                 return
 

@@ -40,8 +40,12 @@ async def run_task(ctx: dict[str, Any], task_id: str) -> str | None:
         try:
             status = await runner.execute(UUID(task_id))
         except asyncio.CancelledError:
+            # Only a worker shutting down cancels a run (the task's own time limit fires
+            # long before arq's): the task is already back in the queue, re-sent through
+            # the outbox. Returning lets arq finish its shutdown (its close() would skip
+            # on_shutdown on a cancelled job) and keeps arq from retrying this job too.
             log.info("chatsys.task.handed_back")
-            raise
+            return "handed back"
         except Exception:
             log.exception("chatsys.task.crashed")
             raise

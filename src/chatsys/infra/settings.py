@@ -94,6 +94,7 @@ class WorkerSettings(BaseSettings):
     task_heartbeat: float = Field(default=0.5, gt=0, description="running-task heartbeat")
     task_stale_after: float = Field(default=10.0, gt=0, description="lapsed task heartbeat")
     task_max_attempts: int = Field(default=5, ge=1)
+    task_timeout: float = Field(default=1800.0, gt=0, description="one attempt's time limit")
     maintenance_interval: float = Field(default=2.0, gt=0)
 
 
