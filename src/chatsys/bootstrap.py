@@ -22,12 +22,14 @@ from chatsys.agents.config import GatewayConfig
 from chatsys.agents.profiles import PROFILES
 from chatsys.api.app import create_app
 from chatsys.api.services import ApiServices
+from chatsys.api.streaming import StreamConfig
 from chatsys.domain.conversations import GetConversation, ListConversations, StartConversation
 from chatsys.domain.health import CheckReadiness
 from chatsys.domain.nlu import RuleBasedAnalyzer
 from chatsys.domain.nlu.llm_analyzer import LLMAnalyzer, RulesTaskAnalyzer, TaskAnalyzer
 from chatsys.domain.planner import Planner
 from chatsys.domain.running import RequeueStale, RunTask
+from chatsys.domain.streaming import FollowConversation, FollowTask, StreamLimits
 from chatsys.domain.submission import Dispatcher, SubmitTask
 from chatsys.domain.task_queries import (
     AnalyzeText,
@@ -41,6 +43,7 @@ from chatsys.infra import jobs
 from chatsys.infra.db.engine import create_engine, create_session_factory
 from chatsys.infra.db.migrations import head_revision
 from chatsys.infra.db.repositories import SqlUnitOfWork
+from chatsys.infra.events import RedisEventHub, RedisEventPublisher
 from chatsys.infra.heartbeat import WorkerHeartbeat, WorkerHeartbeatProbe, new_worker_id
 from chatsys.infra.logging import configure_logging, get_logger
 from chatsys.infra.probes import PostgresProbe, RedisProbe
@@ -98,6 +101,7 @@ class Resources:
     engine: AsyncEngine
     session_factory: async_sessionmaker[AsyncSession]
     redis: ArqRedis
+    publisher: RedisEventPublisher
 
     @classmethod
     async def open(cls, settings: Settings, *, role: str) -> Resources:
@@ -108,7 +112,9 @@ class Resources:
         except BaseException:
             await engine.dispose()
             raise
-        return cls(settings, engine, create_session_factory(engine), redis)
+        return cls(
+            settings, engine, create_session_factory(engine), redis, RedisEventPublisher(redis)
+        )
 
     async def close(self) -> None:
         try:
@@ -117,7 +123,7 @@ class Resources:
             await self.engine.dispose()
 
     def unit_of_work(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.session_factory)
+        return SqlUnitOfWork(self.session_factory, self.publisher)
 
 
 def gateway_config(settings: Settings) -> GatewayConfig:
@@ -162,7 +168,7 @@ def agent_catalogue(settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
-def api_services(resources: Resources) -> ApiServices:
+def api_services(resources: Resources, hub: RedisEventHub) -> ApiServices:
     settings = resources.settings
     clock = SystemClock()
     readiness = CheckReadiness(
@@ -177,6 +183,7 @@ def api_services(resources: Resources) -> ApiServices:
         uow, ArqJobQueue(resources.redis, queue_name=settings.worker.queue_name)
     )
     analyzer = RuleBasedAnalyzer()
+    limits = StreamLimits(buffer=settings.stream.buffer, idle=settings.stream.keepalive)
     return ApiServices(
         readiness=readiness,
         llm=llm_info(settings),
@@ -198,10 +205,18 @@ def api_services(resources: Resources) -> ApiServices:
         cancel_task=CancelTask(uow, clock),
         analyze=AnalyzeText(uow, analyzer),
         list_messages=ListMessages(uow),
+        follow_task=FollowTask(uow, hub, limits),
+        follow_conversation=FollowConversation(uow, hub, limits),
+        stream=StreamConfig(
+            keepalive=settings.stream.keepalive,
+            close_timeout=settings.stream.close_timeout,
+            max_subscriptions=settings.stream.max_subscriptions,
+        ),
+        going_away=hub.going_away,
     )
 
 
-def build_app(settings: Settings | None = None) -> FastAPI:
+def build_app(settings: Settings | None = None, *, shutdown_signals: bool = False) -> FastAPI:
     """The ASGI app. Resources are opened in its lifespan, so building it is cheap."""
     settings = settings or load_settings()
     configure_logging(settings)
@@ -209,17 +224,22 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def services() -> AsyncIterator[ApiServices]:
         resources = await Resources.open(settings, role="api")
+        hub = RedisEventHub(resources.redis)
         try:
-            yield api_services(resources)
+            yield api_services(resources, hub)
         finally:
-            await resources.close()
+            try:
+                await hub.close()
+            finally:
+                await resources.close()
 
-    return create_app(services, version=__version__)
+    return create_app(services, version=__version__, shutdown_signals=shutdown_signals)
 
 
 def app_factory() -> FastAPI:
-    """Entry point for ``uvicorn --factory chatsys.bootstrap:app_factory``."""
-    return build_app()
+    """Entry point for ``uvicorn --factory chatsys.bootstrap:app_factory``: the server
+    process, whose SIGTERM/SIGINT first end live streams with "going away"."""
+    return build_app(shutdown_signals=True)
 
 
 def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Worker:

@@ -58,6 +58,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         proxy_headers=True,
         timeout_graceful_shutdown=10,
         lifespan="on",
+        ws_max_size=settings.stream.max_frame_bytes,
     )
     return 0
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
+from starlette.requests import HTTPConnection
 
 from chatsys.api.services import ApiServices
 
@@ -13,8 +14,8 @@ LOCAL_OWNER = "local"
 
 # Dependencies are ``async def``: FastAPI runs plain ``def`` dependencies in a thread
 # pool, a thread hop per request for nothing (it showed in the submit profile).
-async def get_services(request: Request) -> ApiServices:
-    services: ApiServices = request.app.state.services
+async def get_services(connection: HTTPConnection) -> ApiServices:
+    services: ApiServices = connection.app.state.services
     return services
 
 

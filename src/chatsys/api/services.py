@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chatsys.api.streaming import StreamConfig
 from chatsys.domain.conversations import GetConversation, ListConversations, StartConversation
 from chatsys.domain.health import CheckReadiness
+from chatsys.domain.streaming import FollowConversation, FollowTask
 from chatsys.domain.submission import SubmitTask
 from chatsys.domain.task_queries import (
     AnalyzeText,
@@ -33,3 +36,7 @@ class ApiServices:
     cancel_task: CancelTask
     analyze: AnalyzeText
     list_messages: ListMessages
+    follow_task: FollowTask
+    follow_conversation: FollowConversation
+    stream: StreamConfig
+    going_away: Callable[[], None]  # shutdown begins: end every live stream now

@@ -7,7 +7,8 @@ task over) can never write over the new runner's work.
 
 from __future__ import annotations
 
-import time
+import asyncio
+import contextlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -33,17 +34,12 @@ class TaskJournal:
         task_id: UUID,
         worker_id: str,
         steps: Mapping[str, StepRecord],
-        *,
-        delta_flush_seconds: float = 0.2,
-        delta_flush_chars: int = 400,
     ) -> None:
         self._uow = uow
         self._clock = clock
         self.task_id = task_id
         self._worker_id = worker_id
         self.steps = dict(steps)
-        self.flush_seconds = delta_flush_seconds
-        self.flush_chars = delta_flush_chars
         self._sinks: dict[str, _StepSink] = {}
 
     async def _fenced(self, uow: UnitOfWork) -> None:
@@ -53,11 +49,19 @@ class TaskJournal:
 
     async def write(self, events: list[tuple[str, dict[str, Any]]], *steps: StepRecord) -> None:
         async with self._uow() as uow:
-            await self._fenced(uow)
+            if events:
+                # The fenced append takes the row lock and checks the lease in one go.
+                try:
+                    for kind, data in events:
+                        await uow.events.append(self.task_id, kind, data, runner=self._worker_id)
+                except LookupError as exc:
+                    raise LeaseLost(
+                        f"task {self.task_id} is no longer run by {self._worker_id}"
+                    ) from exc
+            else:
+                await self._fenced(uow)
             if steps:
                 await uow.tasks.save_steps(self.task_id, steps)
-            for kind, data in events:
-                await uow.events.append(self.task_id, kind, data)
             await uow.commit()
 
     def _now(self) -> datetime:
@@ -118,14 +122,23 @@ class TaskJournal:
         data = {"step": key, "agent": step.agent, "attempt": attempt, "error": error}
         await self.write([(EventType.STEP_FAILED, data)], step)
 
+    async def close(self) -> None:
+        """Stop token writes still in flight (a step cut short): nothing is written
+        after the task's outcome."""
+        for sink in self._sinks.values():
+            await sink.abandon()
+
     def sink(self, key: str) -> StepSink:
         self._sinks[key] = _StepSink(self, key, self.steps[key].attempt)
         return self._sinks[key]
 
 
 class _StepSink:
-    """Streams a step's tokens into ``message.delta`` events, coalesced a little so a
-    token does not cost a transaction; a replay yields the same text in order."""
+    """Streams a step's tokens into ``message.delta`` events with group commit: a token
+    is written (and published) as soon as no write is in flight; tokens that arrive
+    during a write go out together in the next one. An idle stream costs one
+    transaction per token, a fast one never waits on the database, and a replay
+    yields the same text in the same order."""
 
     def __init__(self, journal: TaskJournal, key: str, attempt: int) -> None:
         self._journal = journal
@@ -133,25 +146,42 @@ class _StepSink:
         self._attempt = attempt
         self._agent = journal.steps[key].agent
         self._buffer: list[str] = []
-        self._size = 0
-        self._last_flush = time.monotonic()
+        self._writer: asyncio.Task[None] | None = None
 
     async def delta(self, text: str) -> None:
         self._buffer.append(text)
-        self._size += len(text)
-        elapsed = time.monotonic() - self._last_flush
-        if self._size >= self._journal.flush_chars or elapsed >= self._journal.flush_seconds:
-            await self.flush()
+        writer = self._writer
+        if writer is not None and writer.done():
+            self._writer = None
+            writer.result()  # a failed write (lost lease, database down) stops the step
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self._buffer:
+            text = "".join(self._buffer)
+            self._buffer.clear()
+            data = {"step": self._key, "agent": self._agent, "attempt": self._attempt, "text": text}
+            await self._journal.write([(EventType.MESSAGE_DELTA, data)])
 
     async def flush(self) -> None:
-        if not self._buffer:
-            return
-        text = "".join(self._buffer)
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                await asyncio.shield(writer)
+            except asyncio.CancelledError:
+                writer.cancel()
+                raise
+        await self._drain()
+
+    async def abandon(self) -> None:
+        writer, self._writer = self._writer, None
         self._buffer.clear()
-        self._size = 0
-        self._last_flush = time.monotonic()
-        data = {"step": self._key, "agent": self._agent, "attempt": self._attempt, "text": text}
-        await self._journal.write([(EventType.MESSAGE_DELTA, data)])
+        if writer is not None and not writer.done():
+            writer.cancel()
+        if writer is not None:
+            with contextlib.suppress(BaseException):
+                await writer
 
     async def tool_started(self, call_id: str, name: str, arguments: Mapping[str, Any]) -> None:
         await self.flush()

@@ -7,8 +7,10 @@ Adapters in ``chatsys.infra`` and ``chatsys.agents`` implement them; only
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from types import TracebackType
 from typing import Any, Protocol, Self
 from uuid import UUID
@@ -125,10 +127,27 @@ class TaskRepository(Protocol):
         """Running tasks whose heartbeat lapsed, locked for this transaction."""
         ...
 
+    async def progress(self, task_id: UUID) -> tuple[int, TaskStatus] | None:
+        """The task's last event ``seq`` and its status (None: no such task)."""
+        ...
+
 
 class EventLog(Protocol):
-    async def append(self, task_id: UUID, type: str, data: dict[str, Any]) -> TaskEvent:
-        """Append with the next gapless ``seq`` (serialised per task by its row lock)."""
+    """The durable, gapless event log of each task.
+
+    Events appended in a unit of work are published live (see ``LiveFeed``) after
+    that unit of work commits, never before: a subscriber never sees an event that
+    could still be rolled back.
+    """
+
+    async def append(
+        self, task_id: UUID, type: str, data: dict[str, Any], *, runner: str | None = None
+    ) -> TaskEvent:
+        """Append with the next gapless ``seq`` (serialised per task by its row lock).
+
+        With ``runner``, append only while that worker runs the task; ``LookupError``
+        otherwise (the fence of a runner that may have lost its lease).
+        """
         ...
 
     async def after(self, task_id: UUID, after: int, *, limit: int) -> Sequence[TaskEvent]: ...
@@ -189,6 +208,40 @@ class UnitOfWork(Protocol):
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self) -> UnitOfWork: ...
+
+
+class LiveSignal(StrEnum):
+    """What a live subscription says besides events."""
+
+    RESYNC = "resync"  # live delivery may have missed events: read the log
+    OVERFLOW = "overflow"  # the subscriber fell too far behind; its buffer is gone
+    GOING_AWAY = "going_away"  # this process is shutting down
+
+
+class LiveSubscription(Protocol):
+    async def next(self, wait: float) -> TaskEvent | LiveSignal | None:
+        """The next live event or signal; None when ``wait`` seconds pass first."""
+        ...
+
+    async def ended(self) -> LiveSignal:
+        """Wait until the subscription ends (OVERFLOW or GOING_AWAY) and say why."""
+        ...
+
+
+class LiveFeed(Protocol):
+    """Events as they are committed, from any process (at most once: the log has the rest).
+
+    Entering a subscription returns only once it is active, so an event committed
+    after that is delivered to it.
+    """
+
+    def task(
+        self, task_id: UUID, *, buffer: int
+    ) -> AbstractAsyncContextManager[LiveSubscription]: ...
+
+    def conversation(
+        self, conversation_id: UUID, *, buffer: int
+    ) -> AbstractAsyncContextManager[LiveSubscription]: ...
 
 
 class Clock(Protocol):

@@ -194,11 +194,16 @@ class RunTask:
         try:
             outputs = await self._executor.execute(plan, template, journal, _done(task.steps))
         except StepFailed as failure:
+            await journal.close()
             if plan.shape == "degraded" or len(plan.steps) == 1:
                 return await self._finish_failed(task, _error(failure), journal)
             return await self._degrade(task, plan, failure, template, journal)
         except (LLMError, InvalidInput) as exc:
+            await journal.close()
             return await self._finish_failed(task, {"message": exc.detail, "type": "llm"}, journal)
+        except BaseException:
+            await asyncio.shield(journal.close())
+            raise
         return await self._finish_succeeded(task, plan, outputs, journal)
 
     async def _degrade(

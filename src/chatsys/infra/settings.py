@@ -80,6 +80,32 @@ class ApiSettings(BaseSettings):
     max_input_bytes: int = Field(default=32 * 1024, ge=1, le=1024 * 1024)
 
 
+class StreamSettings(BaseSettings):
+    """``CHATSYS_STREAM_*``: live event streams (SSE and WebSocket)."""
+
+    model_config = _config("CHATSYS_STREAM_")
+
+    buffer: int = Field(
+        default=1024,
+        ge=8,
+        le=100_000,
+        description="events held for one subscriber; a subscriber that falls further behind "
+        "is disconnected (WebSocket close 4008) and resumes with after=",
+    )
+    keepalive: float = Field(
+        default=15.0, gt=0, description="seconds of quiet before an SSE keep-alive comment"
+    )
+    close_timeout: float = Field(
+        default=10.0, gt=0, description="how long a stalled client gets to take its close frame"
+    )
+    max_subscriptions: int = Field(
+        default=100, ge=1, le=10_000, description="subscriptions per /v1/ws connection"
+    )
+    max_frame_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=16 * 1024 * 1024, description="largest WebSocket frame"
+    )
+
+
 class WorkerSettings(BaseSettings):
     """``CHATSYS_WORKER_*``: the arq worker pool."""
 
@@ -164,6 +190,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     features: FeatureFlags = Field(default_factory=FeatureFlags)
 

@@ -17,6 +17,8 @@ from chatsys.api.schemas import (
     TaskStatusName,
     TaskSummary,
 )
+from chatsys.api.streaming import EventStreamResponse
+from chatsys.domain.errors import InvalidInput
 from chatsys.domain.model import TaskStatus
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
@@ -89,18 +91,60 @@ async def cancel_task(task_id: UUID, services: ServicesDep, owner: OwnerDep) -> 
     return TaskOut.of(await services.cancel_task.execute(task_id, owner=owner))
 
 
+SSE_DOC = """
+With `Accept: text/event-stream`: a live Server-Sent Events stream instead of a page.
+Each event has `id: <seq>`, `event: <type>` and the JSON frame
+`{task_id, seq, type, data, ts}` as `data`. It starts after `Last-Event-ID` (or
+`after`), replays the log, follows live, and ends after the terminal event;
+`: keep-alive` comments come while idle. `204` when the task is finished and
+nothing is left after the given position (EventSource then stops reconnecting).
+A client that reads too slowly gets an `overflow` event and the stream ends; a
+shutting-down server sends `reconnect`. Both carry the `after` to resume from.
+"""
+
+
 @router.get(
     "/{task_id}/events",
     response_model=EventPageOut,
-    summary="A page of the task's event log, in order",
+    summary="The task's event log: a page of JSON, or a live SSE stream",
+    description=SSE_DOC,
+    responses={
+        200: {
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string"},
+                    "example": 'id: 1\nevent: task.created\ndata: {"seq": 1, ...}\n\n',
+                }
+            }
+        },
+        204: {"description": "SSE: the task is finished and nothing follows `after`"},
+    },
 )
 async def list_task_events(
     task_id: UUID,
     services: ServicesDep,
     owner: OwnerDep,
     after: Annotated[int, Query(ge=0, description="return events with seq > after")] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-) -> EventPageOut:
+    limit: Annotated[int, Query(ge=1, le=1000, description="page size (JSON only)")] = 200,
+    accept: Annotated[str, Header()] = "application/json",
+    last_event_id: Annotated[
+        str | None,
+        Header(alias="Last-Event-ID", max_length=20, description="SSE: resume after this seq"),
+    ] = None,
+) -> EventPageOut | Response:
+    if "text/event-stream" in accept:
+        if last_event_id is not None:
+            if not last_event_id.strip().isdigit():
+                raise InvalidInput(
+                    f"Last-Event-ID must be an event seq (a whole number >= 0), "
+                    f"not {last_event_id!r}"
+                )
+            after = int(last_event_id)
+        follow = services.follow_task
+        await follow.check(task_id, owner=owner)
+        if await follow.is_exhausted(task_id, after):
+            return Response(status_code=status.HTTP_204_NO_CONTENT)
+        return EventStreamResponse(follow.open(task_id, after=after), services.stream)
     page = await services.list_events.execute(task_id, owner=owner, after=after, limit=limit)
     return EventPageOut(
         items=[EventOut.of(e) for e in page.items], last_seq=page.last_seq, done=page.done

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 from uuid import UUID
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chatsys.domain.model import Conversation
+from chatsys.domain.tasks import TaskEvent
 from chatsys.infra.db.models import ConversationRow
 from chatsys.infra.db.task_repository import (
     SqlEventLog,
@@ -73,8 +74,15 @@ class SqlConversationRepository:
         return [_to_conversation(r) for r in rows]
 
 
+class EventPublisher(Protocol):
+    async def publish(self, events: Sequence[tuple[TaskEvent, UUID | None]]) -> None: ...
+
+
 class SqlUnitOfWork:
-    """One session, one transaction. Leaving the block without ``commit`` rolls back."""
+    """One session, one transaction. Leaving the block without ``commit`` rolls back.
+
+    Events appended in it are handed to ``publisher`` once the commit succeeded.
+    """
 
     conversations: SqlConversationRepository
     messages: SqlMessageRepository
@@ -82,8 +90,13 @@ class SqlUnitOfWork:
     events: SqlEventLog
     outbox: SqlOutbox
 
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        publisher: EventPublisher | None = None,
+    ) -> None:
         self._session_factory = session_factory
+        self._publisher = publisher
 
     async def __aenter__(self) -> Self:
         self._session = self._session_factory()
@@ -107,6 +120,10 @@ class SqlUnitOfWork:
 
     async def commit(self) -> None:
         await self._session.commit()
+        appended, self.events.appended = self.events.appended, []
+        if appended and self._publisher is not None:
+            await self._publisher.publish(appended)
 
     async def rollback(self) -> None:
         await self._session.rollback()
+        self.events.appended = []

@@ -34,26 +34,43 @@ from chatsys.infra.db.models import MessageRow, StepRow, TaskEventRow, TaskOutbo
 _TASKS = cast(Table, TaskRow.__table__)
 _EVENTS = cast(Table, TaskEventRow.__table__)
 _OUTBOX = cast(Table, TaskOutboxRow.__table__)
-_BUMPED = (
-    update(_TASKS)
-    .where(_TASKS.c.id == bindparam("b_task_id"))
-    .values(last_seq=_TASKS.c.last_seq + 1)
-    .returning(_TASKS.c.id, _TASKS.c.last_seq)
-    .cte("bumped")
-)
-_APPEND_EVENT = (
-    insert(_EVENTS)
-    .from_select(
-        ["task_id", "seq", "type", "data"],
-        select(
-            _BUMPED.c.id,
-            _BUMPED.c.last_seq,
-            bindparam("b_type", type_=String),
-            bindparam("b_data", type_=JSONB),
-        ),
+
+
+def _append_statement(*, fenced: bool) -> Any:
+    """Bump the task's counter (taking its row lock, which serialises appends per task
+    and makes ``seq`` gapless) and insert the event with that number, in one statement.
+    Fenced: only while ``b_worker_id`` runs the task."""
+    where = _TASKS.c.id == bindparam("b_task_id")
+    if fenced:
+        where = where & (_TASKS.c.worker_id == bindparam("b_worker_id", type_=String))
+    bumped = (
+        update(_TASKS)
+        .where(where)
+        .values(last_seq=_TASKS.c.last_seq + 1)
+        .returning(_TASKS.c.id, _TASKS.c.last_seq, _TASKS.c.conversation_id)
+        .cte("bumped")
     )
-    .returning(_EVENTS.c.seq, _EVENTS.c.created_at)
-)
+    inserted = (
+        insert(_EVENTS)
+        .from_select(
+            ["task_id", "seq", "type", "data"],
+            select(
+                bumped.c.id,
+                bumped.c.last_seq,
+                bindparam("b_type", type_=String),
+                bindparam("b_data", type_=JSONB),
+            ),
+        )
+        .returning(_EVENTS.c.task_id, _EVENTS.c.seq, _EVENTS.c.created_at)
+        .cte("inserted")
+    )
+    return select(inserted.c.seq, inserted.c.created_at, bumped.c.conversation_id).join_from(
+        inserted, bumped, inserted.c.task_id == bumped.c.id
+    )
+
+
+_APPEND_EVENT = _append_statement(fenced=False)
+_APPEND_EVENT_FENCED = _append_statement(fenced=True)
 _ADD_OUTBOX = (
     insert(_OUTBOX)
     .values(task_id=bindparam("b_task_id"), dispatched_at=func.now(), attempts=1)
@@ -313,22 +330,38 @@ class SqlTaskRepository:
         )
         return list(rows)
 
-
-class SqlEventLog:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
-    async def append(self, task_id: UUID, type: str, data: dict[str, Any]) -> TaskEvent:
-        # One round trip: bump the task's counter (taking its row lock, which serialises
-        # appends per task and makes seq gapless) and insert the event with that number.
+    async def progress(self, task_id: UUID) -> tuple[int, TaskStatus] | None:
         row = (
             await self._session.execute(
-                _APPEND_EVENT, {"b_task_id": task_id, "b_type": type, "b_data": data}
+                select(TaskRow.last_seq, TaskRow.status).where(TaskRow.id == task_id)
             )
         ).first()
+        return None if row is None else (int(row.last_seq), TaskStatus(row.status))
+
+
+class SqlEventLog:
+    """Appends are remembered with their task's conversation, to be published once
+    the unit of work commits."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+        self.appended: list[tuple[TaskEvent, UUID | None]] = []
+
+    async def append(
+        self, task_id: UUID, type: str, data: dict[str, Any], *, runner: str | None = None
+    ) -> TaskEvent:
+        params = {"b_task_id": task_id, "b_type": type, "b_data": data}
+        if runner is None:
+            row = (await self._session.execute(_APPEND_EVENT, params)).first()
+        else:
+            params["b_worker_id"] = runner
+            row = (await self._session.execute(_APPEND_EVENT_FENCED, params)).first()
         if row is None:
-            raise LookupError(f"task {task_id} does not exist")
-        return TaskEvent(task_id, row.seq, type, data, row.created_at)
+            raise LookupError(f"task {task_id} does not exist or is not run by {runner}")
+        event = TaskEvent(task_id, row.seq, type, data, row.created_at)
+        conversation = row.conversation_id
+        self.appended.append((event, UUID(str(conversation)) if conversation else None))
+        return event
 
     async def after(self, task_id: UUID, after: int, *, limit: int) -> Sequence[TaskEvent]:
         rows = await self._session.scalars(

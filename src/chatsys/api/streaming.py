@@ -1,0 +1,179 @@
+"""Event streams over SSE and WebSocket: framing, pacing and close codes.
+
+Every stream is paced by its client (an event is sent when the previous one was
+taken by the transport). Meanwhile live events wait in the subscriber's bounded
+buffer; when it overflows the stream is stopped at once, even mid-send, with
+close code 4008 (SSE: an ``overflow`` event) naming the ``after`` to resume from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketState
+
+from chatsys.domain.streaming import GoingAway, Idle, StreamInterrupted
+from chatsys.domain.tasks import TaskEvent
+
+# WebSocket close codes (documented in the README).
+CLOSE_NORMAL = 1000  # the task finished; every event was sent
+CLOSE_GOING_AWAY = 1001  # this API process is shutting down: reconnect with after=
+CLOSE_SLOW_CONSUMER = 4008  # the client read too slowly: reconnect with after=
+CLOSE_BAD_REQUEST = 4400  # e.g. a negative or non-numeric after
+CLOSE_NOT_FOUND = 4404  # no such task (or not yours)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamConfig:
+    keepalive: float
+    close_timeout: float
+    max_subscriptions: int
+
+
+def event_frame(event: TaskEvent) -> dict[str, Any]:
+    return {
+        "task_id": event.task_id,
+        "seq": event.seq,
+        "type": event.type,
+        "data": event.data,
+        "ts": event.created_at,
+    }
+
+
+def dumps(frame: dict[str, Any]) -> str:
+    return orjson.dumps(frame).decode()
+
+
+def sse_event(event: TaskEvent) -> bytes:
+    data = orjson.dumps(event_frame(event))
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.seq, event.type.encode(), data)
+
+
+def sse_message(kind: str, body: dict[str, Any]) -> bytes:
+    return b"event: %s\ndata: %s\n\n" % (kind.encode(), orjson.dumps(body))
+
+
+SSE_KEEPALIVE = b": keep-alive\n\n"
+
+
+class Stream(Protocol):
+    """What the pumps below need of a domain stream."""
+
+    def __aiter__(self) -> AsyncIterator[TaskEvent | Idle]: ...
+
+    async def interrupted(self) -> StreamInterrupted: ...
+
+
+async def run_until_stopped(
+    pump: Awaitable[None], stream: Stream, also: Awaitable[Any] | None = None
+) -> StreamInterrupted | None:
+    """Run ``pump`` until it ends, ``stream`` is interrupted, or ``also`` completes
+    (e.g. the client went away). Return the interruption, if that came first."""
+    tasks: dict[asyncio.Task[Any], str] = {
+        asyncio.ensure_future(pump): "pump",
+        asyncio.ensure_future(stream.interrupted()): "interrupted",
+    }
+    if also is not None:
+        tasks[asyncio.ensure_future(also)] = "also"
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        if tasks[task] == "interrupted" and not task.cancelled():
+            result: StreamInterrupted = task.result()
+            return result
+        if tasks[task] == "pump" and not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            if isinstance(exc, StreamInterrupted):
+                return exc
+            assert exc is not None
+            raise exc
+    return None
+
+
+class EventStreamResponse(Response):
+    """``text/event-stream`` of one task, ending after its terminal event."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        opened: contextlib.AbstractAsyncContextManager[Stream],
+        config: StreamConfig,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(status_code=200)
+        self._opened = opened
+        self._config = config
+        self._extra_headers = headers or {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {
+            "content-type": "text/event-stream; charset=utf-8",
+            "cache-control": "no-cache",
+            "x-accel-buffering": "no",  # nginx: do not buffer the stream
+            **self._extra_headers,
+        }
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+            }
+        )
+
+        async def body(chunk: bytes) -> None:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+        async def pump(stream: Stream) -> None:
+            await body(b"retry: 1000\n\n")
+            async for item in stream:
+                await body(SSE_KEEPALIVE if isinstance(item, Idle) else sse_event(item))
+
+        async def client_gone() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        async with self._opened as stream:
+            stopped = await run_until_stopped(pump(stream), stream, client_gone())
+        with contextlib.suppress(TimeoutError, OSError):
+            async with asyncio.timeout(self._config.close_timeout):
+                if stopped is not None:
+                    kind = "reconnect" if isinstance(stopped, GoingAway) else "overflow"
+                    await body(
+                        sse_message(kind, {"reason": stopped.reason, "after": stopped.last_seq})
+                    )
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def close_websocket(websocket: WebSocket, code: int, reason: str, grace: float) -> None:
+    """Close, giving a stalled client ``grace`` seconds to make room for the frame."""
+    if websocket.application_state is WebSocketState.DISCONNECTED:
+        return
+    with contextlib.suppress(TimeoutError, RuntimeError, OSError):
+        async with asyncio.timeout(grace):
+            await websocket.close(code, reason[:120])
+
+
+async def receive_until_disconnect(websocket: WebSocket) -> None:
+    """For a one-way stream: drain (and ignore) client frames until it disconnects."""
+    while True:
+        message: Message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+def close_for(stopped: StreamInterrupted) -> tuple[int, str]:
+    code = CLOSE_GOING_AWAY if isinstance(stopped, GoingAway) else CLOSE_SLOW_CONSUMER
+    return code, stopped.reason
