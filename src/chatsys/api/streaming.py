@@ -47,17 +47,21 @@ def event_frame(event: TaskEvent) -> dict[str, Any]:
     }
 
 
+def _fallback(value: Any) -> str:
+    return str(value)  # UUID subclasses from the driver, which orjson does not take as UUIDs
+
+
 def dumps(frame: dict[str, Any]) -> str:
-    return orjson.dumps(frame).decode()
+    return orjson.dumps(frame, default=_fallback).decode()
 
 
 def sse_event(event: TaskEvent) -> bytes:
-    data = orjson.dumps(event_frame(event))
+    data = orjson.dumps(event_frame(event), default=_fallback)
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.seq, event.type.encode(), data)
 
 
 def sse_message(kind: str, body: dict[str, Any]) -> bytes:
-    return b"event: %s\ndata: %s\n\n" % (kind.encode(), orjson.dumps(body))
+    return b"event: %s\ndata: %s\n\n" % (kind.encode(), orjson.dumps(body, default=_fallback))
 
 
 SSE_KEEPALIVE = b": keep-alive\n\n"
@@ -111,10 +115,12 @@ class EventStreamResponse(Response):
         opened: contextlib.AbstractAsyncContextManager[Stream],
         config: StreamConfig,
         *,
+        after: int,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(status_code=200)
         self._opened = opened
+        self._after = after
         self._config = config
         self._extra_headers = headers or {}
 
@@ -136,10 +142,17 @@ class EventStreamResponse(Response):
         async def body(chunk: bytes) -> None:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
+        sent = self._after
+
         async def pump(stream: Stream) -> None:
+            nonlocal sent
             await body(b"retry: 1000\n\n")
             async for item in stream:
-                await body(SSE_KEEPALIVE if isinstance(item, Idle) else sse_event(item))
+                if isinstance(item, Idle):
+                    await body(SSE_KEEPALIVE)
+                else:
+                    await body(sse_event(item))
+                    sent = item.seq
 
         async def client_gone() -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -151,9 +164,7 @@ class EventStreamResponse(Response):
             async with asyncio.timeout(self._config.close_timeout):
                 if stopped is not None:
                     kind = "reconnect" if isinstance(stopped, GoingAway) else "overflow"
-                    await body(
-                        sse_message(kind, {"reason": stopped.reason, "after": stopped.last_seq})
-                    )
+                    await body(sse_message(kind, {"reason": stopped.reason, "after": sent}))
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
@@ -174,6 +185,10 @@ async def receive_until_disconnect(websocket: WebSocket) -> None:
             return
 
 
-def close_for(stopped: StreamInterrupted) -> tuple[int, str]:
+def close_for(stopped: StreamInterrupted, sent: int | None = None) -> tuple[int, str]:
+    """The close code and reason; with ``sent`` (the last seq the client was sent) the
+    reason says where to resume: "...; resume with after=N"."""
     code = CLOSE_GOING_AWAY if isinstance(stopped, GoingAway) else CLOSE_SLOW_CONSUMER
-    return code, stopped.reason
+    if sent is None:
+        return code, stopped.reason
+    return code, f"{stopped.reason}; resume with after={sent}"

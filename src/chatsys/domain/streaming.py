@@ -27,7 +27,8 @@ REPLAY_PAGE = 500
 
 
 class StreamInterrupted(Exception):
-    """The stream stops before its end; the client resumes with ``after=last_seq``."""
+    """The stream stops before its end. ``last_seq`` is the last event it yielded; the
+    client resumes after the last one it received."""
 
     def __init__(self, reason: str, last_seq: int) -> None:
         super().__init__(reason)
@@ -104,11 +105,8 @@ class _Cursor:
 
 def _interrupt(signal: LiveSignal, last: int, buffer: int) -> StreamInterrupted:
     if signal is LiveSignal.OVERFLOW:
-        return SlowConsumer(
-            f"slow consumer: more than {buffer} events waited for it; resume with after={last}",
-            last,
-        )
-    return GoingAway(f"server going away; resume with after={last}", last)
+        return SlowConsumer(f"slow consumer: more than {buffer} events waited for it", last)
+    return GoingAway("server going away", last)
 
 
 class _Stream:

@@ -78,14 +78,18 @@ async def task_stream(
         await close_websocket(websocket, CLOSE_NOT_FOUND, reason, config.close_timeout)
         return
 
+    sent = after
+
     async def pump(stream: Stream) -> None:
+        nonlocal sent
         async for item in stream:
             if not isinstance(item, Idle):
                 await websocket.send_text(dumps(event_frame(item)))
+                sent = item.seq
 
     async with services.follow_task.open(task, after=after) as stream:
         stopped = await run_until_stopped(pump(stream), stream, receive_until_disconnect(websocket))
-    code, reason = close_for(stopped) if stopped else (CLOSE_NORMAL, "task finished")
+    code, reason = close_for(stopped, sent) if stopped else (CLOSE_NORMAL, "task finished")
     await close_websocket(websocket, code, reason, config.close_timeout)
 
 

@@ -144,7 +144,7 @@ async def list_task_events(
         await follow.check(task_id, owner=owner)
         if await follow.is_exhausted(task_id, after):
             return Response(status_code=status.HTTP_204_NO_CONTENT)
-        return EventStreamResponse(follow.open(task_id, after=after), services.stream)
+        return EventStreamResponse(follow.open(task_id, after=after), services.stream, after=after)
     page = await services.list_events.execute(task_id, owner=owner, after=after, limit=limit)
     return EventPageOut(
         items=[EventOut.of(e) for e in page.items], last_seq=page.last_seq, done=page.done
