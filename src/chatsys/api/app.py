@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 
 from chatsys.api.errors import install_error_handlers
 from chatsys.api.middleware import RequestContextMiddleware
-from chatsys.api.routers import analysis, conversations, health, tasks
+from chatsys.api.routers import analysis, conversations, health, mcp, tasks
 from chatsys.api.services import ApiServices
 
 __all__ = ["ApiServices", "create_app"]
@@ -51,4 +51,5 @@ def create_app(services: ServicesFactory, *, version: str) -> FastAPI:
     app.include_router(conversations.router)
     app.include_router(tasks.router)
     app.include_router(analysis.router)
+    app.include_router(mcp.router)
     return app

@@ -7,6 +7,7 @@ from typing import Any
 
 from chatsys.domain.conversations import GetConversation, ListConversations, StartConversation
 from chatsys.domain.health import CheckReadiness
+from chatsys.domain.mcp import McpServers
 from chatsys.domain.submission import SubmitTask
 from chatsys.domain.task_queries import (
     AnalyzeText,
@@ -33,3 +34,4 @@ class ApiServices:
     cancel_task: CancelTask
     analyze: AnalyzeText
     list_messages: ListMessages
+    mcp: McpServers
