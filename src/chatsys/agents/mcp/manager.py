@@ -261,8 +261,14 @@ class McpManager:
     ) -> ToolResult:
         """Call ``server__tool`` for an agent; every refusal is an error result."""
         found = self._split(qualified)
-        if found is None:
+        if found is None:  # a server added elsewhere, or not listed yet in this process
             await self._sync(force=True)
+            connection = self._connections.get(qualified.partition(SEPARATOR)[0])
+            if connection is not None and role_granted(connection.config, role):
+                try:
+                    await self._tools_of(connection)
+                except Unavailable as exc:
+                    return ToolResult(str(exc), is_error=True)
             found = self._split(qualified)
         if found is None or not role_granted(found[0].config, role):
             return ToolResult(f"unknown tool '{qualified}'", is_error=True)
