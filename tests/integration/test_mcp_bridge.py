@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from fastapi import FastAPI
 
 from chatsys.agents.mcp.config import parse_server
 from chatsys.agents.mcp.manager import McpManager
-from tests.support import ROOT, clean_env, free_port
+from tests.support import ROOT, chatsys, clean_env, free_port
 
 
 @pytest.fixture
@@ -27,7 +26,9 @@ async def api_url(app: FastAPI) -> AsyncIterator[str]:
         uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
     )
     serving = asyncio.create_task(server.serve())
-    while not server.started:
+    for _ in range(500):
+        if server.started:
+            break
         await asyncio.sleep(0.02)
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
@@ -68,12 +69,8 @@ async def test_chatsys_as_an_mcp_server_over_streamable_http(
     api_url: str, worker: Worker, tmp_path: Path
 ) -> None:
     port = free_port()
-    log = (tmp_path / "mcp.log").open("wb")
-    bridge = subprocess.Popen(
-        [sys.executable, "-m", "chatsys", "mcp", "--transport", "http", "--port", str(port)],
-        env=clean_env(CHATSYS_MCP_API_URL=api_url),
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    env = clean_env(CHATSYS_MCP_API_URL=api_url)
+    bridge = chatsys("mcp", "--transport", "http", "--port", str(port), env=env, log=tmp_path / "l")
     manager = McpManager([parse_server({"name": "remote", "url": f"http://127.0.0.1:{port}/mcp"})])
     try:
         for _ in range(100):  # until it listens
@@ -87,4 +84,3 @@ async def test_chatsys_as_an_mcp_server_over_streamable_http(
         await manager.close()
         bridge.terminate()
         bridge.wait(10)
-        log.close()
