@@ -45,7 +45,7 @@ def build_bridge(api_url: str, *, timeout: float = 30.0) -> MCPServer:
 
     @server.tool()
     async def submit_task(
-        input: str,  # noqa: A002 - the API's field name
+        input: str,
         conversation_id: str | None = None,
         agents: list[str] | None = None,
     ) -> str:
