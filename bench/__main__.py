@@ -16,6 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from bench.mcp import run_mcp
 from bench.pipeline import run_enqueue, run_step, run_submit
 from bench.startup import ROOT, run_dev, run_startup, say
 from chatsys.infra.db import migrations
@@ -38,7 +39,7 @@ def save(name: str, table: Table) -> None:
     (folder / f"{name}.json").write_text(json.dumps(table, indent=2) + "\n")
 
 
-SCENARIOS = ("startup", "submit", "step", "enqueue", "dev")
+SCENARIOS = ("startup", "submit", "step", "enqueue", "dev", "mcp")
 
 
 def main() -> int:
@@ -50,7 +51,11 @@ def main() -> int:
     args = parser.parse_args()
     wanted = set(SCENARIOS) if args.scenario == "all" else {args.scenario}
 
-    if wanted - {"dev"}:
+    if "mcp" in wanted:  # needs no database
+        table = run_mcp()
+        show("mcp (ratio = through the manager / direct ClientSession.call_tool)", table)
+        save("mcp", table)
+    if wanted - {"dev", "mcp"}:
         with (
             tempfile.TemporaryDirectory() as tmp,
             EmbeddedStack(

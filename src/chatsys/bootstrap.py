@@ -19,11 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from chatsys import __version__
 from chatsys.agents.config import GatewayConfig
+from chatsys.agents.mcp.config import McpDefaults, ServerConfig, load_servers
+from chatsys.agents.mcp.manager import McpManager
+from chatsys.agents.mcp.workspace import SERVER_NAME, Workspaces, build_workspace_server
 from chatsys.agents.profiles import PROFILES
 from chatsys.api.app import create_app
 from chatsys.api.services import ApiServices
 from chatsys.api.streaming import StreamConfig
 from chatsys.domain.conversations import GetConversation, ListConversations, StartConversation
+from chatsys.domain.errors import InvalidInput
 from chatsys.domain.health import CheckReadiness
 from chatsys.domain.nlu import RuleBasedAnalyzer
 from chatsys.domain.nlu.llm_analyzer import LLMAnalyzer, RulesTaskAnalyzer, TaskAnalyzer
@@ -46,6 +50,7 @@ from chatsys.infra.db.repositories import SqlUnitOfWork
 from chatsys.infra.events import RedisEventHub, RedisEventPublisher
 from chatsys.infra.heartbeat import WorkerHeartbeat, WorkerHeartbeatProbe, new_worker_id
 from chatsys.infra.logging import configure_logging, get_logger
+from chatsys.infra.mcp_store import RedisMcpStore
 from chatsys.infra.probes import PostgresProbe, RedisProbe
 from chatsys.infra.queue import RUN_TASK, ArqJobQueue
 from chatsys.infra.redis import arq_redis_settings, create_redis
@@ -168,7 +173,32 @@ def agent_catalogue(settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
-def api_services(resources: Resources, hub: RedisEventHub) -> ApiServices:
+def mcp_manager(settings: Settings, resources: Resources) -> McpManager:
+    """This process' MCP servers: from the settings, the API (shared in Redis) and the
+    built-in workspace. Nothing starts until a server is used (or is not lazy)."""
+    mcp = settings.mcp
+    workspace_root = mcp.workspace_root or settings.data_dir / "workspaces"
+    workspace = ServerConfig(name=SERVER_NAME, transport="builtin", roles=list(mcp.workspace_roles))
+    try:
+        servers = load_servers(mcp.servers, mcp.config_file)
+    except InvalidInput as exc:
+        raise ConfigurationError(f"CHATSYS_MCP_SERVERS / CHATSYS_MCP_CONFIG_FILE: {exc}") from None
+    return McpManager(
+        servers,
+        McpDefaults(
+            call_timeout=mcp.call_timeout,
+            start_timeout=mcp.start_timeout,
+            max_result_chars=mcp.max_result_chars,
+            health_interval=mcp.health_interval,
+            restart_backoff_max=mcp.restart_backoff_max,
+            sync_interval=mcp.sync_interval,
+        ),
+        store=RedisMcpStore(resources.redis),
+        builtins=[(workspace, build_workspace_server(Workspaces(workspace_root)))],
+    )
+
+
+def api_services(resources: Resources, hub: RedisEventHub, mcp: McpManager) -> ApiServices:
     settings = resources.settings
     clock = SystemClock()
     readiness = CheckReadiness(
@@ -213,6 +243,7 @@ def api_services(resources: Resources, hub: RedisEventHub) -> ApiServices:
             max_subscriptions=settings.stream.max_subscriptions,
         ),
         going_away=hub.going_away,
+        mcp=mcp,
     )
 
 
@@ -226,7 +257,13 @@ def build_app(settings: Settings | None = None, *, shutdown_signals: bool = Fals
         resources = await Resources.open(settings, role="api")
         hub = RedisEventHub(resources.redis)
         try:
-            yield api_services(resources, hub)
+            # The API's own manager (it imports no LiteLLM): it lists, registers and
+            # debug-calls servers; workers keep their own pools.
+            mcp = mcp_manager(settings, resources)
+            try:
+                yield api_services(resources, hub, mcp)
+            finally:
+                await mcp.close()
         finally:
             try:
                 await hub.close()
@@ -252,7 +289,7 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
     async def on_startup(ctx: dict[str, Any]) -> None:
         from chatsys.agents.agent import RoleAgent
         from chatsys.agents.gateway import LiteLLMGateway
-        from chatsys.agents.tools import BuiltinTools
+        from chatsys.agents.mcp.invoker import McpToolInvoker
         from chatsys.domain.executor import PlanExecutor
 
         resources = await Resources.open(settings, role="worker")
@@ -271,8 +308,10 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
         analyzer: TaskAnalyzer = (
             LLMAnalyzer(gateway) if settings.features.llm_nlu else RulesTaskAnalyzer()
         )
+        mcp = mcp_manager(settings, resources)
+        await mcp.start()
         executor = PlanExecutor(
-            RoleAgent(gateway, BuiltinTools()),
+            RoleAgent(gateway, McpToolInvoker(mcp)),
             max_parallel=llm.max_parallel_steps,
             max_attempts=llm.step_attempts,
             backoff=llm.step_backoff,
@@ -303,6 +342,7 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
             engine=resources.engine,
             heartbeat=heartbeat,
             maintenance=maintenance,
+            mcp=mcp,
             worker_id=worker_id,
             run_task=run,
         )
@@ -316,6 +356,9 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
             await maintenance.stop()
         if heartbeat is not None:
             await heartbeat.stop()
+        mcp: McpManager | None = ctx.get("mcp")
+        if mcp is not None:  # every MCP server process is stopped here
+            await mcp.close()
         if resources is not None:
             await resources.close()
         log.info("chatsys.worker.stopped", worker_id=worker_id)

@@ -110,6 +110,17 @@ def cmd_openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    import anyio
+
+    from chatsys.infra.mcp_bridge import serve
+    from chatsys.infra.settings import McpSettings
+
+    api_url = args.api_url or McpSettings().api_url
+    anyio.run(lambda: serve(api_url, transport=args.transport, host=args.host, port=args.port))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chatsys",
@@ -167,6 +178,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     openapi.add_argument("-o", "--output", help="write to this file instead of stdout")
     openapi.set_defaults(handler=cmd_openapi)
+
+    mcp = sub.add_parser(
+        "mcp",
+        help="serve chatsys' API as MCP tools (submit_task, get_task, list_tasks)",
+        description="An MCP server whose tools call a running chatsys API, so MCP clients "
+        "(desktop assistants, IDEs, other agents) can use chatsys as a tool.",
+    )
+    mcp.add_argument(
+        "--transport",
+        choices=["stdio", "http"],
+        default="stdio",
+        help="stdio (default) or streamable HTTP at http://HOST:PORT/mcp",
+    )
+    mcp.add_argument("--host", default="127.0.0.1", help="HTTP bind address (127.0.0.1)")
+    mcp.add_argument("--port", type=int, default=8765, help="HTTP port (8765)")
+    mcp.add_argument(
+        "--api-url", help="the chatsys API (CHATSYS_MCP_API_URL, default http://127.0.0.1:8000)"
+    )
+    mcp.set_defaults(handler=cmd_mcp)
     return parser
 
 

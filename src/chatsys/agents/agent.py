@@ -52,7 +52,7 @@ class RoleAgent:
 
     async def run(self, step: StepInput, sink: StepSink) -> StepOutput:
         messages = build_messages(step)
-        specs = await self._tools.tools_for(step.role)
+        specs = await self._tools.tools_for(step.role, workspace=step.workspace)
         tools = [s.as_openai() for s in specs] or None
         usage = Usage()
         model: str | None = None
@@ -93,7 +93,9 @@ class RoleAgent:
         if isinstance(arguments, str):
             content, is_error = arguments, True
         else:
-            result = await self._tools.call(step.role, call.name, arguments)
+            result = await self._tools.call(
+                step.role, call.name, arguments, workspace=step.workspace
+            )
             content, is_error = result.content, result.is_error
         await sink.tool_completed(call.id, call.name, content, is_error)
         return {"role": "tool", "tool_call_id": call.id, "content": content}

@@ -4,8 +4,9 @@ With no provider configured, every role is served by this model so the whole
 pipeline (streaming, tool calls, usage accounting) runs on any machine. It is
 deterministic, streams word by word, says in its text that it is the offline
 model, and asks for a built-in tool when the request contains arithmetic or
-asks for the time, so the tool loop is exercised too. It never pretends to
-have solved the request.
+asks for the time, and for the workspace tools when it asks to read a file or
+list the workspace (then it summarises what it read), so the tool loop is
+exercised too. It never pretends to have solved the request.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ _TIME = re.compile(r"\b(?:what time|current time|time is it|today'?s date|what d
 _ROLE = re.compile(r"as the (\w+)\)")
 _REQUEST = re.compile(r"## The user's request\n(.*?)(?:\n\n## |\Z)", re.S)
 _STEP = re.compile(r"\(step '([^']+)'")
+_FILE = re.compile(r"(?<![\w/.-])((?:[\w-]+/)*[\w-]+\.[A-Za-z0-9]{1,8})(?![\w/-])")
+_READ = re.compile(r"\b(?:read|open|show|summari[sz]e|cat|contents? of|look at)\b", re.I)
+_LIST = re.compile(r"\b(?:list|what files|which files)\b", re.I)
+READ_TOOL = "workspace__read_file"
+LIST_TOOL = "workspace__list_dir"
 
 _ROLE_LINES = {
     "architect": "I would outline the components, their interfaces and the main trade-offs.",
@@ -40,6 +46,7 @@ _ROLE_LINES = {
     "devops": "I would write the pipeline or infrastructure configuration and a rollback plan.",
     "analyst": "I would state the method, compute the figures and separate findings from guesses.",
     "assistant": "I would combine the team's work into one answer.",
+    "operator": "I would carry out the file operation in the workspace and report the result.",
 }
 
 
@@ -50,6 +57,30 @@ def _words(text: str) -> int:
 def _content(message: dict[str, Any]) -> str:
     content = message.get("content")
     return content if isinstance(content, str) else ""
+
+
+def _called(messages: list[dict[str, Any]]) -> set[str]:
+    names = set()
+    for message in messages:
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                names.add(str(function.get("name")))
+    return names
+
+
+def _summary(content: str) -> str:
+    """A deterministic summary of a file that was read: its size and its first lines."""
+    lines = [line.strip() for line in content.splitlines() if line.strip()]
+    if not lines:
+        return "Summary: the file is empty."
+    opening = " / ".join(lines[:2])
+    if len(opening) > 160:
+        opening = opening[:157] + "..."
+    return (
+        f"Summary: the file has {len(lines)} non-empty lines and {_words(content)} words; "
+        f'it begins: "{opening}".'
+    )
 
 
 class OfflineModel(CustomLLM):
@@ -73,6 +104,11 @@ class OfflineModel(CustomLLM):
                 }
             if _TIME.search(request) and "chatsys__current_time" in tool_names:
                 return {"tool": "chatsys__current_time", "arguments": {}}
+            named = _FILE.search(request)
+            if named and _READ.search(request) and READ_TOOL in tool_names:
+                return {"tool": READ_TOOL, "arguments": {"path": named.group(1)}}
+            if _LIST.search(request) and LIST_TOOL in tool_names:
+                return {"tool": LIST_TOOL, "arguments": {"path": "."}}
 
         role_match = _ROLE.search(last_user)
         role = role_match.group(1) if role_match else "assistant"
@@ -86,6 +122,8 @@ class OfflineModel(CustomLLM):
         )
         if tool_results:
             text += " Tool results: " + "; ".join(r[:200] for r in tool_results) + "."
+        if READ_TOOL in _called(messages) and tool_results:
+            text += " " + _summary(tool_results[-1])
         return {"text": text}
 
     def _usage(self, messages: list[dict[str, Any]], reply: str) -> dict[str, int]:

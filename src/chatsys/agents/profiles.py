@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 
 from chatsys.domain.planner import Role
@@ -13,13 +14,28 @@ _COMMON = (
 )
 
 
+# Tool names an agent may use, first matching pattern wins ("!" refuses). MCP servers
+# from the settings or the API grant roles on their side too (their ``roles``); the
+# task workspace's file tools belong to the operator only.
+DEFAULT_TOOLS = ("chatsys__*", "!workspace__*", "*")
+
+
 @dataclass(frozen=True, slots=True)
 class AgentProfile:
     name: str
     role: Role
     system_prompt: str
     temperature: float = 0.2
-    allowed_tools: tuple[str, ...] = ("chatsys__*",)
+    allowed_tools: tuple[str, ...] = DEFAULT_TOOLS
+
+
+def tool_allowed(role: Role, name: str) -> bool:
+    """Whether the role's profile lets it use the tool ``name`` (decided in code)."""
+    for pattern in PROFILES[role].allowed_tools:
+        refused = pattern.startswith("!")
+        if fnmatch.fnmatchcase(name, pattern.removeprefix("!")):
+            return not refused
+    return False
 
 
 PROFILES: dict[Role, AgentProfile] = {
@@ -79,5 +95,14 @@ PROFILES: dict[Role, AgentProfile] = {
         " the team's work into one correct, well-organised answer, or answer directly when the"
         " request is simple." + _COMMON,
         temperature=0.3,
+    ),
+    Role.OPERATOR: AgentProfile(
+        "operator", Role.OPERATOR,
+        "You are the operator. You carry out file operations in the task's workspace with the"
+        " workspace tools (read_file, write_file, list_dir, stat), using paths relative to the"
+        " workspace, then report exactly what you read, found or changed. You never guess a"
+        " file's content: you read it." + _COMMON,
+        temperature=0.1,
+        allowed_tools=("chatsys__*", "workspace__*", "*"),
     ),
 }  # fmt: skip

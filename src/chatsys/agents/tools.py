@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import ast
-import fnmatch
 import json
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from chatsys.agents.profiles import PROFILES
+from chatsys.agents.profiles import tool_allowed
 from chatsys.domain.llm import ToolResult, ToolSpec
 from chatsys.domain.planner import parse_role
 
@@ -76,13 +75,19 @@ class BuiltinTools:
         self._specs = {spec.name: spec for spec in (CURRENT_TIME, CALCULATE)}
 
     def _allowed(self, role: str, name: str) -> bool:
-        patterns = PROFILES[parse_role(role)].allowed_tools
-        return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+        return tool_allowed(parse_role(role), name)
 
-    async def tools_for(self, role: str) -> Sequence[ToolSpec]:
+    async def tools_for(self, role: str, *, workspace: str | None = None) -> Sequence[ToolSpec]:
         return [s for n, s in self._specs.items() if self._allowed(role, n)]
 
-    async def call(self, role: str, name: str, arguments: Mapping[str, Any]) -> ToolResult:
+    async def call(
+        self,
+        role: str,
+        name: str,
+        arguments: Mapping[str, Any],
+        *,
+        workspace: str | None = None,
+    ) -> ToolResult:
         if name not in self._specs or not self._allowed(role, name):
             return ToolResult(f"unknown tool '{name}'", is_error=True)
         if name == CURRENT_TIME.name:

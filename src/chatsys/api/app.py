@@ -16,7 +16,7 @@ from fastapi.routing import APIRoute
 
 from chatsys.api.errors import install_error_handlers
 from chatsys.api.middleware import RequestContextMiddleware
-from chatsys.api.routers import analysis, conversations, health, streams, tasks
+from chatsys.api.routers import analysis, conversations, health, mcp, streams, tasks
 from chatsys.api.services import ApiServices
 
 __all__ = ["ApiServices", "create_app"]
@@ -95,4 +95,5 @@ def create_app(
     app.include_router(tasks.router)
     app.include_router(analysis.router)
     app.include_router(streams.router)
+    app.include_router(mcp.router)
     return app

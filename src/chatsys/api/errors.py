@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from chatsys.domain.errors import Conflict, DomainError, InvalidInput, NotFound
+from chatsys.domain.errors import Conflict, DomainError, InvalidInput, NotFound, Unavailable
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "urn:chatsys:problem:"
@@ -20,6 +20,7 @@ DOMAIN_ERRORS: dict[type[DomainError], tuple[int, str]] = {
     NotFound: (404, "not-found"),
     Conflict: (409, "conflict"),
     InvalidInput: (422, "invalid-input"),
+    Unavailable: (503, "unavailable"),
 }
 
 _SLUGS = {

@@ -9,6 +9,7 @@ from typing import Any
 from chatsys.api.streaming import StreamConfig
 from chatsys.domain.conversations import GetConversation, ListConversations, StartConversation
 from chatsys.domain.health import CheckReadiness
+from chatsys.domain.mcp import McpServers
 from chatsys.domain.streaming import FollowConversation, FollowTask
 from chatsys.domain.submission import SubmitTask
 from chatsys.domain.task_queries import (
@@ -40,3 +41,4 @@ class ApiServices:
     follow_conversation: FollowConversation
     stream: StreamConfig
     going_away: Callable[[], None]  # shutdown begins: end every live stream now
+    mcp: McpServers

@@ -34,3 +34,7 @@ class LLMError(DomainError):
     def __init__(self, detail: str, *, retryable: bool) -> None:
         super().__init__(detail)
         self.retryable = retryable
+
+
+class Unavailable(DomainError):
+    """Something the request needs (an MCP server, say) cannot be reached now."""

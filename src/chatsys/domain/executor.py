@@ -48,6 +48,7 @@ class StepInput:
     analysis: Mapping[str, Any] = field(default_factory=dict)
     model: str | None = None
     attempt: int = 1
+    workspace: str | None = None  # the folder of the file tools: the conversation's, or the task's
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,8 +77,16 @@ class ToolResult:
 
 
 class ToolInvoker(Protocol):
-    """The tools an agent may call (decided in code per role, never by the model)."""
+    """The tools an agent may call (decided in code and settings per role, never by the
+    model). ``workspace`` names the folder the task's file tools are confined to."""
 
-    async def tools_for(self, role: str) -> Sequence[ToolSpec]: ...
+    async def tools_for(self, role: str, *, workspace: str | None = None) -> Sequence[ToolSpec]: ...
 
-    async def call(self, role: str, name: str, arguments: Mapping[str, Any]) -> ToolResult: ...
+    async def call(
+        self,
+        role: str,
+        name: str,
+        arguments: Mapping[str, Any],
+        *,
+        workspace: str | None = None,
+    ) -> ToolResult: ...

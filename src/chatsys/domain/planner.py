@@ -40,6 +40,7 @@ class Role(StrEnum):
     DEVOPS = "devops"
     ANALYST = "analyst"
     ASSISTANT = "assistant"
+    OPERATOR = "operator"
 
 
 def parse_role(value: str) -> Role:
@@ -245,8 +246,8 @@ ROUTES: dict[Intent, tuple[StepTemplate, ...]] = {
            "research"),
     ),
     Intent.FILE_OPERATION: (
-        _t(ANSWER_KEY, Role.ASSISTANT, "Carry out the file operation in the workspace with "
-           "the file tools, then report what changed."),
+        _t(ANSWER_KEY, Role.OPERATOR, "Carry out the file operation in the workspace with "
+           "the file tools, then report what you found or changed."),
     ),
     Intent.GENERAL_CHAT: (
         _t(ANSWER_KEY, Role.ASSISTANT, "Reply to the user briefly and helpfully."),

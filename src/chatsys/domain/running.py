@@ -188,6 +188,7 @@ class RunTask:
             history=history,
             analysis=task.analysis,
             model=task.options.get("model"),
+            workspace=str(task.conversation_id or task.id),
         )
         journal = TaskJournal(self._uow, self._clock, task.id, self._worker_id,
                               {s.key: s for s in task.steps})  # fmt: skip

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -158,6 +158,39 @@ class LLMSettings(BaseSettings):
         return "offline" if self.model is None and not self.role_models else "provider"
 
 
+class McpSettings(BaseSettings):
+    """``CHATSYS_MCP_*``: MCP servers and the limits of their tools."""
+
+    model_config = _config("CHATSYS_MCP_")
+
+    servers: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description='servers as a JSON list, e.g. [{"name": "time", "command": "uvx", '
+        '"args": ["mcp-server-time"]}]',
+    )
+    config_file: Annotated[Path | None, BeforeValidator(_empty_is_none)] = Field(
+        default=None,
+        description='a JSON file: {"servers": [...]} or {"mcpServers": {"name": {...}}}',
+    )
+    call_timeout: float = Field(default=30.0, gt=0, description="seconds per tool call")
+    start_timeout: float = Field(default=30.0, gt=0, description="seconds to start + list")
+    max_result_chars: int = Field(default=20_000, ge=100, description="a tool result's cap")
+    health_interval: float = Field(default=15.0, gt=0, description="seconds between pings")
+    restart_backoff_max: float = Field(default=60.0, gt=0)
+    sync_interval: float = Field(
+        default=1.0, ge=0, description="how often servers added through the API are picked up"
+    )
+    workspace_root: Annotated[Path | None, BeforeValidator(_empty_is_none)] = Field(
+        default=None, description="task workspaces (default: <data dir>/workspaces)"
+    )
+    workspace_roles: list[str] = Field(
+        default_factory=lambda: ["operator"], description="roles given the workspace tools"
+    )
+    api_url: str = Field(
+        default="http://127.0.0.1:8000", description="the chatsys API `chatsys mcp` calls"
+    )
+
+
 class FeatureFlags(BaseSettings):
     """``CHATSYS_FEATURE_*``: switch whole subsystems on and off."""
 
@@ -192,6 +225,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    mcp: McpSettings = Field(default_factory=McpSettings)
     features: FeatureFlags = Field(default_factory=FeatureFlags)
 
     @property

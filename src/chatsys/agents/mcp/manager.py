@@ -1,0 +1,399 @@
+"""The MCP manager: every server of this process, their tools, and who may use them.
+
+Rules:
+- servers come from the settings, from the API (kept in the shared store, so
+  every process sees them within ``sync_interval``) and built in (the
+  workspace); each has one pooled session (``ServerConnection``);
+- agents see a server's tools as ``server__tool`` function tools when the
+  server grants their role (``roles``), the tool matches the server's
+  ``tools`` patterns and their profile allows the name (code);
+- tool definitions are pinned: the first time a tool is seen, the hash of
+  its description and input schema is stored; a tool whose hash differs from
+  its pin is quarantined (not offered, not callable) until an admin accepts it;
+- arguments are checked against the tool's input schema before the call; a
+  mismatch is returned as an error result (the model can correct itself);
+- results are text, cut at the server's size cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import json
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+import mcp_types as types
+import structlog
+from mcp.server import Server
+
+from chatsys.agents.mcp.config import McpDefaults, ServerConfig, parse_server
+from chatsys.agents.mcp.connection import McpCallError, ServerConnection, ServerState
+from chatsys.agents.mcp.store import McpStore, MemoryMcpStore
+from chatsys.agents.mcp.workspace import META_KEY
+from chatsys.domain.errors import Conflict, NotFound, Unavailable
+from chatsys.domain.llm import ToolResult, ToolSpec
+from chatsys.domain.mcp import McpServerInfo, McpToolInfo
+
+log: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(__name__)
+
+SEPARATOR = "__"
+_FUNCTION_NAME = re.compile(r"[^A-Za-z0-9_-]")
+MAX_FUNCTION_NAME = 64
+
+
+def digest(tool: types.Tool) -> str:
+    body = {"description": tool.description or "", "input_schema": tool.input_schema}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def qualified_name(server: str, tool: str) -> str | None:
+    """``server__tool`` as a function name models accept, or None if it cannot be one."""
+    name = f"{server}{SEPARATOR}{_FUNCTION_NAME.sub('_', tool)}"
+    return name if len(name) <= MAX_FUNCTION_NAME else None
+
+
+def role_granted(config: ServerConfig, role: str) -> bool:
+    return "*" in config.roles or role in config.roles
+
+
+def tool_listed(config: ServerConfig, tool: str) -> bool:
+    return any(fnmatch.fnmatchcase(tool, pattern) for pattern in config.tools)
+
+
+def render(result: types.CallToolResult, cap: int) -> str:
+    parts: list[str] = []
+    for block in result.content:
+        if isinstance(block, types.TextContent):
+            parts.append(block.text)
+        elif isinstance(block, types.ImageContent | types.AudioContent):
+            parts.append(f"[{block.type}: {block.mime_type}, {len(block.data)} base64 characters]")
+        elif isinstance(block, types.EmbeddedResource):
+            inner = block.resource
+            text = getattr(inner, "text", None)
+            parts.append(text if isinstance(text, str) else f"[resource {inner.uri}]")
+        elif isinstance(block, types.ResourceLink):
+            parts.append(f"[resource link {block.uri}]")
+    if not parts and result.structured_content is not None:
+        parts.append(json.dumps(result.structured_content, default=str))
+    text = "\n".join(parts)
+    if len(text) > cap:
+        text = text[:cap] + f"\n[truncated: {len(text) - cap} more characters]"
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    info: McpToolInfo
+    tool: types.Tool
+    validator: Any
+
+
+class McpManager:
+    """Implements the ``McpServers`` port, and serves tools to the agents' invoker."""
+
+    def __init__(
+        self,
+        servers: Sequence[ServerConfig],
+        defaults: McpDefaults | None = None,
+        *,
+        store: McpStore | None = None,
+        builtins: Sequence[tuple[ServerConfig, Server[Any]]] = (),
+    ) -> None:
+        self.defaults = defaults or McpDefaults()
+        self._store = store or MemoryMcpStore()
+        self._builtins = {config.name: server for config, server in builtins}
+        self._connections: dict[str, ServerConnection] = {}
+        for config, _ in builtins:
+            self._connections[config.name] = self._connect(config, "builtin")
+        for config in servers:
+            self._connections[config.name] = self._connect(config, "settings")
+        self._pins: dict[str, str] = {}
+        self._version: int | None = None
+        self._synced_at = -1e9
+        self._sync_lock = asyncio.Lock()
+        self._catalogue: dict[str, dict[str, _Entry]] = {}  # server -> tool -> entry
+        self._catalogue_key: dict[str, tuple[int, int]] = {}
+        self._pin_generation = 0
+        self._closed = False
+
+    def _connect(self, config: ServerConfig, source: str) -> ServerConnection:
+        return ServerConnection(config, self.defaults, source=source, builtins=self._builtins)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._sync(force=True)
+        for connection in self._connections.values():
+            if not connection.config.lazy:
+                connection.start()
+
+    async def close(self) -> None:
+        self._closed = True
+        await asyncio.gather(
+            *(c.stop() for c in self._connections.values()), return_exceptions=True
+        )
+
+    async def _sync(self, *, force: bool = False) -> None:
+        """Pick up servers and pins changed by other processes (through the store)."""
+        if self._closed or (
+            not force and time.monotonic() - self._synced_at < self.defaults.sync_interval
+        ):
+            return
+        async with self._sync_lock:
+            version = await self._store.version()
+            self._synced_at = time.monotonic()
+            if version == self._version:
+                return
+            stored = await self._store.servers()
+            self._pins = await self._store.pins()
+            self._pin_generation += 1
+            self._version = version
+            await self._apply(stored)
+
+    async def _apply(self, stored: Mapping[str, Mapping[str, Any]]) -> None:
+        wanted: dict[str, ServerConfig] = {}
+        for name, definition in stored.items():
+            try:
+                wanted[name] = parse_server(definition)
+            except Exception as exc:
+                log.warning("chatsys.mcp.bad_stored_server", server=name, error=str(exc))
+        stale = [
+            c
+            for c in self._connections.values()
+            if c.source == "api" and (c.name not in wanted or wanted[c.name] != c.config)
+        ]
+        for connection in stale:
+            del self._connections[connection.name]
+            self._catalogue.pop(connection.name, None)
+        await asyncio.gather(*(c.stop() for c in stale), return_exceptions=True)
+        for name, config in wanted.items():
+            if name not in self._connections:
+                self._connections[name] = self._connect(config, "api")
+
+    # -- the catalogue -----------------------------------------------------------
+
+    def _connection(self, name: str) -> ServerConnection:
+        connection = self._connections.get(name)
+        if connection is None:
+            raise NotFound(f"no MCP server named '{name}'")
+        return connection
+
+    async def _entries(self, connection: ServerConnection) -> dict[str, _Entry]:
+        """The server's tools with their pin status (cached until the list or pins change)."""
+        key = (connection.tools_version, self._pin_generation)
+        if self._catalogue_key.get(connection.name) == key:
+            return self._catalogue[connection.name]
+        entries: dict[str, _Entry] = {}
+        for tool in connection.tools:
+            qualified = qualified_name(connection.name, tool.name)
+            if qualified is None:
+                continue
+            hashed = digest(tool)
+            pin_key = f"{connection.name}/{tool.name}"
+            pin = self._pins.get(pin_key)
+            if pin is None:
+                pin = self._pins[pin_key] = await self._store.pin_first(pin_key, hashed)
+            status = "active" if pin == hashed else "quarantined"
+            if status == "quarantined":
+                log.warning("chatsys.mcp.tool_quarantined", server=connection.name, tool=tool.name)
+            try:
+                validator: Any = jsonschema.validators.validator_for(tool.input_schema)(
+                    tool.input_schema
+                )
+            except Exception:  # an unusable schema: the server validates on its own
+                validator = None
+            info = McpToolInfo(
+                connection.name, tool.name, qualified, tool.description or "",
+                tool.input_schema, status, hashed,
+            )  # fmt: skip
+            entries[tool.name] = _Entry(info, tool, validator)
+        self._catalogue[connection.name] = entries
+        self._catalogue_key[connection.name] = key
+        return entries
+
+    async def _tools_of(self, connection: ServerConnection) -> dict[str, _Entry]:
+        try:
+            await connection.refresh_tools()
+        except McpCallError as exc:
+            raise Unavailable(str(exc)) from None
+        return await self._entries(connection)
+
+    async def specs_for(self, role: str) -> list[ToolSpec]:
+        """The MCP tools offered to ``role`` (servers it may use are started if needed)."""
+        await self._sync()
+        granted = [c for c in self._connections.values() if role_granted(c.config, role)]
+        found = await asyncio.gather(*(self._tools_of(c) for c in granted), return_exceptions=True)
+        specs: list[ToolSpec] = []
+        for connection, entries in zip(granted, found, strict=True):
+            if isinstance(entries, BaseException):
+                log.warning("chatsys.mcp.tools_unavailable", server=connection.name,
+                            error=str(entries))  # fmt: skip
+                continue
+            for entry in entries.values():
+                if entry.info.status == "active" and tool_listed(
+                    connection.config, entry.tool.name
+                ):
+                    specs.append(
+                        ToolSpec(entry.info.qualified_name, entry.info.description,
+                                 entry.info.input_schema)
+                    )  # fmt: skip
+        return specs
+
+    def _split(self, qualified: str) -> tuple[ServerConnection, str] | None:
+        server, sep, _ = qualified.partition(SEPARATOR)
+        connection = self._connections.get(server)
+        if not sep or connection is None:
+            return None
+        for tool, entry in self._catalogue.get(server, {}).items():
+            if entry.info.qualified_name == qualified:
+                return connection, tool
+        return None
+
+    async def invoke(
+        self, role: str, qualified: str, arguments: Mapping[str, Any], *, workspace: str | None
+    ) -> ToolResult:
+        """Call ``server__tool`` for an agent; every refusal is an error result."""
+        found = self._split(qualified)
+        if found is None:  # a server added elsewhere, or not listed yet in this process
+            await self._sync(force=True)
+            connection = self._connections.get(qualified.partition(SEPARATOR)[0])
+            if connection is not None and role_granted(connection.config, role):
+                try:
+                    await self._tools_of(connection)
+                except Unavailable as exc:
+                    return ToolResult(str(exc), is_error=True)
+            found = self._split(qualified)
+        if found is None or not role_granted(found[0].config, role):
+            return ToolResult(f"unknown tool '{qualified}'", is_error=True)
+        connection, tool = found
+        if not tool_listed(connection.config, tool):
+            return ToolResult(f"unknown tool '{qualified}'", is_error=True)
+        return await self._call(connection, tool, arguments, workspace)
+
+    async def _call(
+        self,
+        connection: ServerConnection,
+        tool: str,
+        arguments: Mapping[str, Any],
+        workspace: str | None,
+    ) -> ToolResult:
+        entry = self._catalogue.get(connection.name, {}).get(tool)
+        if entry is None:
+            return ToolResult(f"unknown tool '{tool}' on MCP server '{connection.name}'", True)
+        if entry.info.status != "active":
+            return ToolResult(
+                f"the tool '{entry.info.qualified_name}' changed since it was approved and is "
+                "quarantined until an admin accepts it",
+                is_error=True,
+            )
+        if entry.validator is not None:
+            error = jsonschema.exceptions.best_match(entry.validator.iter_errors(dict(arguments)))
+            if error is not None:
+                where = "/".join(str(p) for p in error.absolute_path) or "arguments"
+                return ToolResult(
+                    f"invalid arguments for '{entry.info.qualified_name}': {where}: "
+                    f"{error.message}",
+                    is_error=True,
+                )
+        meta = {META_KEY: workspace} if connection.source == "builtin" and workspace else None
+        try:
+            result = await connection.call(tool, arguments, meta)
+        except McpCallError as exc:
+            return ToolResult(str(exc), is_error=True)
+        return ToolResult(render(result, connection.max_result_chars), bool(result.is_error))
+
+    # -- the McpServers port (the API) ---------------------------------------------
+
+    def _info(self, connection: ServerConnection) -> McpServerInfo:
+        entries = self._catalogue.get(connection.name, {})
+        return McpServerInfo(
+            name=connection.name,
+            transport=str(connection.config.transport),
+            source=connection.source,
+            state=connection.state.value,
+            tools=len(connection.tools),
+            last_error=connection.last_error,
+            restarts=connection.restarts,
+            pid=connection.pid,
+            quarantined=sum(1 for e in entries.values() if e.info.status != "active"),
+            definition=connection.config.public(),
+        )
+
+    async def servers(self) -> Sequence[McpServerInfo]:
+        await self._sync()
+        return [self._info(c) for c in sorted(self._connections.values(), key=lambda c: c.name)]
+
+    async def server(self, name: str) -> McpServerInfo:
+        await self._sync()
+        return self._info(self._connection(name))
+
+    async def add(self, definition: Mapping[str, Any]) -> McpServerInfo:
+        config = parse_server(definition)
+        await self._sync(force=True)
+        if config.name in self._connections:
+            raise Conflict(f"an MCP server named '{config.name}' exists already")
+        await self._store.put_server(config.name, config.model_dump(exclude_none=True))
+        await self._sync(force=True)
+        connection = self._connection(config.name)
+        try:  # start it now, so a bad command shows as failed at once
+            await connection.ready()
+            await self._entries(connection)
+        except McpCallError:
+            pass
+        return self._info(connection)
+
+    async def remove(self, name: str) -> None:
+        await self._sync(force=True)
+        connection = self._connection(name)
+        if connection.source != "api":
+            raise Conflict(
+                f"the MCP server '{name}' comes from the {connection.source} configuration; "
+                "remove it there"
+            )
+        await self._store.delete_server(name)
+        await self._sync(force=True)
+
+    async def tools(self, name: str) -> Sequence[McpToolInfo]:
+        await self._sync()
+        entries = await self._tools_of(self._connection(name))
+        return [e.info for e in entries.values()]
+
+    async def _entry(self, name: str, tool: str) -> _Entry:
+        entries = await self._tools_of(self._connection(name))
+        entry = entries.get(tool)
+        if entry is None:
+            raise NotFound(f"the MCP server '{name}' has no tool '{tool}'")
+        return entry
+
+    async def accept(self, name: str, tool: str) -> McpToolInfo:
+        await self._sync(force=True)
+        entry = await self._entry(name, tool)
+        await self._store.set_pin(f"{name}/{tool}", entry.info.digest)
+        await self._sync(force=True)
+        return (await self._entries(self._connection(name)))[tool].info
+
+    async def call(
+        self,
+        name: str,
+        tool: str,
+        arguments: Mapping[str, Any],
+        *,
+        workspace: str | None = None,
+    ) -> ToolResult:
+        await self._sync()
+        await self._entry(name, tool)
+        return await self._call(self._connection(name), tool, arguments, workspace)
+
+    def connection(self, name: str) -> ServerConnection:
+        """For tests and diagnostics."""
+        return self._connection(name)
+
+    def ready_servers(self) -> list[str]:
+        return [n for n, c in self._connections.items() if c.state is ServerState.READY]

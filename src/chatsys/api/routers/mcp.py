@@ -1,0 +1,85 @@
+"""MCP servers: their state and tools, registration, tool approval, debug calls.
+
+Admin-only once API keys and roles exist; until then every caller is the single
+local owner (loopback only by default)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response, status
+
+from chatsys.api.deps import ServicesDep
+from chatsys.api.schemas import (
+    McpServerCreate,
+    McpServerListOut,
+    McpServerOut,
+    McpToolCall,
+    McpToolListOut,
+    McpToolOut,
+    McpToolResultOut,
+)
+
+router = APIRouter(prefix="/v1/mcp/servers", tags=["mcp"])
+
+ServerName = Annotated[str, Path(min_length=1, max_length=64)]
+ToolName = Annotated[str, Path(min_length=1, max_length=128)]
+
+
+@router.get("", response_model=McpServerListOut, summary="MCP servers with their state")
+async def list_servers(services: ServicesDep) -> McpServerListOut:
+    return McpServerListOut(items=[McpServerOut.of(s) for s in await services.mcp.servers()])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=McpServerOut,
+    summary="Register an MCP server (started at once, so a bad command shows as failed)",
+)
+async def create_server(
+    body: McpServerCreate, services: ServicesDep, response: Response
+) -> McpServerOut:
+    info = await services.mcp.add(body.model_dump(exclude_none=True))
+    response.headers["Location"] = f"/v1/mcp/servers/{info.name}"
+    return McpServerOut.of(info)
+
+
+@router.delete(
+    "/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Remove a server registered through the API (settings ones: 409)",
+)
+async def delete_server(name: ServerName, services: ServicesDep) -> Response:
+    await services.mcp.remove(name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/{name}/tools",
+    response_model=McpToolListOut,
+    summary="The server's tools (it is started if needed), with their approval status",
+)
+async def list_tools(name: ServerName, services: ServicesDep) -> McpToolListOut:
+    return McpToolListOut(items=[McpToolOut.of(t) for t in await services.mcp.tools(name)])
+
+
+@router.post(
+    "/{name}/tools/{tool}/accept",
+    response_model=McpToolOut,
+    summary="Accept the tool's current definition (ends its quarantine)",
+)
+async def accept_tool(name: ServerName, tool: ToolName, services: ServicesDep) -> McpToolOut:
+    return McpToolOut.of(await services.mcp.accept(name, tool))
+
+
+@router.post(
+    "/{name}/tools/{tool}/call",
+    response_model=McpToolResultOut,
+    summary="Call a tool directly (for debugging); a tool error is a result, not an HTTP error",
+)
+async def call_tool(
+    name: ServerName, tool: ToolName, body: McpToolCall, services: ServicesDep
+) -> McpToolResultOut:
+    result = await services.mcp.call(name, tool, body.arguments, workspace=body.workspace)
+    return McpToolResultOut(content=result.content, is_error=result.is_error)
