@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import orjson
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from chatsys.domain.streaming import GoingAway, Idle, StreamInterrupted
 from chatsys.domain.tasks import TaskEvent
@@ -100,6 +100,8 @@ async def run_until_stopped(
             exc = task.exception()
             if isinstance(exc, StreamInterrupted):
                 return exc
+            if isinstance(exc, WebSocketDisconnect):
+                return None  # the client hung up while we were sending
             assert exc is not None
             raise exc
     return None
@@ -172,7 +174,7 @@ async def close_websocket(websocket: WebSocket, code: int, reason: str, grace: f
     """Close, giving a stalled client ``grace`` seconds to make room for the frame."""
     if websocket.application_state is WebSocketState.DISCONNECTED:
         return
-    with contextlib.suppress(TimeoutError, RuntimeError, OSError):
+    with contextlib.suppress(TimeoutError, RuntimeError, OSError, WebSocketDisconnect):
         async with asyncio.timeout(grace):
             await websocket.close(code, reason[:120])
 
