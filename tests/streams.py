@@ -142,6 +142,16 @@ async def next_frame(ws: ClientConnection, kind: str | None = None, within: floa
                 return frame
 
 
+async def drain_until_closed(
+    ws: ClientConnection, into: list[dict[str, Any]], within: float = 10
+) -> None:
+    """Read frames into ``into`` until the server closes the connection."""
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            into.append(json.loads(await asyncio.wait_for(ws.recv(), within)))
+    assert ws.close_code is not None
+
+
 def assert_gapless(events: list[dict[str, Any]], *, start: int = 1) -> None:
     seqs = [e["seq"] for e in events]
     assert seqs == list(range(start, start + len(seqs))), seqs
