@@ -21,7 +21,9 @@ from chatsys import __version__
 from chatsys.agents.config import GatewayConfig
 from chatsys.agents.profiles import PROFILES
 from chatsys.api.app import create_app
+from chatsys.api.schemas import task_json
 from chatsys.api.services import ApiServices
+from chatsys.domain.callbacks import Callbacks
 from chatsys.domain.conversations import GetConversation, ListConversations, StartConversation
 from chatsys.domain.health import CheckReadiness
 from chatsys.domain.nlu import RuleBasedAnalyzer
@@ -37,6 +39,21 @@ from chatsys.domain.task_queries import (
     ListTaskEvents,
     ListTasks,
 )
+from chatsys.domain.webhook_delivery import (
+    DeliverWebhook,
+    GetDelivery,
+    ListDeliveries,
+    Redeliver,
+    RelayWebhooks,
+)
+from chatsys.domain.webhook_endpoints import (
+    CreateWebhook,
+    DeleteWebhook,
+    GetWebhook,
+    ListWebhooks,
+    RotateWebhookSecret,
+)
+from chatsys.domain.webhooks import RetryPolicy
 from chatsys.infra import jobs
 from chatsys.infra.db.engine import create_engine, create_session_factory
 from chatsys.infra.db.migrations import head_revision
@@ -44,9 +61,10 @@ from chatsys.infra.db.repositories import SqlUnitOfWork
 from chatsys.infra.heartbeat import WorkerHeartbeat, WorkerHeartbeatProbe, new_worker_id
 from chatsys.infra.logging import configure_logging, get_logger
 from chatsys.infra.probes import PostgresProbe, RedisProbe
-from chatsys.infra.queue import RUN_TASK, ArqJobQueue
+from chatsys.infra.queue import DELIVER_WEBHOOK, RUN_TASK, ArqJobQueue
 from chatsys.infra.redis import arq_redis_settings, create_redis
 from chatsys.infra.settings import Settings
+from chatsys.infra.webhook_http import AddressVetter, HttpWebhookSender, ResolvingUrlGuard
 
 log = get_logger(__name__)
 
@@ -119,6 +137,39 @@ class Resources:
     def unit_of_work(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.session_factory)
 
+    def queue(self) -> ArqJobQueue:
+        return ArqJobQueue(self.redis, queue_name=self.settings.worker.queue_name)
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    webhooks = settings.webhooks
+    return RetryPolicy(tuple(webhooks.retry_schedule), webhooks.retry_jitter)
+
+
+def address_vetter(settings: Settings) -> AddressVetter:
+    webhooks = settings.webhooks
+    return AddressVetter(
+        allow_private=webhooks.allow_private_networks,
+        max_url_length=webhooks.max_url_length,
+        resolve_timeout=webhooks.connect_timeout,
+    )
+
+
+def webhook_callbacks(resources: Resources) -> Callbacks:
+    """What records (in the task's transaction) and dispatches a task's webhooks."""
+    return Callbacks(task_json, resources.queue(), retry_policy(resources.settings))
+
+
+def webhook_sender(settings: Settings) -> HttpWebhookSender:
+    webhooks = settings.webhooks
+    return HttpWebhookSender(
+        address_vetter(settings),
+        connect_timeout=webhooks.connect_timeout,
+        timeout=webhooks.timeout,
+        max_response_bytes=webhooks.max_response_bytes,
+        user_agent=f"chatsys-webhooks/{__version__}",
+    )
+
 
 def gateway_config(settings: Settings) -> GatewayConfig:
     llm = settings.llm
@@ -173,10 +224,9 @@ def api_services(resources: Resources) -> ApiServices:
         ]
     )
     uow = resources.unit_of_work
-    dispatcher = Dispatcher(
-        uow, ArqJobQueue(resources.redis, queue_name=settings.worker.queue_name)
-    )
+    dispatcher = Dispatcher(uow, resources.queue())
     analyzer = RuleBasedAnalyzer()
+    guard = ResolvingUrlGuard(address_vetter(settings))
     return ApiServices(
         readiness=readiness,
         llm=llm_info(settings),
@@ -191,13 +241,24 @@ def api_services(resources: Resources) -> ApiServices:
             dispatcher,
             allowed_models=gateway_config(settings).configured_models(),
             max_input_bytes=settings.api.max_input_bytes,
+            url_guard=guard,
         ),
         get_task=GetTask(uow),
         list_tasks=ListTasks(uow),
         list_events=ListTaskEvents(uow),
-        cancel_task=CancelTask(uow, clock),
+        cancel_task=CancelTask(uow, clock, webhook_callbacks(resources)),
         analyze=AnalyzeText(uow, analyzer),
         list_messages=ListMessages(uow),
+        create_webhook=CreateWebhook(uow, clock, guard),
+        list_webhooks=ListWebhooks(uow),
+        get_webhook=GetWebhook(uow),
+        delete_webhook=DeleteWebhook(uow, clock),
+        rotate_webhook_secret=RotateWebhookSecret(
+            uow, clock, default_grace=settings.webhooks.rotation_grace
+        ),
+        list_deliveries=ListDeliveries(uow),
+        get_delivery=GetDelivery(uow),
+        redeliver=Redeliver(uow, clock, resources.queue()),
     )
 
 
@@ -243,9 +304,8 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
             ttl=settings.worker.heartbeat_ttl,
         )
         uow = resources.unit_of_work
-        dispatcher = Dispatcher(
-            uow, ArqJobQueue(resources.redis, queue_name=settings.worker.queue_name)
-        )
+        dispatcher = Dispatcher(uow, resources.queue())
+        callbacks = webhook_callbacks(resources)
         llm = settings.llm
         gateway = LiteLLMGateway(gateway_config(settings))
         analyzer: TaskAnalyzer = (
@@ -264,6 +324,7 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
             planner=Planner(),
             executor=executor,
             dispatcher=dispatcher,
+            callbacks=callbacks,
             worker_id=worker_id,
             heartbeat_interval=settings.worker.task_heartbeat,
             stale_after=settings.worker.task_stale_after,
@@ -271,10 +332,26 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
             max_runtime=settings.worker.task_timeout,
         )
         sweeper = RequeueStale(
-            uow, dispatcher, SystemClock(), stale_after=settings.worker.task_stale_after
+            uow,
+            dispatcher,
+            SystemClock(),
+            callbacks=callbacks,
+            stale_after=settings.worker.task_stale_after,
+        )
+        hooks = settings.webhooks
+        deliver = DeliverWebhook(
+            uow,
+            SystemClock(),
+            webhook_sender(settings),
+            resources.queue(),
+            retry_policy(settings),
+            lease=hooks.lease,
+        )
+        relay = RelayWebhooks(
+            uow, resources.queue(), grace=hooks.relay_grace, redispatch_after=hooks.redispatch_after
         )
         maintenance = jobs.Maintenance(
-            dispatcher, sweeper, interval=settings.worker.maintenance_interval
+            dispatcher, sweeper, relay, interval=settings.worker.maintenance_interval
         )
         await heartbeat.start()
         maintenance.start()
@@ -285,6 +362,7 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
             maintenance=maintenance,
             worker_id=worker_id,
             run_task=run,
+            deliver_webhook=deliver,
         )
         log.info("chatsys.worker.started", worker_id=worker_id, queue=settings.worker.queue_name)
 
@@ -306,6 +384,15 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
             # The task enforces its own time limit; arq's must never fire first.
             func(
                 jobs.run_task, name=RUN_TASK, max_tries=3, timeout=settings.worker.task_timeout + 60
+            ),
+            # Results are not kept: a job id is free again once its attempt is over, so the
+            # relay can always re-send it; the delivery row is the record.
+            func(
+                jobs.deliver_webhook,
+                name=DELIVER_WEBHOOK,
+                max_tries=3,
+                keep_result=0,
+                timeout=settings.webhooks.timeout + settings.webhooks.connect_timeout + 30,
             ),
         ],
         queue_name=settings.worker.queue_name,

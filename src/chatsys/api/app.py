@@ -11,7 +11,14 @@ from fastapi.routing import APIRoute
 
 from chatsys.api.errors import install_error_handlers
 from chatsys.api.middleware import RequestContextMiddleware
-from chatsys.api.routers import analysis, conversations, health, tasks
+from chatsys.api.routers import (
+    analysis,
+    conversations,
+    health,
+    tasks,
+    webhook_deliveries,
+    webhooks,
+)
 from chatsys.api.services import ApiServices
 
 __all__ = ["ApiServices", "create_app"]
@@ -51,4 +58,6 @@ def create_app(services: ServicesFactory, *, version: str) -> FastAPI:
     app.include_router(conversations.router)
     app.include_router(tasks.router)
     app.include_router(analysis.router)
+    app.include_router(webhooks.router)
+    app.include_router(webhook_deliveries.router)
     return app

@@ -16,6 +16,14 @@ from chatsys.domain.task_queries import (
     ListTaskEvents,
     ListTasks,
 )
+from chatsys.domain.webhook_delivery import GetDelivery, ListDeliveries, Redeliver
+from chatsys.domain.webhook_endpoints import (
+    CreateWebhook,
+    DeleteWebhook,
+    GetWebhook,
+    ListWebhooks,
+    RotateWebhookSecret,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,3 +41,11 @@ class ApiServices:
     cancel_task: CancelTask
     analyze: AnalyzeText
     list_messages: ListMessages
+    create_webhook: CreateWebhook
+    list_webhooks: ListWebhooks
+    get_webhook: GetWebhook
+    delete_webhook: DeleteWebhook
+    rotate_webhook_secret: RotateWebhookSecret
+    list_deliveries: ListDeliveries
+    get_delivery: GetDelivery
+    redeliver: Redeliver
