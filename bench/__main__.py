@@ -19,6 +19,7 @@ from pathlib import Path
 from bench.mcp import run_mcp
 from bench.pipeline import run_enqueue, run_step, run_submit
 from bench.startup import ROOT, run_dev, run_startup, say
+from bench.webhooks import run_webhooks
 from chatsys.infra.db import migrations
 from chatsys.infra.embedded import EmbeddedStack
 
@@ -39,7 +40,7 @@ def save(name: str, table: Table) -> None:
     (folder / f"{name}.json").write_text(json.dumps(table, indent=2) + "\n")
 
 
-SCENARIOS = ("startup", "submit", "step", "enqueue", "dev", "mcp")
+SCENARIOS = ("startup", "submit", "step", "enqueue", "webhooks", "mcp", "dev")
 
 
 def main() -> int:
@@ -48,6 +49,7 @@ def main() -> int:
     parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
     parser.add_argument("--requests", type=int, default=2000, help="submit: requests")
     parser.add_argument("--concurrency", type=int, default=16, help="submit: in flight")
+    parser.add_argument("--tasks", type=int, default=1000, help="webhooks: tasks ending at once")
     args = parser.parse_args()
     wanted = set(SCENARIOS) if args.scenario == "all" else {args.scenario}
 
@@ -84,6 +86,10 @@ def main() -> int:
                 table = run_enqueue(rd, jobs=200)
                 show("enqueue (ratio = chatsys worker settings / arq defaults)", table)
                 save("enqueue", table)
+            if "webhooks" in wanted:
+                table = run_webhooks(db, rd, tasks=args.tasks)
+                show("webhooks (ratio = chatsys worker / plain httpx client)", table)
+                save("webhooks", table)
     if "dev" in wanted:
         table = run_dev()
         show("dev (ratio = warm / cold)", table)

@@ -24,8 +24,10 @@ from chatsys.agents.mcp.manager import McpManager
 from chatsys.agents.mcp.workspace import SERVER_NAME, Workspaces, build_workspace_server
 from chatsys.agents.profiles import PROFILES
 from chatsys.api.app import create_app
+from chatsys.api.schemas import task_json
 from chatsys.api.services import ApiServices
 from chatsys.api.streaming import StreamConfig
+from chatsys.domain.callbacks import Callbacks
 from chatsys.domain.conversations import GetConversation, ListConversations, StartConversation
 from chatsys.domain.errors import InvalidInput
 from chatsys.domain.health import CheckReadiness
@@ -43,6 +45,21 @@ from chatsys.domain.task_queries import (
     ListTaskEvents,
     ListTasks,
 )
+from chatsys.domain.webhook_delivery import (
+    DeliverWebhook,
+    GetDelivery,
+    ListDeliveries,
+    Redeliver,
+    RelayWebhooks,
+)
+from chatsys.domain.webhook_endpoints import (
+    CreateWebhook,
+    DeleteWebhook,
+    GetWebhook,
+    ListWebhooks,
+    RotateWebhookSecret,
+)
+from chatsys.domain.webhooks import RetryPolicy
 from chatsys.infra import jobs
 from chatsys.infra.db.engine import create_engine, create_session_factory
 from chatsys.infra.db.migrations import head_revision
@@ -52,9 +69,10 @@ from chatsys.infra.heartbeat import WorkerHeartbeat, WorkerHeartbeatProbe, new_w
 from chatsys.infra.logging import configure_logging, get_logger
 from chatsys.infra.mcp_store import RedisMcpStore
 from chatsys.infra.probes import PostgresProbe, RedisProbe
-from chatsys.infra.queue import RUN_TASK, ArqJobQueue
+from chatsys.infra.queue import DELIVER_WEBHOOK, RUN_TASK, ArqJobQueue
 from chatsys.infra.redis import arq_redis_settings, create_redis
 from chatsys.infra.settings import Settings
+from chatsys.infra.webhook_http import AddressVetter, HttpWebhookSender, ResolvingUrlGuard
 
 log = get_logger(__name__)
 
@@ -129,6 +147,39 @@ class Resources:
 
     def unit_of_work(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.session_factory, self.publisher)
+
+    def queue(self) -> ArqJobQueue:
+        return ArqJobQueue(self.redis, queue_name=self.settings.worker.queue_name)
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    webhooks = settings.webhooks
+    return RetryPolicy(tuple(webhooks.retry_schedule), webhooks.retry_jitter)
+
+
+def address_vetter(settings: Settings) -> AddressVetter:
+    webhooks = settings.webhooks
+    return AddressVetter(
+        allow_private=webhooks.allow_private_networks,
+        max_url_length=webhooks.max_url_length,
+        resolve_timeout=webhooks.connect_timeout,
+    )
+
+
+def webhook_callbacks(resources: Resources) -> Callbacks:
+    """What records (in the task's transaction) and dispatches a task's webhooks."""
+    return Callbacks(task_json, resources.queue(), retry_policy(resources.settings))
+
+
+def webhook_sender(settings: Settings) -> HttpWebhookSender:
+    webhooks = settings.webhooks
+    return HttpWebhookSender(
+        address_vetter(settings),
+        connect_timeout=webhooks.connect_timeout,
+        timeout=webhooks.timeout,
+        max_response_bytes=webhooks.max_response_bytes,
+        user_agent=f"chatsys-webhooks/{__version__}",
+    )
 
 
 def gateway_config(settings: Settings) -> GatewayConfig:
@@ -209,11 +260,10 @@ def api_services(resources: Resources, hub: RedisEventHub, mcp: McpManager) -> A
         ]
     )
     uow = resources.unit_of_work
-    dispatcher = Dispatcher(
-        uow, ArqJobQueue(resources.redis, queue_name=settings.worker.queue_name)
-    )
+    dispatcher = Dispatcher(uow, resources.queue())
     analyzer = RuleBasedAnalyzer()
     limits = StreamLimits(buffer=settings.stream.buffer, idle=settings.stream.keepalive)
+    guard = ResolvingUrlGuard(address_vetter(settings))
     return ApiServices(
         readiness=readiness,
         llm=llm_info(settings),
@@ -228,11 +278,12 @@ def api_services(resources: Resources, hub: RedisEventHub, mcp: McpManager) -> A
             dispatcher,
             allowed_models=gateway_config(settings).configured_models(),
             max_input_bytes=settings.api.max_input_bytes,
+            url_guard=guard,
         ),
         get_task=GetTask(uow),
         list_tasks=ListTasks(uow),
         list_events=ListTaskEvents(uow),
-        cancel_task=CancelTask(uow, clock),
+        cancel_task=CancelTask(uow, clock, webhook_callbacks(resources)),
         analyze=AnalyzeText(uow, analyzer),
         list_messages=ListMessages(uow),
         follow_task=FollowTask(uow, hub, limits),
@@ -244,6 +295,16 @@ def api_services(resources: Resources, hub: RedisEventHub, mcp: McpManager) -> A
         ),
         going_away=hub.going_away,
         mcp=mcp,
+        create_webhook=CreateWebhook(uow, clock, guard),
+        list_webhooks=ListWebhooks(uow),
+        get_webhook=GetWebhook(uow),
+        delete_webhook=DeleteWebhook(uow, clock),
+        rotate_webhook_secret=RotateWebhookSecret(
+            uow, clock, default_grace=settings.webhooks.rotation_grace
+        ),
+        list_deliveries=ListDeliveries(uow),
+        get_delivery=GetDelivery(uow),
+        redeliver=Redeliver(uow, clock, resources.queue()),
     )
 
 
@@ -300,9 +361,8 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
             ttl=settings.worker.heartbeat_ttl,
         )
         uow = resources.unit_of_work
-        dispatcher = Dispatcher(
-            uow, ArqJobQueue(resources.redis, queue_name=settings.worker.queue_name)
-        )
+        dispatcher = Dispatcher(uow, resources.queue())
+        callbacks = webhook_callbacks(resources)
         llm = settings.llm
         gateway = LiteLLMGateway(gateway_config(settings))
         analyzer: TaskAnalyzer = (
@@ -323,6 +383,7 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
             planner=Planner(),
             executor=executor,
             dispatcher=dispatcher,
+            callbacks=callbacks,
             worker_id=worker_id,
             heartbeat_interval=settings.worker.task_heartbeat,
             stale_after=settings.worker.task_stale_after,
@@ -330,10 +391,26 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
             max_runtime=settings.worker.task_timeout,
         )
         sweeper = RequeueStale(
-            uow, dispatcher, SystemClock(), stale_after=settings.worker.task_stale_after
+            uow,
+            dispatcher,
+            SystemClock(),
+            callbacks=callbacks,
+            stale_after=settings.worker.task_stale_after,
+        )
+        hooks = settings.webhooks
+        deliver = DeliverWebhook(
+            uow,
+            SystemClock(),
+            webhook_sender(settings),
+            resources.queue(),
+            retry_policy(settings),
+            lease=hooks.lease,
+        )
+        relay = RelayWebhooks(
+            uow, resources.queue(), grace=hooks.relay_grace, redispatch_after=hooks.redispatch_after
         )
         maintenance = jobs.Maintenance(
-            dispatcher, sweeper, interval=settings.worker.maintenance_interval
+            dispatcher, sweeper, relay, interval=settings.worker.maintenance_interval
         )
         await heartbeat.start()
         maintenance.start()
@@ -345,6 +422,7 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
             mcp=mcp,
             worker_id=worker_id,
             run_task=run,
+            deliver_webhook=deliver,
         )
         log.info("chatsys.worker.started", worker_id=worker_id, queue=settings.worker.queue_name)
 
@@ -369,6 +447,15 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
             # The task enforces its own time limit; arq's must never fire first.
             func(
                 jobs.run_task, name=RUN_TASK, max_tries=3, timeout=settings.worker.task_timeout + 60
+            ),
+            # Results are not kept: a job id is free again once its attempt is over, so the
+            # relay can always re-send it; the delivery row is the record.
+            func(
+                jobs.deliver_webhook,
+                name=DELIVER_WEBHOOK,
+                max_tries=3,
+                keep_result=0,
+                timeout=settings.webhooks.timeout + settings.webhooks.connect_timeout + 30,
             ),
         ],
         queue_name=settings.worker.queue_name,

@@ -8,7 +8,7 @@ from uuid import uuid4
 
 from sqlalchemy import text
 
-from chatsys.bootstrap import Resources, SystemClock
+from chatsys.bootstrap import Resources, SystemClock, webhook_callbacks
 from chatsys.domain.model import TaskStatus
 from chatsys.domain.running import RequeueStale
 from chatsys.domain.submission import Dispatcher
@@ -42,7 +42,10 @@ async def test_lapsed_tasks_are_requeued_and_cancel_requests_honoured(settings: 
         doomed = await _running_task(resources, cancel=True)
         queue = ArqJobQueue(resources.redis, queue_name=settings.worker.queue_name)
         sweeper = RequeueStale(
-            resources.unit_of_work, Dispatcher(resources.unit_of_work, queue), SystemClock()
+            resources.unit_of_work,
+            Dispatcher(resources.unit_of_work, queue),
+            SystemClock(),
+            callbacks=webhook_callbacks(resources),
         )
         assert await sweeper.execute() == [plain.id]
         async with resources.unit_of_work() as uow:

@@ -9,7 +9,14 @@ from typing import Self
 from uuid import UUID
 
 from chatsys.domain.model import Conversation
-from chatsys.domain.ports import EventLog, MessageRepository, Outbox, TaskRepository
+from chatsys.domain.ports import (
+    EventLog,
+    MessageRepository,
+    Outbox,
+    TaskRepository,
+    WebhookDeliveryRepository,
+    WebhookEndpointRepository,
+)
 
 
 class FakeClock:
@@ -88,6 +95,14 @@ class FakeUnitOfWork:
     @property
     def outbox(self) -> Outbox:
         raise AssertionError("unexpected use of the outbox")
+
+    @property
+    def webhooks(self) -> WebhookEndpointRepository:
+        raise AssertionError("unexpected use of webhooks")
+
+    @property
+    def deliveries(self) -> WebhookDeliveryRepository:
+        raise AssertionError("unexpected use of deliveries")
 
     async def rollback(self) -> None:
         self._pending = dict(self.committed)

@@ -16,7 +16,16 @@ from fastapi.routing import APIRoute
 
 from chatsys.api.errors import install_error_handlers
 from chatsys.api.middleware import RequestContextMiddleware
-from chatsys.api.routers import analysis, conversations, health, mcp, streams, tasks
+from chatsys.api.routers import (
+    analysis,
+    conversations,
+    health,
+    mcp,
+    streams,
+    tasks,
+    webhook_deliveries,
+    webhooks,
+)
 from chatsys.api.services import ApiServices
 
 __all__ = ["ApiServices", "create_app"]
@@ -96,4 +105,6 @@ def create_app(
     app.include_router(analysis.router)
     app.include_router(streams.router)
     app.include_router(mcp.router)
+    app.include_router(webhooks.router)
+    app.include_router(webhook_deliveries.router)
     return app

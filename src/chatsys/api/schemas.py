@@ -45,7 +45,12 @@ class TaskOptions(BaseModel):
         default=None, min_length=1, max_length=MAX_STEPS, description="a plan of your own"
     )
     model: str | None = Field(default=None, max_length=200, description="a configured model")
-    webhook_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
+    webhook_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="called (signed, Standard Webhooks) when the task ends; the answer to "
+        "the submission carries its secret",
+    )
     metadata: dict[str, Any] = Field(default_factory=dict, max_length=50)
 
     def to_request(self, text: str, conversation_id: UUID | None) -> TaskRequest:
@@ -153,6 +158,23 @@ class TaskOut(BaseModel):
             started_at=task.started_at,
             finished_at=task.finished_at,
         )
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    """A task exactly as ``GET /v1/tasks/{id}`` shows it, as JSON data (webhook payloads)."""
+    return TaskOut.of(task).model_dump(mode="json")
+
+
+class TaskCreatedOut(TaskOut):
+    webhook_secret: str | None = Field(
+        default=None,
+        description="with a webhook_url: the whsec_ secret its calls are signed with "
+        "(shown only here)",
+    )
+
+    @classmethod
+    def created(cls, task: Task) -> TaskCreatedOut:
+        return cls(**TaskOut.of(task).__dict__, webhook_secret=task.webhook_secret)
 
 
 class TaskSummary(BaseModel):

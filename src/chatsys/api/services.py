@@ -20,6 +20,14 @@ from chatsys.domain.task_queries import (
     ListTaskEvents,
     ListTasks,
 )
+from chatsys.domain.webhook_delivery import GetDelivery, ListDeliveries, Redeliver
+from chatsys.domain.webhook_endpoints import (
+    CreateWebhook,
+    DeleteWebhook,
+    GetWebhook,
+    ListWebhooks,
+    RotateWebhookSecret,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,3 +50,11 @@ class ApiServices:
     stream: StreamConfig
     going_away: Callable[[], None]  # shutdown begins: end every live stream now
     mcp: McpServers
+    create_webhook: CreateWebhook
+    list_webhooks: ListWebhooks
+    get_webhook: GetWebhook
+    delete_webhook: DeleteWebhook
+    rotate_webhook_secret: RotateWebhookSecret
+    list_deliveries: ListDeliveries
+    get_delivery: GetDelivery
+    redeliver: Redeliver

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
+from chatsys.domain.callbacks import Callbacks, finish_task
 from chatsys.domain.errors import InvalidInput, LLMError
 from chatsys.domain.executor import PlanExecutor, StepFailed, StepInput, Turn
 from chatsys.domain.journal import LeaseLost, TaskJournal
@@ -60,6 +61,7 @@ class RunTask:
         planner: Planner,
         executor: PlanExecutor,
         dispatcher: Dispatcher,
+        callbacks: Callbacks,
         worker_id: str,
         heartbeat_interval: float = 0.5,
         stale_after: float = 10.0,
@@ -72,6 +74,7 @@ class RunTask:
         self._planner = planner
         self._executor = executor
         self._dispatcher = dispatcher
+        self._callbacks = callbacks
         self._worker_id = worker_id
         self._heartbeat_interval = heartbeat_interval
         self._stale_after = stale_after
@@ -267,17 +270,13 @@ class RunTask:
         answer: str | None = None,
         answer_agent: str | None = None,
     ) -> TaskStatus:
-        task.status = status
         task.finished_at = self._clock.now()
-        task.worker_id = None
         async with self._uow() as uow:
             current = await uow.tasks.lock(task.id)
             if current is None or current.status.is_terminal:
                 return current.status if current else status
             if current.worker_id not in (None, self._worker_id):
                 raise LeaseLost(str(task.id))
-            await uow.tasks.update(task)
-            await uow.events.append(task.id, event, data)
             if answer is not None and task.conversation_id is not None:
                 await uow.messages.add(
                     StoredMessage(
@@ -290,7 +289,11 @@ class RunTask:
                         answer_agent,
                     )
                 )
+            deliveries = await finish_task(
+                uow, task, status, event, data, callbacks=self._callbacks
+            )
             await uow.commit()
+        await self._callbacks.dispatch(deliveries)
         return status
 
     async def _finish_succeeded(
@@ -337,8 +340,9 @@ class RunTask:
             if current.worker_id != self._worker_id:
                 return
             if current.cancel_requested:  # nobody would claim it again: finish it here
-                await _cancel_in(uow, current, self._clock)
+                deliveries = await _cancel_in(uow, current, self._clock, self._callbacks)
                 await uow.commit()
+                await self._callbacks.dispatch(deliveries)
                 return
             current.status = TaskStatus.QUEUED
             current.worker_id = None
@@ -361,22 +365,25 @@ class RequeueStale:
         dispatcher: Dispatcher,
         clock: Clock,
         *,
+        callbacks: Callbacks,
         stale_after: float = 10.0,
     ) -> None:
         self._uow = uow
         self._dispatcher = dispatcher
         self._clock = clock
+        self._callbacks = callbacks
         self._stale_after = stale_after
 
     async def execute(self, *, limit: int = 100) -> list[UUID]:
         entries: list[tuple[int, UUID]] = []
+        deliveries: list[UUID] = []
         async with self._uow() as uow:
             for task_id in await uow.tasks.stale(stale_after=self._stale_after, limit=limit):
                 task = await uow.tasks.lock(task_id)
                 if task is None or task.status is not TaskStatus.RUNNING:
                     continue
                 if task.cancel_requested:  # its runner died before it could stop it
-                    await _cancel_in(uow, task, self._clock)
+                    deliveries += await _cancel_in(uow, task, self._clock, self._callbacks)
                     continue
                 task.status = TaskStatus.QUEUED
                 task.worker_id = None
@@ -386,17 +393,22 @@ class RequeueStale:
                 )
                 entries.append((await uow.outbox.add(task_id), task_id))
             await uow.commit()
+        await self._callbacks.dispatch(deliveries)
         for entry, task_id in entries:
             await self._dispatcher.dispatch(entry, task_id)
         return [task_id for _, task_id in entries]
 
 
-async def _cancel_in(uow: UnitOfWork, task: Task, clock: Clock) -> None:
-    task.status = TaskStatus.CANCELLED
-    task.worker_id = None
+async def _cancel_in(uow: UnitOfWork, task: Task, clock: Clock, callbacks: Callbacks) -> list[UUID]:
     task.finished_at = clock.now()
-    await uow.tasks.update(task)
-    await uow.events.append(task.id, EventType.TASK_CANCELLED, {"reason": "cancel requested"})
+    return await finish_task(
+        uow,
+        task,
+        TaskStatus.CANCELLED,
+        EventType.TASK_CANCELLED,
+        {"reason": "cancel requested"},
+        callbacks=callbacks,
+    )
 
 
 def _record(step: PlanStep) -> StepRecord:

@@ -13,8 +13,10 @@ from uuid import UUID, uuid4
 from chatsys.domain.errors import Conflict, DuplicateRequest, InvalidInput, NotFound
 from chatsys.domain.model import MessageRole, TaskStatus, Title
 from chatsys.domain.planner import Planner
-from chatsys.domain.ports import Clock, JobQueue, StoredMessage, UnitOfWorkFactory
+from chatsys.domain.ports import Clock, JobQueue, StoredMessage, UnitOfWorkFactory, UrlGuard
 from chatsys.domain.tasks import EventType, Task
+from chatsys.domain.webhook_urls import check_address, parse_webhook_url
+from chatsys.domain.webhooks import new_secret
 
 DEFAULT_MAX_INPUT_BYTES = 32 * 1024
 
@@ -88,6 +90,19 @@ class Dispatcher:
         return len(sent)
 
 
+class LiteralUrlGuard:
+    """The URL rules and, for a literal IP host, the address rules; no DNS. The composition
+    root gives ``SubmitTask`` the adapter that also resolves host names."""
+
+    def __init__(self, *, allow_private: bool = False) -> None:
+        self._allow_private = allow_private
+
+    async def check(self, url: str) -> None:
+        target = parse_webhook_url(url)
+        if target.address is not None:
+            check_address(target.address, allow_private=self._allow_private)
+
+
 class SubmitTask:
     """Create a task and queue it.
 
@@ -101,7 +116,9 @@ class SubmitTask:
     - an ``Idempotency-Key`` seen before with the same body returns the same
       task; with a different body it is a conflict;
     - the task, its ``task.created`` event and its outbox entry are written in
-      one transaction; the job is enqueued only after the commit.
+      one transaction; the job is enqueued only after the commit;
+    - a ``webhook_url`` must pass the URL and address rules (``url_guard``); the task
+      gets its own signing secret for it, shown in the answer to the submission.
     """
 
     def __init__(
@@ -113,8 +130,10 @@ class SubmitTask:
         *,
         allowed_models: Sequence[str] = (),
         max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+        url_guard: UrlGuard | None = None,
     ) -> None:
         self._uow = uow
+        self._url_guard = url_guard or LiteralUrlGuard()
         self._clock = clock
         self._planner = planner
         self._dispatcher = dispatcher
@@ -149,6 +168,8 @@ class SubmitTask:
     ) -> tuple[Task, bool]:
         """Returns the task and whether it was created now (False: an idempotent replay)."""
         options = self._validate(request)
+        if request.webhook_url is not None:
+            await self._url_guard.check(request.webhook_url)
         fingerprint = request.fingerprint()
         now = self._clock.now()
         task = Task(
@@ -160,6 +181,7 @@ class SubmitTask:
             conversation_id=request.conversation_id,
             title=Title(request.title).value if request.title is not None else None,
             webhook_url=request.webhook_url,
+            webhook_secret=new_secret() if request.webhook_url is not None else None,
             idempotency_key=idempotency_key,
             request_hash=fingerprint,
             options=options,

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
+from chatsys.domain.callbacks import Callbacks, finish_task
 from chatsys.domain.conversations import cut_page, decode_cursor
 from chatsys.domain.errors import Conflict, NotFound
 from chatsys.domain.model import TaskStatus
@@ -94,14 +95,16 @@ class CancelTask:
 
     Rules: a queued task is cancelled at once; a running one is flagged and its
     runner stops it at its next heartbeat (well within 2 s); a finished task
-    cannot be cancelled (conflict).
+    cannot be cancelled (conflict). A task cancelled here calls its webhooks.
     """
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, callbacks: Callbacks) -> None:
         self._uow = uow
         self._clock = clock
+        self._callbacks = callbacks
 
     async def execute(self, task_id: UUID, *, owner: str) -> Task:
+        deliveries: list[UUID] = []
         async with self._uow() as uow:
             owned = await uow.tasks.get(task_id, owner=owner)
             if owned is None:
@@ -111,16 +114,20 @@ class CancelTask:
             if task.status.is_terminal:
                 raise Conflict(f"task {task_id} is already {task.status.value}")
             if task.status is TaskStatus.QUEUED:
-                task.status = TaskStatus.CANCELLED
                 task.finished_at = self._clock.now()
-                await uow.tasks.update(task)
-                await uow.events.append(
-                    task_id, EventType.TASK_CANCELLED, {"reason": "cancelled before it started"}
+                deliveries = await finish_task(
+                    uow,
+                    task,
+                    TaskStatus.CANCELLED,
+                    EventType.TASK_CANCELLED,
+                    {"reason": "cancelled before it started"},
+                    callbacks=self._callbacks,
                 )
             else:
                 await uow.tasks.request_cancel(task_id)
                 task.cancel_requested = True
             await uow.commit()
+        await self._callbacks.dispatch(deliveries)
         task.steps = owned.steps
         return task
 

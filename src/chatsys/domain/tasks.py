@@ -94,6 +94,7 @@ class Task:
     error: dict[str, Any] | None = None
     usage: Usage = field(default_factory=Usage)
     webhook_url: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)  # signs its webhook_url calls
     idempotency_key: str | None = None
     request_hash: str | None = None
     options: dict[str, Any] = field(default_factory=dict)

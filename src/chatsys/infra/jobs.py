@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatsys.domain.running import RequeueStale, RunTask
 from chatsys.domain.submission import Dispatcher
+from chatsys.domain.webhook_delivery import DeliverWebhook, RelayWebhooks
 from chatsys.infra.logging import get_logger
 
 log = get_logger(__name__)
@@ -53,13 +54,34 @@ async def run_task(ctx: dict[str, Any], task_id: str) -> str | None:
         return status.value if status else None
 
 
-class Maintenance:
-    """Every worker relays undispatched outbox entries and re-queues tasks whose runner
-    died. Rows are locked with SKIP LOCKED, so any number of workers can do it at once."""
+async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> str | None:
+    """One attempt of a webhook delivery (the row in Postgres says whether it is due)."""
+    deliver: DeliverWebhook = ctx["deliver_webhook"]
+    import structlog
 
-    def __init__(self, dispatcher: Dispatcher, sweeper: RequeueStale, *, interval: float) -> None:
+    with structlog.contextvars.bound_contextvars(delivery_id=delivery_id):
+        status = await deliver.execute(UUID(delivery_id))
+        if status is not None:
+            log.info("chatsys.webhook.attempted", status=status.value)
+        return status.value if status else None
+
+
+class Maintenance:
+    """Every worker relays undispatched outbox entries, re-queues tasks whose runner died
+    and re-sends the jobs of overdue webhook deliveries. Rows are locked with SKIP
+    LOCKED, so any number of workers can do it at once."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        sweeper: RequeueStale,
+        webhooks: RelayWebhooks,
+        *,
+        interval: float,
+    ) -> None:
         self._dispatcher = dispatcher
         self._sweeper = sweeper
+        self._webhooks = webhooks
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
 
@@ -70,6 +92,9 @@ class Maintenance:
         relayed = await self._dispatcher.relay()
         if relayed:
             log.info("chatsys.outbox.relayed", entries=relayed)
+        webhooks = await self._webhooks.execute()
+        if webhooks:
+            log.info("chatsys.webhook.relayed", deliveries=webhooks)
 
     async def _loop(self) -> None:
         while True:

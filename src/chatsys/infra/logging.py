@@ -9,6 +9,7 @@ contextvars and appears on every line logged while it is bound.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 from typing import Any
@@ -43,7 +44,9 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
         renderer = structlog.processors.JSONRenderer()
         shared.append(structlog.processors.format_exc_info)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=_traceback_without_locals()
+        )
 
     structlog.configure(
         # Drop below-level events first, before any processor spends time on them.
@@ -82,3 +85,11 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
 def get_logger(name: str, **initial: Any) -> structlog.stdlib.BoundLogger:
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name, **initial)
     return logger
+
+
+def _traceback_without_locals() -> structlog.typing.ExceptionRenderer:
+    """Tracebacks never show frame locals: they can hold secrets (webhook signing keys,
+    API keys). structlog's default with rich installed shows them."""
+    if importlib.util.find_spec("rich") is not None:
+        return structlog.dev.RichTracebackFormatter(show_locals=False)
+    return structlog.dev.plain_traceback

@@ -1,4 +1,4 @@
-"""The job queue port on arq."""
+"""The job queue ports (task runs, webhook attempts) on arq."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from uuid import UUID
 from arq.connections import ArqRedis
 
 RUN_TASK = "chatsys.run_task"
+DELIVER_WEBHOOK = "chatsys.deliver_webhook"
 
 
 class ArqJobQueue:
@@ -21,4 +22,14 @@ class ArqJobQueue:
             str(task_id),
             _job_id=f"run:{task_id}:{dispatch_id}",
             _queue_name=self._queue_name,
+        )
+
+    async def enqueue_delivery(self, delivery_id: UUID, attempt: int, *, delay: float) -> None:
+        # One job id per attempt: the relay re-sending it while it waits is a no-op.
+        await self._redis.enqueue_job(
+            DELIVER_WEBHOOK,
+            str(delivery_id),
+            _job_id=f"webhook:{delivery_id}:{attempt}",
+            _queue_name=self._queue_name,
+            _defer_by=delay + 0.05 if delay > 0 else None,
         )

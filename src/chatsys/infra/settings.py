@@ -11,7 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BeforeValidator, Field, SecretStr
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -191,6 +191,47 @@ class McpSettings(BaseSettings):
     )
 
 
+class WebhookSettings(BaseSettings):
+    """``CHATSYS_WEBHOOKS_*``: callbacks when tasks end."""
+
+    model_config = _config("CHATSYS_WEBHOOKS_")
+
+    allow_private_networks: bool = Field(
+        default=False,
+        description="let webhooks reach loopback, private, link-local and other non-public "
+        "addresses (local development and tests); metadata, multicast and unspecified "
+        "addresses stay refused",
+    )
+    retry_schedule: list[float] = Field(
+        default_factory=lambda: [0.0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400],
+        min_length=1,
+        max_length=50,
+        description="seconds before each attempt, the first one included (JSON list)",
+    )
+    retry_jitter: float = Field(default=0.1, ge=0, lt=1, description="+/- fraction per delay")
+    connect_timeout: float = Field(default=5.0, gt=0, le=60)
+    timeout: float = Field(default=15.0, gt=0, le=120, description="one attempt, in all")
+    max_response_bytes: int = Field(default=64 * 1024, ge=0, le=10 * 1024 * 1024)
+    max_url_length: int = Field(default=2048, ge=20, le=2048)
+    lease: float = Field(default=60.0, gt=0, description="an attempt's hold on its delivery")
+    relay_grace: float = Field(
+        default=2.0, ge=0, description="a due delivery is this late before the relay re-sends"
+    )
+    redispatch_after: float = Field(
+        default=30.0, gt=0, description="the relay re-sends a job not seen to run this long"
+    )
+    rotation_grace: float = Field(
+        default=86400.0, ge=0, le=7 * 86400, description="old secret's life after a rotation"
+    )
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _non_negative(cls, value: list[float]) -> list[float]:
+        if any(v < 0 for v in value):
+            raise ValueError("retry delays must not be negative")
+        return value
+
+
 class FeatureFlags(BaseSettings):
     """``CHATSYS_FEATURE_*``: switch whole subsystems on and off."""
 
@@ -226,6 +267,7 @@ class Settings(BaseSettings):
     stream: StreamSettings = Field(default_factory=StreamSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     mcp: McpSettings = Field(default_factory=McpSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     features: FeatureFlags = Field(default_factory=FeatureFlags)
 
     @property

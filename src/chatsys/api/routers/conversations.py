@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatsys.api.deps import OwnerDep, ServicesDep
-from chatsys.api.schemas import MessageCreate, MessageOut, MessagePageOut, TaskOut
+from chatsys.api.schemas import MessageCreate, MessageOut, MessagePageOut, TaskCreatedOut
 from chatsys.domain.conversations import METADATA_MAX_KEYS
 from chatsys.domain.model import TITLE_MAX, Conversation
 
@@ -108,7 +108,7 @@ async def list_messages(
 @router.post(
     "/{conversation_id}/messages",
     status_code=status.HTTP_202_ACCEPTED,
-    response_model=TaskOut,
+    response_model=TaskCreatedOut,
     summary="Post a user message: starts a task that sees the earlier messages",
 )
 async def post_message(
@@ -117,8 +117,8 @@ async def post_message(
     services: ServicesDep,
     owner: OwnerDep,
     response: Response,
-) -> TaskOut:
+) -> TaskCreatedOut:
     request = body.to_request(body.content, conversation_id)
     task, _ = await services.submit_task.execute(owner=owner, request=request)
     response.headers["Location"] = f"/v1/tasks/{task.id}"
-    return TaskOut.of(task)
+    return TaskCreatedOut.created(task)

@@ -12,6 +12,7 @@ from chatsys.api.schemas import (
     EventOut,
     EventPageOut,
     TaskCreate,
+    TaskCreatedOut,
     TaskOut,
     TaskPageOut,
     TaskStatusName,
@@ -37,7 +38,7 @@ IdempotencyKey = Annotated[
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
-    response_model=TaskOut,
+    response_model=TaskCreatedOut,
     summary="Submit a task; it runs in the background",
 )
 async def create_task(
@@ -46,7 +47,7 @@ async def create_task(
     owner: OwnerDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> TaskOut:
+) -> TaskCreatedOut:
     request = body.to_request(body.input, body.conversation_id)
     task, created = await services.submit_task.execute(
         owner=owner, request=request, idempotency_key=idempotency_key
@@ -54,8 +55,10 @@ async def create_task(
     response.headers["Location"] = f"/v1/tasks/{task.id}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
+        secret = task.webhook_secret  # a replay answers what the first request did
         task = await services.get_task.execute(task.id, owner=owner)
-    return TaskOut.of(task)
+        task.webhook_secret = secret
+    return TaskCreatedOut.created(task)
 
 
 @router.get("", response_model=TaskPageOut, summary="List tasks, newest first")

@@ -12,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -26,6 +27,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from chatsys.domain.model import MessageRole, StepStatus, TaskStatus
+from chatsys.domain.webhooks import DeliveryStatus
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -104,6 +106,7 @@ class TaskRow(Base):
     completion_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
     cost_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), server_default="0")
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
+    webhook_secret: Mapped[str | None] = mapped_column(String(100))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
     options: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
@@ -218,3 +221,84 @@ class AuditLogRow(Base):
     task_id: Mapped[uuid.UUID | None]
     action: Mapped[str] = mapped_column(String(100))
     details: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+
+
+class WebhookEndpointRow(Base):
+    """A URL an owner registered for some event types, with its signing secret(s)."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (Index(None, "owner", "created_at", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    url: Mapped[str] = mapped_column(String(2048))
+    description: Mapped[str | None] = mapped_column(String(200))
+    secret: Mapped[str] = mapped_column(String(100))
+    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    previous_secret_expires_at: Mapped[datetime | None]
+    event_types: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
+    disabled_at: Mapped[datetime | None]
+    disabled_reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _created_at()
+
+
+class WebhookDeliveryRow(Base):
+    """The webhook outbox: one message to one destination, written in the transaction of
+    the event that calls for it. ``endpoint_id`` has no foreign key: the delivery log
+    outlives a deleted endpoint (NULL: the task's own webhook_url)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", DeliveryStatus), name="status"),
+        Index(None, "owner", "created_at", "id"),
+        Index(None, "task_id"),
+        Index(None, "endpoint_id"),
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_webhook_deliveries_leased",
+            "lease_until",
+            postgresql_where=text("status = 'delivering'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(String(64), unique=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[uuid.UUID | None]
+    event_type: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(String(2048))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), server_default=DeliveryStatus.PENDING.value)
+    attempt_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    round_attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime | None]
+    dispatched_at: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _created_at()
+    finished_at: Mapped[datetime | None]
+
+
+class WebhookAttemptRow(Base):
+    """One HTTP attempt of a delivery: when, the answer's status code, latency, error."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (Index(None, "delivery_id", "number", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE")
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    attempted_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float] = mapped_column(Float, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)

@@ -20,6 +20,7 @@ from chatsys.infra.db.task_repository import (
     SqlOutbox,
     SqlTaskRepository,
 )
+from chatsys.infra.db.webhook_repository import SqlWebhookDeliveries, SqlWebhookEndpoints
 
 
 def _to_conversation(row: ConversationRow) -> Conversation:
@@ -89,6 +90,8 @@ class SqlUnitOfWork:
     tasks: SqlTaskRepository
     events: SqlEventLog
     outbox: SqlOutbox
+    webhooks: SqlWebhookEndpoints
+    deliveries: SqlWebhookDeliveries
 
     def __init__(
         self,
@@ -105,6 +108,8 @@ class SqlUnitOfWork:
         self.tasks = SqlTaskRepository(self._session)
         self.events = SqlEventLog(self._session)
         self.outbox = SqlOutbox(self._session)
+        self.webhooks = SqlWebhookEndpoints(self._session)
+        self.deliveries = SqlWebhookDeliveries(self._session)
         return self
 
     async def __aexit__(

@@ -1,0 +1,54 @@
+"""The webhook delivery log, and redelivery."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query, status
+
+from chatsys.api.deps import OwnerDep, ServicesDep
+from chatsys.api.webhook_schemas import DeliveryOut, DeliveryPageOut, DeliveryStatusName
+from chatsys.domain.webhooks import DeliveryStatus
+
+router = APIRouter(prefix="/v1/webhook-deliveries", tags=["webhook-deliveries"])
+
+
+@router.get(
+    "",
+    response_model=DeliveryPageOut,
+    summary="Webhook deliveries, newest first, each with every attempt",
+)
+async def list_deliveries(
+    services: ServicesDep,
+    owner: OwnerDep,
+    task_id: UUID | None = None,
+    status_filter: Annotated[DeliveryStatusName | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> DeliveryPageOut:
+    page = await services.list_deliveries.execute(
+        owner=owner,
+        limit=limit,
+        cursor=cursor,
+        task_id=task_id,
+        status=DeliveryStatus(status_filter) if status_filter else None,
+    )
+    return DeliveryPageOut(
+        items=[DeliveryOut.of(d) for d in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get("/{delivery_id}", response_model=DeliveryOut, summary="Get a webhook delivery")
+async def get_delivery(delivery_id: UUID, services: ServicesDep, owner: OwnerDep) -> DeliveryOut:
+    return DeliveryOut.of(await services.get_delivery.execute(delivery_id, owner=owner))
+
+
+@router.post(
+    "/{delivery_id}/redeliver",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=DeliveryOut,
+    summary="Send a finished delivery again (same body and webhook-id, a fresh schedule)",
+)
+async def redeliver(delivery_id: UUID, services: ServicesDep, owner: OwnerDep) -> DeliveryOut:
+    return DeliveryOut.of(await services.redeliver.execute(delivery_id, owner=owner))

@@ -1,0 +1,81 @@
+"""Webhook endpoints: register, list, read, delete, rotate the secret."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Response, status
+
+from chatsys.api.deps import OwnerDep, ServicesDep
+from chatsys.api.webhook_schemas import (
+    SecretRotation,
+    WebhookCreate,
+    WebhookOut,
+    WebhookPageOut,
+    WebhookWithSecretOut,
+)
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=WebhookWithSecretOut,
+    summary="Register a webhook endpoint; the answer shows its secret, once",
+)
+async def create_webhook(
+    body: WebhookCreate, services: ServicesDep, owner: OwnerDep, response: Response
+) -> WebhookWithSecretOut:
+    endpoint = await services.create_webhook.execute(
+        owner=owner, url=body.url, event_types=body.event_types, description=body.description
+    )
+    response.headers["Location"] = f"/v1/webhooks/{endpoint.id}"
+    return WebhookWithSecretOut.revealed(endpoint)
+
+
+@router.get("", response_model=WebhookPageOut, summary="List webhook endpoints, newest first")
+async def list_webhooks(
+    services: ServicesDep,
+    owner: OwnerDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> WebhookPageOut:
+    page = await services.list_webhooks.execute(owner=owner, limit=limit, cursor=cursor)
+    return WebhookPageOut(
+        items=[WebhookOut.of(e) for e in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get("/{webhook_id}", response_model=WebhookOut, summary="Get a webhook endpoint")
+async def get_webhook(webhook_id: UUID, services: ServicesDep, owner: OwnerDep) -> WebhookOut:
+    return WebhookOut.of(await services.get_webhook.execute(webhook_id, owner=owner))
+
+
+@router.delete(
+    "/{webhook_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Delete a webhook endpoint (its unfinished deliveries end as failed)",
+)
+async def delete_webhook(webhook_id: UUID, services: ServicesDep, owner: OwnerDep) -> Response:
+    await services.delete_webhook.execute(webhook_id, owner=owner)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{webhook_id}/rotate-secret",
+    response_model=WebhookWithSecretOut,
+    summary="A new secret; the previous one keeps signing too for a grace period",
+)
+async def rotate_webhook_secret(
+    webhook_id: UUID,
+    services: ServicesDep,
+    owner: OwnerDep,
+    body: SecretRotation | None = None,
+) -> WebhookWithSecretOut:
+    endpoint = await services.rotate_webhook_secret.execute(
+        webhook_id, owner=owner, grace_seconds=body.grace_seconds if body else None
+    )
+    return WebhookWithSecretOut.revealed(endpoint)

@@ -1,0 +1,251 @@
+"""Webhook HTTP: an SSRF-safe sender, and the URL guard that resolves host names.
+
+The host is resolved once per attempt and every address it resolves to is checked
+(``chatsys.domain.webhook_urls``); the connection is then made to those checked
+addresses only (a pinned network backend under httpcore: no second DNS lookup
+between check and connect, so DNS rebinding gains nothing), while the request
+keeps the URL's host in its ``Host`` header and, for https, in SNI and the
+certificate check. Redirects are never followed, timeouts are short, and at most
+``max_response_bytes`` of an answer are read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+import httpcore
+
+from chatsys.domain.errors import InvalidInput
+from chatsys.domain.webhook_urls import (
+    DEFAULT_MAX_URL_LENGTH,
+    IPAddress,
+    WebhookTarget,
+    check_address,
+    parse_webhook_url,
+)
+from chatsys.domain.webhooks import SendResult
+
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+
+
+async def system_resolve(host: str, port: int) -> Sequence[str]:
+    """Every address ``host`` resolves to (getaddrinfo in the loop's executor)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class Unresolvable(Exception):
+    """The host name did not resolve (now): worth trying again later."""
+
+
+class AddressVetter:
+    """Applies the URL rules, resolves the host, and checks every address."""
+
+    def __init__(
+        self,
+        *,
+        allow_private: bool = False,
+        max_url_length: int = DEFAULT_MAX_URL_LENGTH,
+        resolve: Resolver = system_resolve,
+        resolve_timeout: float = 5.0,
+    ) -> None:
+        self._allow_private = allow_private
+        self._max_url_length = max_url_length
+        self._resolve = resolve
+        self._resolve_timeout = resolve_timeout
+
+    async def vet(self, url: str) -> tuple[WebhookTarget, list[IPAddress]]:
+        """The parsed URL and the addresses it may be sent to; ``InvalidInput`` (naming
+        the reason) when it must not be called, ``Unresolvable`` when DNS fails."""
+        target = parse_webhook_url(url, max_length=self._max_url_length)
+        if target.address is not None:
+            check_address(target.address, allow_private=self._allow_private)
+            return target, [target.address]
+        try:
+            async with asyncio.timeout(self._resolve_timeout):
+                raw = await self._resolve(target.host, target.port)
+        except (OSError, TimeoutError) as exc:
+            reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or "failed"
+            raise Unresolvable(f"could not resolve {target.host!r}: {reason}") from None
+        addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in raw]
+        if not addresses:
+            raise Unresolvable(f"could not resolve {target.host!r}: no address")
+        for address in addresses:  # every one: a mixed answer is refused as a whole
+            check_address(address, allow_private=self._allow_private, host=target.host)
+        return target, addresses
+
+
+class ResolvingUrlGuard:
+    """The ``UrlGuard`` port for creation time: URL rules, and the address rules on every
+    address the host resolves to now. A host that does not resolve yet is accepted (it
+    is checked again at every send)."""
+
+    def __init__(self, vetter: AddressVetter) -> None:
+        self._vetter = vetter
+
+    async def check(self, url: str) -> None:
+        try:
+            await self._vetter.vet(url)
+        except Unresolvable:
+            return
+
+
+class PinnedBackend(httpcore.AsyncNetworkBackend):
+    """Connects to the vetted addresses, in order, whatever host httpcore asks for."""
+
+    def __init__(
+        self, addresses: Sequence[IPAddress], inner: httpcore.AsyncNetworkBackend | None = None
+    ) -> None:
+        self._addresses = list(addresses)
+        self._inner = inner or httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        failure: Exception = httpcore.ConnectError("no address to connect to")
+        for address in self._addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    str(address),
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        raise failure
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("webhooks never use unix sockets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class HttpWebhookSender:
+    """The ``WebhookSender`` port over httpcore, one fresh connection per attempt."""
+
+    def __init__(
+        self,
+        vetter: AddressVetter,
+        *,
+        connect_timeout: float = 5.0,
+        timeout: float = 15.0,
+        max_response_bytes: int = 64 * 1024,
+        user_agent: str = "chatsys-webhooks",
+        ssl_context: ssl.SSLContext | None = None,
+        network_backend: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
+        self._vetter = vetter
+        self._connect_timeout = connect_timeout
+        self._timeout = timeout
+        self._max_response_bytes = max_response_bytes
+        self._user_agent = user_agent
+        self._ssl_context = ssl_context
+        self._backend = network_backend
+
+    async def send(self, url: str, headers: dict[str, str], body: bytes) -> SendResult:
+        started = time.perf_counter()
+
+        def elapsed() -> float:
+            return round((time.perf_counter() - started) * 1000, 3)
+
+        try:
+            target, addresses = await self._vetter.vet(url)
+        except InvalidInput as refused:
+            return SendResult(None, elapsed(), f"refused: {refused.detail}", retryable=False)
+        except Unresolvable as exc:
+            return SendResult(None, elapsed(), str(exc))
+        try:
+            async with asyncio.timeout(self._timeout):
+                status = await self._post(target, addresses, headers, body)
+        except (
+            TimeoutError,
+            httpcore.TimeoutException,
+            httpcore.NetworkError,
+            httpcore.ProtocolError,
+            ssl.SSLError,
+            OSError,
+        ) as exc:
+            return SendResult(None, elapsed(), self._failure(exc))
+        if 200 <= status < 300:
+            return SendResult(status, elapsed())
+        if 300 <= status < 400:
+            return SendResult(status, elapsed(), f"HTTP {status}: redirects are not followed")
+        return SendResult(status, elapsed(), f"HTTP {status}")
+
+    def _failure(self, exc: BaseException) -> str:
+        if isinstance(exc, TimeoutError):
+            return f"no answer within {self._timeout:g} s"
+        if isinstance(exc, httpcore.TimeoutException):
+            return f"timed out ({type(exc).__name__})"
+        if isinstance(exc, httpcore.ConnectError):
+            return f"could not connect: {exc or 'refused'}"
+        return f"{type(exc).__name__}: {exc}"
+
+    async def _post(
+        self,
+        target: WebhookTarget,
+        addresses: Sequence[IPAddress],
+        headers: dict[str, str],
+        body: bytes,
+    ) -> int:
+        request_headers = [
+            (b"Host", target.host_header.encode()),
+            (b"User-Agent", self._user_agent.encode()),
+            (b"Content-Type", b"application/json"),
+            *((k.encode(), v.encode()) for k, v in headers.items()),
+        ]
+        url = httpcore.URL(
+            scheme=target.scheme.encode(),
+            host=target.host.encode(),
+            port=target.port,
+            target=target.target.encode(),
+        )
+        timeouts = {
+            "connect": self._connect_timeout,
+            "read": self._timeout,
+            "write": self._timeout,
+            "pool": self._connect_timeout,
+        }
+        pool = httpcore.AsyncConnectionPool(
+            ssl_context=self._ssl_context,
+            max_connections=1,
+            retries=0,
+            network_backend=PinnedBackend(addresses, self._backend),
+        )
+        async with (
+            pool,
+            pool.stream(
+                b"POST",
+                url,
+                headers=request_headers,
+                content=body,
+                extensions={"timeout": timeouts},
+            ) as response,
+        ):
+            read = 0
+            async for chunk in response.aiter_stream():
+                read += len(chunk)
+                if read >= self._max_response_bytes:
+                    break  # enough: the rest is dropped with the connection
+            return int(response.status)
