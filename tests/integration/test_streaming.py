@@ -285,6 +285,10 @@ async def test_multiplexed_socket_protocol(
             frame = await next_frame(ws)
             assert (frame["type"], frame["code"]) == ("error", code), (raw, frame)
             assert message in frame["message"], (raw, frame)
+        await ws.send(json.dumps({"type": "send_message", "conversation_id": conversation,
+                                  "content": "   ", "id": "empty"}))  # fmt: skip
+        assert await next_frame(ws) == {"type": "error", "id": "empty", "code": "invalid_input",
+                                        "message": "input must not be empty"}  # fmt: skip
         await ws.send(json.dumps({"type": "ping", "id": "p1"}))
         assert await next_frame(ws) == {"type": "pong", "id": "p1"}
         unknown = "00000000-0000-4000-8000-000000000000"

@@ -44,7 +44,7 @@ from chatsys.api.streaming import (
     receive_until_disconnect,
     run_until_stopped,
 )
-from chatsys.domain.errors import DomainError, NotFound
+from chatsys.domain.errors import Conflict, DomainError, InvalidInput, NotFound, Unavailable
 from chatsys.domain.streaming import Idle, StreamInterrupted
 
 router = APIRouter(tags=["streams"])
@@ -148,7 +148,19 @@ def _frame_error(exc: ValidationError) -> str:
 
 
 _FRAME_TYPES = {"subscribe", "unsubscribe", "send_message", "ping"}
-_ERROR_CODES: dict[type[DomainError], str] = {NotFound: "not_found"}
+_ERROR_CODES: dict[type[DomainError], str] = {
+    NotFound: "not_found",
+    Conflict: "conflict",
+    InvalidInput: "invalid_input",
+    Unavailable: "unavailable",
+}
+
+
+def _error_code(exc: DomainError) -> str:
+    for kind in type(exc).__mro__:
+        if kind in _ERROR_CODES:
+            return _ERROR_CODES[kind]
+    return "error"
 
 
 class _Connection:
@@ -226,8 +238,7 @@ class _Connection:
             else:
                 await self._send_message(frame)
         except DomainError as exc:
-            code = _ERROR_CODES.get(type(exc), type(exc).__name__.lower())
-            await self.error(ref, code, exc.detail)
+            await self.error(ref, _error_code(exc), exc.detail)
 
     @staticmethod
     def _key(frame: _Target) -> tuple[str, UUID]:
