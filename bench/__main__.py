@@ -19,6 +19,7 @@ from pathlib import Path
 from bench.mcp import run_mcp
 from bench.pipeline import run_enqueue, run_step, run_submit
 from bench.startup import ROOT, run_dev, run_startup, say
+from bench.streaming import StreamingOptions, run_streaming
 from bench.webhooks import run_webhooks
 from chatsys.infra.db import migrations
 from chatsys.infra.embedded import EmbeddedStack
@@ -40,7 +41,7 @@ def save(name: str, table: Table) -> None:
     (folder / f"{name}.json").write_text(json.dumps(table, indent=2) + "\n")
 
 
-SCENARIOS = ("startup", "submit", "step", "enqueue", "webhooks", "mcp", "dev")
+SCENARIOS = ("startup", "submit", "step", "enqueue", "webhooks", "streaming", "mcp", "dev")
 
 
 def main() -> int:
@@ -50,6 +51,15 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000, help="submit: requests")
     parser.add_argument("--concurrency", type=int, default=16, help="submit: in flight")
     parser.add_argument("--tasks", type=int, default=1000, help="webhooks: tasks ending at once")
+    parser.add_argument(
+        "--subscribers",
+        default="1,100,1000",
+        help="streaming: fan-out subscriber counts, comma-separated",
+    )
+    parser.add_argument("--idle", type=int, default=1000, help="streaming: idle connections")
+    parser.add_argument(
+        "--fanout-rate", type=float, default=20.0, help="streaming: tokens/s of the fan-out task"
+    )
     args = parser.parse_args()
     wanted = set(SCENARIOS) if args.scenario == "all" else {args.scenario}
 
@@ -90,6 +100,15 @@ def main() -> int:
                 table = run_webhooks(db, rd, tasks=args.tasks)
                 show("webhooks (ratio = chatsys worker / plain httpx client)", table)
                 save("webhooks", table)
+            if "streaming" in wanted:
+                options = StreamingOptions(
+                    subscribers=tuple(int(n) for n in args.subscribers.split(",") if n.strip()),
+                    idle=args.idle,
+                    fanout_rate=args.fanout_rate,
+                )
+                table = run_streaming(db, rd, options)
+                show("streaming (ratio = chatsys / baseline; see bench/streaming.py)", table)
+                save("streaming", table)
     if "dev" in wanted:
         table = run_dev()
         show("dev (ratio = warm / cold)", table)

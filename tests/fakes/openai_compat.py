@@ -57,6 +57,7 @@ class FakeOpenAI:
 
     latency: float = 0.0
     chunk_delay: float = 0.0
+    stamp_tokens: bool = False  # each streamed word becomes "<time.time_ns() at send> "
     calls: list[Call] = field(default_factory=list)
     _fail_next: list[int] = field(default_factory=list)
     _failing_models: dict[str, int] = field(default_factory=dict)
@@ -69,6 +70,7 @@ class FakeOpenAI:
     def reset(self) -> None:
         with self._lock:
             self.latency = self.chunk_delay = 0.0
+            self.stamp_tokens = False
             self.calls.clear()
             self._fail_next.clear()
             self._failing_models.clear()
@@ -76,6 +78,22 @@ class FakeOpenAI:
             self._hang_next = 0
             self._tool_call = None
             self._replies.clear()
+
+    def configure(
+        self,
+        *,
+        latency: float | None = None,
+        chunk_delay: float | None = None,
+        stamp_tokens: bool | None = None,
+    ) -> None:
+        """Set pacing from another process (``POST /_control/configure``); ``None`` keeps."""
+        with self._lock:
+            if latency is not None:
+                self.latency = latency
+            if chunk_delay is not None:
+                self.chunk_delay = chunk_delay
+            if stamp_tokens is not None:
+                self.stamp_tokens = stamp_tokens
 
     def fail_next(self, count: int, status: int = 500) -> None:
         with self._lock:
@@ -252,7 +270,9 @@ async def _stream(
         yield _chunk(call_id, call.model, {"role": "assistant", "content": ""}, None)
         for word in re.findall(r"\S+\s*", reply):
             await asyncio.sleep(fake.chunk_delay)
-            yield _chunk(call_id, call.model, {"content": word}, None)
+            # With stamp_tokens, each token says when it left, by the wall clock.
+            token = f"{time.time_ns()} " if fake.stamp_tokens else word
+            yield _chunk(call_id, call.model, {"content": token}, None)
         yield _chunk(call_id, call.model, {}, "stop")
     usage = {"id": call_id, "object": "chat.completion.chunk", "created": int(time.time()),
              "model": call.model, "choices": [], "usage": _usage(call, reply)}  # fmt: skip
