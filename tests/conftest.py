@@ -29,8 +29,10 @@ from chatsys.bootstrap import build_app, build_worker
 from chatsys.infra.db import migrations
 from chatsys.infra.embedded import EmbeddedStack, Endpoints
 from chatsys.infra.settings import (
+    AuthSettings,
     DatabaseSettings,
     Environment,
+    LimitSettings,
     RedisSettings,
     Settings,
     WorkerSettings,
@@ -111,6 +113,9 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
         database=DatabaseSettings(url=SecretStr(database_url), pool_size=5),
         redis=RedisSettings(url=SecretStr(redis_url)),
         worker=WorkerSettings(heartbeat_interval=0.2, heartbeat_ttl=3.0),
+        # Off unless a test is about them (tests/integration/test_access.py turns them on).
+        auth=AuthSettings(enabled=False),
+        limits=LimitSettings(enabled=False),
     )
 
 

@@ -74,9 +74,10 @@ async def read_sse(
     last_event_id: int | None = None,
     params: dict[str, Any] | None = None,
     stop_after: int | None = None,
+    headers: dict[str, str] | None = None,
 ) -> SseRead:
     """Read an SSE stream to its end (or until ``stop_after`` events: then hang up)."""
-    headers = {"Accept": "text/event-stream"}
+    headers = {"Accept": "text/event-stream", **(headers or {})}
     if last_event_id is not None:
         headers["Last-Event-ID"] = str(last_event_id)
     read = SseRead()

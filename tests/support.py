@@ -42,6 +42,8 @@ def free_port() -> int:
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment for a child chatsys process: no CHATSYS_* leaking in from outside."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHATSYS_")}
+    # API keys and rate limits are off unless the test is about them (it passes "true").
+    env.update(CHATSYS_AUTH_ENABLED="false", CHATSYS_LIMITS_ENABLED="false")
     env.update(extra)
     return env
 

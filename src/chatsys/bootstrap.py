@@ -6,6 +6,7 @@ domain's use cases on top of them and hands them to the API or the worker.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,20 +24,29 @@ from chatsys.agents.mcp.config import McpDefaults, ServerConfig, load_servers
 from chatsys.agents.mcp.manager import McpManager
 from chatsys.agents.mcp.workspace import SERVER_NAME, Workspaces, build_workspace_server
 from chatsys.agents.profiles import PROFILES
-from chatsys.api.app import create_app
+from chatsys.api.access import AccessConfig, AccessServices
+from chatsys.api.app import WebConfig, create_app
 from chatsys.api.schemas import task_json
 from chatsys.api.services import ApiServices
 from chatsys.api.streaming import StreamConfig
+from chatsys.domain.access import (
+    Authenticate,
+    CreateApiKey,
+    ListApiKeys,
+    ListAuditLogs,
+    RevokeApiKey,
+)
 from chatsys.domain.callbacks import Callbacks
 from chatsys.domain.conversations import GetConversation, ListConversations, StartConversation
 from chatsys.domain.errors import InvalidInput
 from chatsys.domain.health import CheckReadiness
+from chatsys.domain.identity import ApiKey, Role
 from chatsys.domain.nlu import RuleBasedAnalyzer
 from chatsys.domain.nlu.llm_analyzer import LLMAnalyzer, RulesTaskAnalyzer, TaskAnalyzer
 from chatsys.domain.planner import Planner
 from chatsys.domain.running import RequeueStale, RunTask
 from chatsys.domain.streaming import FollowConversation, FollowTask, StreamLimits
-from chatsys.domain.submission import Dispatcher, SubmitTask
+from chatsys.domain.submission import Dispatcher, SubmitTask, TaskQuota
 from chatsys.domain.task_queries import (
     AnalyzeText,
     CancelTask,
@@ -70,6 +80,7 @@ from chatsys.infra.logging import configure_logging, get_logger
 from chatsys.infra.mcp_store import RedisMcpStore
 from chatsys.infra.probes import PostgresProbe, RedisProbe
 from chatsys.infra.queue import DELIVER_WEBHOOK, RUN_TASK, ArqJobQueue
+from chatsys.infra.ratelimit import RedisRateLimiter, RedisTickets
 from chatsys.infra.redis import arq_redis_settings, create_redis
 from chatsys.infra.settings import Settings
 from chatsys.infra.webhook_http import AddressVetter, HttpWebhookSender, ResolvingUrlGuard
@@ -261,6 +272,7 @@ def api_services(resources: Resources, hub: RedisEventHub, mcp: McpManager) -> A
     )
     uow = resources.unit_of_work
     dispatcher = Dispatcher(uow, resources.queue())
+    authenticate = Authenticate(uow, clock, cache_seconds=settings.auth.cache_seconds)
     analyzer = RuleBasedAnalyzer()
     limits = StreamLimits(buffer=settings.stream.buffer, idle=settings.stream.keepalive)
     guard = ResolvingUrlGuard(address_vetter(settings))
@@ -305,7 +317,101 @@ def api_services(resources: Resources, hub: RedisEventHub, mcp: McpManager) -> A
         list_deliveries=ListDeliveries(uow),
         get_delivery=GetDelivery(uow),
         redeliver=Redeliver(uow, clock, resources.queue()),
+        access=AccessServices(
+            config=access_config(settings),
+            authenticate=authenticate.execute,
+            still_active=authenticate.still_active,
+            limiter=RedisRateLimiter(resources.redis),
+            tickets=RedisTickets(resources.redis, ttl=settings.auth.ticket_ttl),
+        ),
+        quotas=task_quotas(settings),
+        create_key=CreateApiKey(uow, clock),
+        list_keys=ListApiKeys(uow),
+        revoke_key=RevokeApiKey(uow, clock),
+        forget_key=authenticate.forget,
+        audit_logs=ListAuditLogs(uow),
     )
+
+
+def access_config(settings: Settings) -> AccessConfig:
+    limits = settings.limits
+    return AccessConfig(
+        auth_enabled=settings.auth.enabled,
+        limits_enabled=limits.enabled,
+        period=limits.period,
+        requests={
+            Role.ADMIN: limits.admin_requests,
+            Role.MEMBER: limits.member_requests,
+            Role.VIEWER: limits.viewer_requests,
+        },
+        anonymous_requests=limits.anonymous_requests,
+        max_body_bytes=settings.api.max_body_bytes,
+        hsts=settings.is_production,
+    )
+
+
+def task_quotas(settings: Settings) -> dict[Role, TaskQuota]:
+    limits = settings.limits
+    return {
+        Role.ADMIN: TaskQuota(limits.admin_active_tasks, limits.admin_tokens_per_minute),
+        Role.MEMBER: TaskQuota(limits.member_active_tasks, limits.member_tokens_per_minute),
+    }
+
+
+async def check_production_keys(resources: Resources) -> None:
+    """Production refuses to serve with no key to get in with."""
+    async with resources.unit_of_work() as uow:
+        active = await uow.api_keys.count_active()
+    if active == 0:
+        raise ConfigurationError(
+            "refusing to start in production: no active API key. Create one with "
+            "`chatsys keys create --name admin --role admin`."
+        )
+
+
+def local_admin_key(settings: Settings, database_url: str) -> str:
+    """`chatsys dev`: the local admin key, created on first run and kept in the data dir
+    (readable by its owner only); made again if it was revoked or the file is gone."""
+    path = settings.data_dir / "admin.key"
+    existing = path.read_text().strip() if path.exists() else ""
+
+    async def ensure() -> str:
+        engine = create_engine(settings.database, database_url, role="cli")
+        try:
+            uow = SqlUnitOfWork(create_session_factory(engine))
+            if existing:
+                check = Authenticate(lambda: uow, SystemClock(), cache_seconds=0)
+                if await check.execute(existing) is not None:
+                    return existing
+            _, full = await CreateApiKey(
+                lambda: SqlUnitOfWork(create_session_factory(engine)), SystemClock()
+            ).execute(name="local admin (chatsys dev)", role=Role.ADMIN, subject="local",
+                      actor="chatsys dev")  # fmt: skip
+            return full
+        finally:
+            await engine.dispose()
+
+    key = asyncio.run(ensure())
+    if key != existing:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(key + "\n")
+        path.chmod(0o600)
+    return key
+
+
+async def create_key(
+    settings: Settings, *, name: str, role: Role, subject: str | None
+) -> tuple[ApiKey, str]:
+    """For `chatsys keys create` and `chatsys dev`: a key straight into the database."""
+    database_url, _ = service_urls(settings)
+    engine = create_engine(settings.database, database_url, role="cli")
+    try:
+        uow = SqlUnitOfWork(create_session_factory(engine))
+        return await CreateApiKey(lambda: uow, SystemClock()).execute(
+            name=name, role=role, subject=subject, actor="cli"
+        )
+    finally:
+        await engine.dispose()
 
 
 def build_app(settings: Settings | None = None, *, shutdown_signals: bool = False) -> FastAPI:
@@ -318,6 +424,8 @@ def build_app(settings: Settings | None = None, *, shutdown_signals: bool = Fals
         resources = await Resources.open(settings, role="api")
         hub = RedisEventHub(resources.redis)
         try:
+            if settings.is_production:
+                await check_production_keys(resources)
             # The API's own manager (it imports no LiteLLM): it lists, registers and
             # debug-calls servers; workers keep their own pools.
             mcp = mcp_manager(settings, resources)
@@ -331,7 +439,12 @@ def build_app(settings: Settings | None = None, *, shutdown_signals: bool = Fals
             finally:
                 await resources.close()
 
-    return create_app(services, version=__version__, shutdown_signals=shutdown_signals)
+    web = WebConfig(
+        cors_origins=tuple(settings.api.cors_origins),
+        trusted_hosts=tuple(settings.api.trusted_hosts),
+        hsts=settings.is_production,
+    )
+    return create_app(services, version=__version__, shutdown_signals=shutdown_signals, web=web)
 
 
 def app_factory() -> FastAPI:

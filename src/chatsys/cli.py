@@ -26,7 +26,7 @@ def _fail(message: str) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from chatsys.bootstrap import load_settings
+    from chatsys.bootstrap import load_settings, local_admin_key
     from chatsys.infra.supervisor import DevSupervisor
 
     settings = load_settings()
@@ -35,6 +35,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         host=args.host or settings.api.host,
         port=args.port or settings.api.port,
         with_worker=not args.no_worker,
+        local_key=lambda database_url: local_admin_key(settings, database_url),
     ).run()
 
 
@@ -110,14 +111,39 @@ def cmd_openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from chatsys.bootstrap import create_key, load_settings
+    from chatsys.domain.identity import Role
+
+    settings = load_settings()
+    key, full = asyncio.run(
+        create_key(settings, name=args.name, role=Role(args.role), subject=args.subject)
+    )
+    print(full)
+    print(
+        f"chatsys: created {key.role.value} key {key.id} ({key.name}, subject {key.subject}); "
+        "it is shown only now",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_mcp(args: argparse.Namespace) -> int:
     import anyio
 
     from chatsys.infra.mcp_bridge import serve
     from chatsys.infra.settings import McpSettings
 
-    api_url = args.api_url or McpSettings().api_url
-    anyio.run(lambda: serve(api_url, transport=args.transport, host=args.host, port=args.port))
+    mcp = McpSettings()
+    api_url = args.api_url or mcp.api_url
+    api_key = mcp.api_key.get_secret_value() if mcp.api_key else None
+    anyio.run(
+        lambda: serve(
+            api_url, transport=args.transport, host=args.host, port=args.port, api_key=api_key
+        )
+    )
     return 0
 
 
@@ -178,6 +204,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     openapi.add_argument("-o", "--output", help="write to this file instead of stdout")
     openapi.set_defaults(handler=cmd_openapi)
+
+    keys = sub.add_parser(
+        "keys",
+        help="manage API keys directly in the database (for the first admin key)",
+        description="API keys; once you have an admin key, the /v1/api-keys endpoints do the same.",
+    )
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    keys_create = keys_sub.add_parser(
+        "create", help="create a key and print it (once) on stdout", description="Create a key."
+    )
+    keys_create.add_argument("--name", required=True, help="what the key is for")
+    keys_create.add_argument(
+        "--role", choices=["admin", "member", "viewer"], default="member", help="default member"
+    )
+    keys_create.add_argument("--subject", help="who owns what it creates (default: the key)")
+    keys_create.set_defaults(handler=cmd_keys_create)
 
     mcp = sub.add_parser(
         "mcp",

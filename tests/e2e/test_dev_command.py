@@ -25,7 +25,13 @@ from tests.support import (
 
 
 def _start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = clean_env(CHATSYS_DATA_DIR=str(data_dir), CHATSYS_API_PORT=str(port))
+    # As a newcomer runs it: API keys and rate limits on (the defaults).
+    env = clean_env(
+        CHATSYS_DATA_DIR=str(data_dir),
+        CHATSYS_API_PORT=str(port),
+        CHATSYS_AUTH_ENABLED="true",
+        CHATSYS_LIMITS_ENABLED="true",
+    )
     return chatsys("dev", env=env, log=log)
 
 
@@ -41,7 +47,14 @@ def test_dev_serves_everything_stops_cleanly_and_keeps_data(
     with terminating(_start(data_dir, port, log)) as dev:
         ready = wait_ready(base, 120, proc=dev, log=log)
         assert all(c["status"] == "ok" for c in ready["components"].values())  # type: ignore[attr-defined]
-        made = httpx.post(f"{base}/v1/conversations", json={"title": "kept across runs"})
+        key = (data_dir / "admin.key").read_text().strip()
+        assert (data_dir / "admin.key").stat().st_mode & 0o077 == 0  # owner-only
+        headers = {"Authorization": f"Bearer {key}"}
+        assert httpx.get(f"{base}/v1/conversations").status_code == 401
+        assert httpx.get(f"{base}/v1/me", headers=headers).json()["role"] == "admin"
+        made = httpx.post(
+            f"{base}/v1/conversations", json={"title": "kept across runs"}, headers=headers
+        )
         assert made.status_code == 201
         family = descendants(dev.pid)
         kinds = " ".join(" ".join(p.cmdline()) for p in family)
@@ -55,6 +68,7 @@ def test_dev_serves_everything_stops_cleanly_and_keeps_data(
                 break
             time.sleep(0.1)
         assert f"ready at {base}" in log.read_text()
+        assert f"local admin key (also in {data_dir / 'admin.key'}):\n  {key}" in log.read_text()
         dev.send_signal(stop_signal)
         assert dev.wait(60) == 0
     assert alive(family) == []
@@ -64,7 +78,8 @@ def test_dev_serves_everything_stops_cleanly_and_keeps_data(
     base = f"http://127.0.0.1:{port}"
     with terminating(_start(data_dir, port, log)) as again:
         wait_ready(base, 120, proc=again, log=log)
-        items = httpx.get(f"{base}/v1/conversations").json()["items"]
+        assert (data_dir / "admin.key").read_text().strip() == key  # the same key again
+        items = httpx.get(f"{base}/v1/conversations", headers=headers).json()["items"]
         assert [c["title"] for c in items] == ["kept across runs"]
         family = descendants(again.pid)
         again.send_signal(stop_signal)

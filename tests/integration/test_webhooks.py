@@ -35,8 +35,10 @@ from chatsys.domain.tasks import Task
 from chatsys.domain.webhook_delivery import DeliverWebhook
 from chatsys.domain.webhooks import DeliveryStatus, WebhookDelivery, new_secret
 from chatsys.infra.settings import (
+    AuthSettings,
     DatabaseSettings,
     Environment,
+    LimitSettings,
     RedisSettings,
     Settings,
     WebhookSettings,
@@ -65,6 +67,8 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
         redis=RedisSettings(url=SecretStr(redis_url)),
         worker=WorkerSettings(heartbeat_interval=0.2, heartbeat_ttl=3.0, maintenance_interval=0.2),
         webhooks=FAST,
+        auth=AuthSettings(enabled=False),
+        limits=LimitSettings(enabled=False),
     )
 
 

@@ -20,8 +20,10 @@ from chatsys.domain.running import RequeueStale
 from chatsys.domain.submission import Dispatcher
 from chatsys.domain.tasks import Task
 from chatsys.infra.settings import (
+    AuthSettings,
     DatabaseSettings,
     Environment,
+    LimitSettings,
     RedisSettings,
     Settings,
     WebhookSettings,
@@ -40,6 +42,8 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
         redis=RedisSettings(url=SecretStr(redis_url)),
         worker=WorkerSettings(heartbeat_interval=0.2, heartbeat_ttl=3.0),
         webhooks=WebhookSettings(allow_private_networks=True),
+        auth=AuthSettings(enabled=False),
+        limits=LimitSettings(enabled=False),
     )
 
 

@@ -8,8 +8,10 @@ from types import TracebackType
 from typing import Self
 from uuid import UUID
 
+from chatsys.domain.identity import AuditEntry
 from chatsys.domain.model import Conversation
 from chatsys.domain.ports import (
+    ApiKeyRepository,
     EventLog,
     MessageRepository,
     Outbox,
@@ -35,15 +37,15 @@ class FakeConversationRepository:
     async def add(self, conversation: Conversation) -> None:
         self._store[conversation.id] = conversation
 
-    async def get(self, conversation_id: UUID, *, owner: str) -> Conversation | None:
+    async def get(self, conversation_id: UUID, *, owner: str | None) -> Conversation | None:
         found = self._store.get(conversation_id)
-        return found if found is not None and found.owner == owner else None
+        return found if found is not None and owner in (None, found.owner) else None
 
     async def list_for_owner(
-        self, owner: str, *, limit: int, before: tuple[datetime, UUID] | None
+        self, owner: str | None, *, limit: int, before: tuple[datetime, UUID] | None
     ) -> Sequence[Conversation]:
         rows = sorted(
-            (c for c in self._store.values() if c.owner == owner),
+            (c for c in self._store.values() if owner in (None, c.owner)),
             key=lambda c: (c.created_at, c.id),
             reverse=True,
         )
@@ -52,11 +54,23 @@ class FakeConversationRepository:
         return rows[:limit]
 
 
+class FakeAuditLog:
+    def __init__(self, entries: list[AuditEntry]) -> None:
+        self._entries = entries
+
+    async def add(self, entry: AuditEntry) -> None:
+        self._entries.append(entry)
+
+    async def page(self, **_: object) -> Sequence[AuditEntry]:
+        raise AssertionError("unexpected read of the audit log")
+
+
 class FakeUnitOfWork:
     """Commits copy the pending state into ``committed``; leaving without commit drops it."""
 
     def __init__(self) -> None:
         self.committed: dict[UUID, Conversation] = {}
+        self.audited: list[AuditEntry] = []
         self.commits = 0
 
     def __call__(self) -> Self:
@@ -64,7 +78,9 @@ class FakeUnitOfWork:
 
     async def __aenter__(self) -> Self:
         self._pending = dict(self.committed)
+        self._pending_audit: list[AuditEntry] = []
         self.conversations = FakeConversationRepository(self._pending)
+        self.audit = FakeAuditLog(self._pending_audit)
         return self
 
     async def __aexit__(
@@ -77,6 +93,7 @@ class FakeUnitOfWork:
 
     async def commit(self) -> None:
         self.committed = dict(self._pending)
+        self.audited += self._pending_audit
         self.commits += 1
 
     # The conversation use cases must not touch anything else: reaching for it fails.
@@ -103,6 +120,10 @@ class FakeUnitOfWork:
     @property
     def deliveries(self) -> WebhookDeliveryRepository:
         raise AssertionError("unexpected use of deliveries")
+
+    @property
+    def api_keys(self) -> ApiKeyRepository:
+        raise AssertionError("unexpected use of API keys")
 
     async def rollback(self) -> None:
         self._pending = dict(self.committed)

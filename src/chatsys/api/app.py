@@ -8,15 +8,20 @@ import signal
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from chatsys.api.access import AccessMiddleware, SecurityHeadersMiddleware
 from chatsys.api.errors import install_error_handlers
 from chatsys.api.middleware import RequestContextMiddleware
 from chatsys.api.routers import (
+    access,
     analysis,
     conversations,
     health,
@@ -70,8 +75,21 @@ def _on_shutdown_signals(callback: Callable[[], None]) -> Callable[[], None]:
     return undo
 
 
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    """What the app's middleware needs to know when it is built."""
+
+    cors_origins: tuple[str, ...] = ()
+    trusted_hosts: tuple[str, ...] = ()
+    hsts: bool = False
+
+
 def create_app(
-    services: ServicesFactory, *, version: str, shutdown_signals: bool = False
+    services: ServicesFactory,
+    *,
+    version: str,
+    shutdown_signals: bool = False,
+    web: WebConfig | None = None,
 ) -> FastAPI:
     """Build the app. ``services`` is entered in the lifespan: resources are opened
     when the server starts, not when the app object is built."""
@@ -97,12 +115,28 @@ def create_app(
         redoc_url=None,
         openapi_url="/openapi.json",
     )
+    web = web or WebConfig()
     install_error_handlers(app)
+    # Added innermost first: the last one added sees a request first.
+    app.add_middleware(AccessMiddleware)
+    if web.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(web.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+            expose_headers=["Location", "Retry-After", "RateLimit-Limit", "RateLimit-Remaining",
+                            "RateLimit-Reset", "X-Request-Id"],
+        )  # fmt: skip
+    if web.trusted_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(web.trusted_hosts))
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, hsts=web.hsts)
     app.include_router(health.router)
     app.include_router(conversations.router)
     app.include_router(tasks.router)
     app.include_router(analysis.router)
+    app.include_router(access.router)
     app.include_router(streams.router)
     app.include_router(mcp.router)
     app.include_router(webhooks.router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from http import HTTPStatus
 from typing import Any
 
@@ -10,7 +11,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from chatsys.domain.errors import Conflict, DomainError, InvalidInput, NotFound, Unavailable
+from chatsys.domain.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooManyRequests,
+    Unavailable,
+)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "urn:chatsys:problem:"
@@ -21,6 +30,8 @@ DOMAIN_ERRORS: dict[type[DomainError], tuple[int, str]] = {
     Conflict: (409, "conflict"),
     InvalidInput: (422, "invalid-input"),
     Unavailable: (503, "unavailable"),
+    Forbidden: (403, "forbidden"),
+    TooManyRequests: (429, "too-many-requests"),
 }
 
 _SLUGS = {
@@ -148,7 +159,10 @@ def install_error_handlers(app: FastAPI) -> None:
         for kind in type(exc).__mro__:
             if kind in DOMAIN_ERRORS:
                 status, slug = DOMAIN_ERRORS[kind]
-                return problem(request, status, exc.detail, slug=slug)
+                headers = None
+                if isinstance(exc, TooManyRequests):
+                    headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+                return problem(request, status, exc.detail, slug=slug, headers=headers)
         return problem(request, 400, exc.detail)
 
     app.add_exception_handler(StarletteHTTPException, on_http_error)

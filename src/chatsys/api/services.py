@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
+from chatsys.api.access import AccessServices
 from chatsys.api.streaming import StreamConfig
+from chatsys.domain.access import CreateApiKey, ListApiKeys, ListAuditLogs, RevokeApiKey
 from chatsys.domain.conversations import GetConversation, ListConversations, StartConversation
 from chatsys.domain.health import CheckReadiness
+from chatsys.domain.identity import Role
 from chatsys.domain.mcp import McpServers
 from chatsys.domain.streaming import FollowConversation, FollowTask
-from chatsys.domain.submission import SubmitTask
+from chatsys.domain.submission import SubmitTask, TaskQuota
 from chatsys.domain.task_queries import (
     AnalyzeText,
     CancelTask,
@@ -58,3 +62,10 @@ class ApiServices:
     list_deliveries: ListDeliveries
     get_delivery: GetDelivery
     redeliver: Redeliver
+    access: AccessServices
+    quotas: dict[Role, TaskQuota]
+    create_key: CreateApiKey
+    list_keys: ListApiKeys
+    revoke_key: RevokeApiKey
+    forget_key: Callable[[UUID], None]  # drop a revoked key from this process' cache
+    audit_logs: ListAuditLogs

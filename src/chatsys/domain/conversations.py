@@ -11,6 +11,7 @@ from typing import Any, Protocol, TypeVar
 from uuid import UUID, uuid4
 
 from chatsys.domain.errors import InvalidInput, NotFound
+from chatsys.domain.identity import AuditEntry
 from chatsys.domain.model import Conversation, Title
 from chatsys.domain.ports import Clock, UnitOfWorkFactory
 
@@ -29,7 +30,12 @@ class StartConversation:
         self._clock = clock
 
     async def execute(
-        self, *, owner: str, title: str | None, metadata: dict[str, Any] | None
+        self,
+        *,
+        owner: str,
+        title: str | None,
+        metadata: dict[str, Any] | None,
+        actor: str = "system",
     ) -> Conversation:
         metadata = dict(metadata or {})
         if len(metadata) > METADATA_MAX_KEYS:
@@ -47,6 +53,9 @@ class StartConversation:
         )
         async with self._uow() as uow:
             await uow.conversations.add(conversation)
+            await uow.audit.add(
+                AuditEntry("conversation.create", actor, target=f"conversation:{conversation.id}")
+            )
             await uow.commit()
         return conversation
 
@@ -57,7 +66,7 @@ class GetConversation:
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    async def execute(self, conversation_id: UUID, *, owner: str) -> Conversation:
+    async def execute(self, conversation_id: UUID, *, owner: str | None) -> Conversation:
         async with self._uow() as uow:
             found = await uow.conversations.get(conversation_id, owner=owner)
         if found is None:
@@ -110,7 +119,7 @@ class ListConversations:
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    async def execute(self, *, owner: str, limit: int, cursor: str | None) -> Page:
+    async def execute(self, *, owner: str | None, limit: int, cursor: str | None) -> Page:
         before = decode_cursor(cursor) if cursor else None
         async with self._uow() as uow:
             rows = await uow.conversations.list_for_owner(owner, limit=limit + 1, before=before)

@@ -38,3 +38,15 @@ class LLMError(DomainError):
 
 class Unavailable(DomainError):
     """Something the request needs (an MCP server, say) cannot be reached now."""
+
+
+class TooManyRequests(DomainError):
+    """A quota of the caller is used up; ``retry_after`` seconds is a fair wait."""
+
+    def __init__(self, detail: str, *, retry_after: float) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class Forbidden(DomainError):
+    """The caller is known but its role does not allow this."""

@@ -16,6 +16,7 @@ from typing import Any, Protocol, Self
 from uuid import UUID
 
 from chatsys.domain.health import ProbeResult
+from chatsys.domain.identity import ApiKey, AuditEntry, Principal
 from chatsys.domain.model import Conversation, MessageRole, TaskStatus
 from chatsys.domain.tasks import StepRecord, Task, TaskEvent
 from chatsys.domain.webhooks import (
@@ -41,11 +42,13 @@ class ConversationRepository(Protocol):
 
     async def add(self, conversation: Conversation) -> None: ...
 
-    async def get(self, conversation_id: UUID, *, owner: str) -> Conversation | None: ...
+    async def get(self, conversation_id: UUID, *, owner: str | None) -> Conversation | None:
+        """``owner=None``: whoever owns it."""
+        ...
 
     async def list_for_owner(
         self,
-        owner: str,
+        owner: str | None,
         *,
         limit: int,
         before: tuple[datetime, UUID] | None,
@@ -100,7 +103,7 @@ class TaskRepository(Protocol):
 
     async def list_for_owner(
         self,
-        owner: str,
+        owner: str | None,
         *,
         limit: int,
         before: tuple[datetime, UUID] | None,
@@ -133,6 +136,15 @@ class TaskRepository(Protocol):
 
     async def stale(self, *, stale_after: float, limit: int) -> Sequence[UUID]:
         """Running tasks whose heartbeat lapsed, locked for this transaction."""
+        ...
+
+    async def count_active(self, owner: str) -> int:
+        """The owner's queued, running and waiting tasks; holds a per-owner lock until the
+        transaction ends, so concurrent submissions are counted one after the other."""
+        ...
+
+    async def tokens_since(self, owner: str, seconds: float) -> int:
+        """Tokens used by the owner's steps that finished in the last ``seconds``."""
         ...
 
     async def progress(self, task_id: UUID) -> tuple[int, TaskStatus] | None:
@@ -292,6 +304,71 @@ TaskRenderer = Callable[[Task], dict[str, Any]]
 """A task as the API shows it (``GET /v1/tasks/{id}``), as JSON-ready data."""
 
 
+class ApiKeyRepository(Protocol):
+    async def add(self, key: ApiKey) -> None: ...
+
+    async def get(self, key_id: UUID) -> ApiKey | None: ...
+
+    async def by_prefix(self, prefix: str) -> ApiKey | None: ...
+
+    async def page(self, *, limit: int, before: tuple[datetime, UUID] | None) -> Sequence[ApiKey]:
+        """Newest first."""
+        ...
+
+    async def revoke(self, key_id: UUID, at: datetime) -> None: ...
+
+    async def touch(self, key_id: UUID, at: datetime) -> None:
+        """Record a use (at most once a minute is written)."""
+        ...
+
+    async def count_active(self) -> int: ...
+
+
+class AuditLog(Protocol):
+    """Append-only; written in the transaction of the change it records."""
+
+    async def add(self, entry: AuditEntry) -> None: ...
+
+    async def page(
+        self,
+        *,
+        limit: int,
+        before: tuple[datetime, UUID] | None,
+        actor: str | None,
+        action: str | None,
+        task_id: UUID | None,
+        since: datetime | None,
+        until: datetime | None,
+    ) -> Sequence[AuditEntry]:
+        """Newest first."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    allowed: bool
+    limit: int  # requests per period
+    remaining: int
+    reset_after: float  # seconds until the full allowance is back
+    retry_after: float  # seconds to wait when refused (0 when allowed)
+
+
+class RateLimiter(Protocol):
+    """A shared (cross-process) limit of ``limit`` hits per ``period`` seconds per key."""
+
+    async def hit(self, key: str, *, limit: int, period: float) -> RateDecision: ...
+
+
+class TicketStore(Protocol):
+    """Short-lived stand-ins for a key, fit to go in a URL."""
+
+    ttl: float
+
+    async def issue(self, principal: Principal) -> str: ...
+
+    async def resolve(self, ticket: str) -> Principal | None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Nothing is saved unless ``commit`` is called."""
 
@@ -315,6 +392,12 @@ class UnitOfWork(Protocol):
 
     @property
     def deliveries(self) -> WebhookDeliveryRepository: ...
+
+    @property
+    def api_keys(self) -> ApiKeyRepository: ...
+
+    @property
+    def audit(self) -> AuditLog: ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -168,7 +168,7 @@ class FollowTask:
         self._feed = feed
         self.limits = limits
 
-    async def check(self, task_id: UUID, *, owner: str) -> None:
+    async def check(self, task_id: UUID, *, owner: str | None) -> None:
         """Raise NotFound unless ``owner`` may follow the task."""
         async with self._uow() as uow:
             task = await uow.tasks.get(task_id, owner=owner)
@@ -226,7 +226,7 @@ class FollowConversation:
         self._feed = feed
         self.limits = limits
 
-    async def check(self, conversation_id: UUID, *, owner: str) -> None:
+    async def check(self, conversation_id: UUID, *, owner: str | None) -> None:
         async with self._uow() as uow:
             if await uow.conversations.get(conversation_id, owner=owner) is None:
                 raise NotFound(f"conversation {conversation_id} does not exist")

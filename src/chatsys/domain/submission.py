@@ -10,10 +10,24 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from chatsys.domain.errors import Conflict, DuplicateRequest, InvalidInput, NotFound
+from chatsys.domain.errors import (
+    Conflict,
+    DuplicateRequest,
+    InvalidInput,
+    NotFound,
+    TooManyRequests,
+)
+from chatsys.domain.identity import AuditEntry
 from chatsys.domain.model import MessageRole, TaskStatus, Title
 from chatsys.domain.planner import Planner
-from chatsys.domain.ports import Clock, JobQueue, StoredMessage, UnitOfWorkFactory, UrlGuard
+from chatsys.domain.ports import (
+    Clock,
+    JobQueue,
+    StoredMessage,
+    UnitOfWork,
+    UnitOfWorkFactory,
+    UrlGuard,
+)
 from chatsys.domain.tasks import EventType, Task
 from chatsys.domain.webhook_urls import check_address, parse_webhook_url
 from chatsys.domain.webhooks import new_secret
@@ -164,7 +178,13 @@ class SubmitTask:
         return options
 
     async def execute(
-        self, *, owner: str, request: TaskRequest, idempotency_key: str | None = None
+        self,
+        *,
+        owner: str,
+        request: TaskRequest,
+        idempotency_key: str | None = None,
+        actor: str = "system",
+        quota: TaskQuota | None = None,
     ) -> tuple[Task, bool]:
         """Returns the task and whether it was created now (False: an idempotent replay)."""
         options = self._validate(request)
@@ -192,7 +212,7 @@ class SubmitTask:
             if earlier is not None:
                 return earlier, False
         try:
-            entry = await self._store(task, owner, now)
+            entry = await self._store(task, owner, now, actor, quota)
         except DuplicateRequest:  # a concurrent request with the same key won the race
             assert idempotency_key is not None
             earlier = await self._replay(owner, idempotency_key, fingerprint)
@@ -209,8 +229,12 @@ class SubmitTask:
             raise Conflict("this Idempotency-Key was used with a different request body")
         return earlier
 
-    async def _store(self, task: Task, owner: str, now: datetime) -> int:
+    async def _store(
+        self, task: Task, owner: str, now: datetime, actor: str, quota: TaskQuota | None
+    ) -> int:
         async with self._uow() as uow:
+            if quota is not None:
+                await quota.check(uow, owner)
             if task.conversation_id is not None:
                 found = await uow.conversations.get(task.conversation_id, owner=owner)
                 if found is None:
@@ -228,8 +252,43 @@ class SubmitTask:
                 {"status": task.status.value, "conversation_id": _str(task.conversation_id)},
             )
             entry = await uow.outbox.add(task.id)
+            await uow.audit.add(
+                AuditEntry(
+                    "task.create",
+                    actor,
+                    target=f"task:{task.id}",
+                    task_id=task.id,
+                    details={"conversation_id": _str(task.conversation_id)},
+                )
+            )
             await uow.commit()
         return entry
+
+
+@dataclass(frozen=True, slots=True)
+class TaskQuota:
+    """Per-owner limits checked when a task is submitted (0: no limit)."""
+
+    max_active: int = 0  # queued, running or waiting at once
+    tokens_per_minute: int = 0
+
+    async def check(self, uow: UnitOfWork, owner: str) -> None:
+        if self.max_active:
+            active = await uow.tasks.count_active(owner)
+            if active >= self.max_active:
+                raise TooManyRequests(
+                    f"{active} of your tasks are queued or running; the limit is "
+                    f"{self.max_active}. Wait for one to finish.",
+                    retry_after=5,
+                )
+        if self.tokens_per_minute:
+            used = await uow.tasks.tokens_since(owner, 60)
+            if used >= self.tokens_per_minute:
+                raise TooManyRequests(
+                    f"your tasks used {used} tokens in the last minute; the limit is "
+                    f"{self.tokens_per_minute} per minute",
+                    retry_after=60,
+                )
 
 
 def _str(value: UUID | None) -> str | None:

@@ -9,6 +9,7 @@ from uuid import UUID
 from chatsys.domain.callbacks import Callbacks, finish_task
 from chatsys.domain.conversations import cut_page, decode_cursor
 from chatsys.domain.errors import Conflict, NotFound
+from chatsys.domain.identity import AuditEntry
 from chatsys.domain.model import TaskStatus
 from chatsys.domain.nlu import Analysis, RuleBasedAnalyzer
 from chatsys.domain.ports import Clock, StoredMessage, UnitOfWorkFactory
@@ -27,7 +28,7 @@ class GetTask:
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    async def execute(self, task_id: UUID, *, owner: str) -> Task:
+    async def execute(self, task_id: UUID, *, owner: str | None) -> Task:
         async with self._uow() as uow:
             task = await uow.tasks.get(task_id, owner=owner)
         if task is None:
@@ -44,7 +45,7 @@ class ListTasks:
     async def execute(
         self,
         *,
-        owner: str,
+        owner: str | None,
         limit: int,
         cursor: str | None,
         status: TaskStatus | None = None,
@@ -75,7 +76,9 @@ class ListTaskEvents:
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    async def execute(self, task_id: UUID, *, owner: str, after: int, limit: int) -> EventPage:
+    async def execute(
+        self, task_id: UUID, *, owner: str | None, after: int, limit: int
+    ) -> EventPage:
         async with self._uow() as uow:
             task = await uow.tasks.get(task_id, owner=owner)
             if task is None:
@@ -103,7 +106,7 @@ class CancelTask:
         self._clock = clock
         self._callbacks = callbacks
 
-    async def execute(self, task_id: UUID, *, owner: str) -> Task:
+    async def execute(self, task_id: UUID, *, owner: str | None, actor: str = "system") -> Task:
         deliveries: list[UUID] = []
         async with self._uow() as uow:
             owned = await uow.tasks.get(task_id, owner=owner)
@@ -126,6 +129,15 @@ class CancelTask:
             else:
                 await uow.tasks.request_cancel(task_id)
                 task.cancel_requested = True
+            await uow.audit.add(
+                AuditEntry(
+                    "task.cancel",
+                    actor,
+                    target=f"task:{task_id}",
+                    task_id=task_id,
+                    details={"status": task.status.value},
+                )
+            )
             await uow.commit()
         await self._callbacks.dispatch(deliveries)
         task.steps = owned.steps
@@ -139,7 +151,9 @@ class AnalyzeText:
         self._uow = uow
         self._analyzer = analyzer
 
-    async def execute(self, text: str, *, owner: str, conversation_id: UUID | None) -> Analysis:
+    async def execute(
+        self, text: str, *, owner: str | None, conversation_id: UUID | None
+    ) -> Analysis:
         history: list[str] = []
         if conversation_id is not None:
             async with self._uow() as uow:
@@ -163,7 +177,7 @@ class ListMessages:
         self._uow = uow
 
     async def execute(
-        self, conversation_id: UUID, *, owner: str, limit: int, cursor: str | None
+        self, conversation_id: UUID, *, owner: str | None, limit: int, cursor: str | None
     ) -> MessagePage:
         after = decode_cursor(cursor) if cursor else None
         async with self._uow() as uow:

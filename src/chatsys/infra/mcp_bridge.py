@@ -26,7 +26,7 @@ def _answer(response: httpx.Response) -> str:
     raise ToolError(f"chatsys answered {response.status_code}: {detail}")
 
 
-def build_bridge(api_url: str, *, timeout: float = 30.0) -> MCPServer:
+def build_bridge(api_url: str, *, api_key: str | None = None, timeout: float = 30.0) -> MCPServer:
     server: MCPServer = MCPServer(
         "chatsys",
         instructions="Submit requests to the chatsys multi-agent service and read their results."
@@ -34,9 +34,10 @@ def build_bridge(api_url: str, *, timeout: float = 30.0) -> MCPServer:
         log_level="WARNING",
     )
     base = api_url.rstrip("/")
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     async def request(method: str, path: str, **kwargs: Any) -> str:
-        async with httpx.AsyncClient(base_url=base, timeout=timeout) as client:
+        async with httpx.AsyncClient(base_url=base, timeout=timeout, headers=headers) as client:
             try:
                 response = await client.request(method, path, **kwargs)
             except httpx.HTTPError as exc:
@@ -73,8 +74,15 @@ def build_bridge(api_url: str, *, timeout: float = 30.0) -> MCPServer:
     return server
 
 
-async def serve(api_url: str, *, transport: Literal["stdio", "http"], host: str, port: int) -> None:
-    bridge = build_bridge(api_url)
+async def serve(
+    api_url: str,
+    *,
+    transport: Literal["stdio", "http"],
+    host: str,
+    port: int,
+    api_key: str | None = None,
+) -> None:
+    bridge = build_bridge(api_url, api_key=api_key)
     if transport == "stdio":
         await bridge.run_stdio_async()
     else:

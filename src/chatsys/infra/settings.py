@@ -78,6 +78,52 @@ class ApiSettings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     max_input_bytes: int = Field(default=32 * 1024, ge=1, le=1024 * 1024)
+    max_body_bytes: int = Field(
+        default=256 * 1024, ge=1024, le=64 * 1024 * 1024, description="largest request body"
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="origins allowed by CORS, JSON list; [] = no CORS"
+    )
+    trusted_hosts: list[str] = Field(
+        default_factory=list,
+        description='Host headers accepted, JSON list (e.g. ["api.example.com"]); '
+        "required in production",
+    )
+
+
+class AuthSettings(BaseSettings):
+    """``CHATSYS_AUTH_*``: API keys."""
+
+    model_config = _config("CHATSYS_AUTH_")
+
+    enabled: bool = Field(
+        default=True,
+        description="require an API key on /v1; off (development and tests only) makes every "
+        "caller the local admin",
+    )
+    cache_seconds: float = Field(
+        default=5.0, ge=0, le=300, description="a verified key is trusted this long per process"
+    )
+    ticket_ttl: float = Field(default=300.0, gt=0, le=3600, description="stream tickets' life")
+
+
+class LimitSettings(BaseSettings):
+    """``CHATSYS_LIMITS_*``: per-key quotas, by role, shared by all API processes."""
+
+    model_config = _config("CHATSYS_LIMITS_")
+
+    enabled: bool = True
+    period: float = Field(default=60.0, gt=0, description="the window of the request rates")
+    admin_requests: int = Field(default=6000, ge=1, description="requests per period")
+    member_requests: int = Field(default=600, ge=1)
+    viewer_requests: int = Field(default=300, ge=1)
+    anonymous_requests: int = Field(
+        default=60, ge=1, description="per client IP, without a valid key (docs, failed auth)"
+    )
+    admin_active_tasks: int = Field(default=0, ge=0, description="0 = no cap")
+    member_active_tasks: int = Field(default=20, ge=0, description="queued+running at once")
+    admin_tokens_per_minute: int = Field(default=0, ge=0, description="0 = no cap")
+    member_tokens_per_minute: int = Field(default=200_000, ge=0)
 
 
 class StreamSettings(BaseSettings):
@@ -189,6 +235,7 @@ class McpSettings(BaseSettings):
     api_url: str = Field(
         default="http://127.0.0.1:8000", description="the chatsys API `chatsys mcp` calls"
     )
+    api_key: OptionalSecret = Field(default=None, description="the key `chatsys mcp` sends")
 
 
 class WebhookSettings(BaseSettings):
@@ -265,6 +312,8 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     mcp: McpSettings = Field(default_factory=McpSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
@@ -281,4 +330,12 @@ class Settings(BaseSettings):
             problems.append("CHATSYS_DATABASE_URL is required in production (no embedded Postgres)")
         if self.redis.url is None:
             problems.append("CHATSYS_REDIS_URL is required in production (no embedded Redis)")
+        if not self.auth.enabled:
+            problems.append("CHATSYS_AUTH_ENABLED=false is not allowed in production")
+        if not self.api.trusted_hosts or "*" in self.api.trusted_hosts:
+            problems.append(
+                "CHATSYS_API_TRUSTED_HOSTS must name the API's host names in production"
+            )
+        if "*" in self.api.cors_origins:
+            problems.append("CHATSYS_API_CORS_ORIGINS must not be * in production")
         return problems

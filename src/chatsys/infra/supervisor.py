@@ -73,6 +73,7 @@ class DevSupervisor:
         with_worker: bool = True,
         ready_timeout: float = 60.0,
         say: Say = _say,
+        local_key: Callable[[str], str] | None = None,
     ) -> None:
         self._settings = settings
         self._host = host
@@ -80,6 +81,8 @@ class DevSupervisor:
         self._with_worker = with_worker
         self._ready_timeout = ready_timeout
         self._say = say
+        self._local_key = local_key  # database URL -> the local admin key
+        self._key: str | None = None
         self._children: list[_Child] = []
 
     @property
@@ -133,6 +136,8 @@ class DevSupervisor:
     def _serve(self, database_url: str, redis_url: str, stack: EmbeddedStack) -> int:
         self._say("applying database migrations")
         migrations.upgrade(database_url)
+        if self._local_key is not None and self._settings.auth.enabled:
+            self._key = self._local_key(database_url)
         env = {
             **os.environ,
             "CHATSYS_DATABASE_URL": database_url,
@@ -192,6 +197,12 @@ class DevSupervisor:
             f"  postgres: {pg}\n  redis:    {rd}\n  processes: {pids}\n  llm:      {llm}\n"
             "Press Ctrl-C to stop."
         )
+        if self._key is not None:
+            key_file = Path(self._settings.data_dir) / "admin.key"
+            self._say(
+                f"local admin key (also in {key_file}):\n  {self._key}\n"
+                f"  curl -H 'Authorization: Bearer {self._key}' {self.base_url}/v1/me"
+            )
 
     def _watch(self) -> int:
         while True:

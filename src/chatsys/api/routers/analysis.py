@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatsys.api.deps import OwnerDep, ServicesDep
+from chatsys.api.deps import ReaderDep, ServicesDep
 from chatsys.domain.errors import InvalidInput
 
 router = APIRouter(tags=["analysis"])
@@ -26,7 +26,7 @@ class AgentsOut(BaseModel):
 
 
 @router.post("/v1/analyze", summary="Intent, entities and complexity of a text; no task")
-async def analyze(body: AnalyzeIn, services: ServicesDep, owner: OwnerDep) -> dict[str, Any]:
+async def analyze(body: AnalyzeIn, services: ServicesDep, owner: ReaderDep) -> dict[str, Any]:
     if not body.text.strip():
         raise InvalidInput("text must not be blank")
     result = await services.analyze.execute(

@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatsys.api.deps import OwnerDep, ServicesDep
+from chatsys.api.deps import ReaderDep, ServicesDep, WriterDep
 from chatsys.api.schemas import MessageCreate, MessageOut, MessagePageOut, TaskCreatedOut
 from chatsys.domain.conversations import METADATA_MAX_KEYS
 from chatsys.domain.model import TITLE_MAX, Conversation
@@ -56,10 +56,10 @@ class ConversationPage(BaseModel):
     summary="Start a conversation",
 )
 async def create_conversation(
-    body: ConversationCreate, services: ServicesDep, owner: OwnerDep, response: Response
+    body: ConversationCreate, services: ServicesDep, principal: WriterDep, response: Response
 ) -> ConversationOut:
     conversation = await services.start_conversation.execute(
-        owner=owner, title=body.title, metadata=body.metadata
+        owner=principal.subject, title=body.title, metadata=body.metadata, actor=principal.actor
     )
     response.headers["Location"] = f"/v1/conversations/{conversation.id}"
     return ConversationOut.of(conversation)
@@ -68,7 +68,7 @@ async def create_conversation(
 @router.get("", response_model=ConversationPage, summary="List conversations, newest first")
 async def list_conversations(
     services: ServicesDep,
-    owner: OwnerDep,
+    owner: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=100, description="page size")] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> ConversationPage:
@@ -80,7 +80,7 @@ async def list_conversations(
 
 @router.get("/{conversation_id}", response_model=ConversationOut, summary="Get a conversation")
 async def get_conversation(
-    conversation_id: UUID, services: ServicesDep, owner: OwnerDep
+    conversation_id: UUID, services: ServicesDep, owner: ReaderDep
 ) -> ConversationOut:
     return ConversationOut.of(await services.get_conversation.execute(conversation_id, owner=owner))
 
@@ -93,7 +93,7 @@ async def get_conversation(
 async def list_messages(
     conversation_id: UUID,
     services: ServicesDep,
-    owner: OwnerDep,
+    owner: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> MessagePageOut:
@@ -115,10 +115,15 @@ async def post_message(
     conversation_id: UUID,
     body: MessageCreate,
     services: ServicesDep,
-    owner: OwnerDep,
+    principal: WriterDep,
     response: Response,
 ) -> TaskCreatedOut:
     request = body.to_request(body.content, conversation_id)
-    task, _ = await services.submit_task.execute(owner=owner, request=request)
+    task, _ = await services.submit_task.execute(
+        owner=principal.subject,
+        request=request,
+        actor=principal.actor,
+        quota=services.quotas.get(principal.role),
+    )
     response.headers["Location"] = f"/v1/tasks/{task.id}"
     return TaskCreatedOut.created(task)

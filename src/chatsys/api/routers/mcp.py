@@ -1,15 +1,15 @@
 """MCP servers: their state and tools, registration, tool approval, debug calls.
 
-Admin-only once API keys and roles exist; until then every caller is the single
-local owner (loopback only by default)."""
+Anyone with a key may look; registering, removing, accepting and calling are for
+admins (a server is a command run on the API host)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Depends, Path, Response, status
 
-from chatsys.api.deps import ServicesDep
+from chatsys.api.deps import ServicesDep, admin
 from chatsys.api.schemas import (
     McpServerCreate,
     McpServerListOut,
@@ -33,6 +33,7 @@ async def list_servers(services: ServicesDep) -> McpServerListOut:
 
 @router.post(
     "",
+    dependencies=[Depends(admin)],
     status_code=status.HTTP_201_CREATED,
     response_model=McpServerOut,
     summary="Register an MCP server (started at once, so a bad command shows as failed)",
@@ -47,6 +48,7 @@ async def create_server(
 
 @router.delete(
     "/{name}",
+    dependencies=[Depends(admin)],
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Remove a server registered through the API (settings ones: 409)",
 )
@@ -66,6 +68,7 @@ async def list_tools(name: ServerName, services: ServicesDep) -> McpToolListOut:
 
 @router.post(
     "/{name}/tools/{tool}/accept",
+    dependencies=[Depends(admin)],
     response_model=McpToolOut,
     summary="Accept the tool's current definition (ends its quarantine)",
 )
@@ -75,6 +78,7 @@ async def accept_tool(name: ServerName, tool: ToolName, services: ServicesDep) -
 
 @router.post(
     "/{name}/tools/{tool}/call",
+    dependencies=[Depends(admin)],
     response_model=McpToolResultOut,
     summary="Call a tool directly (for debugging); a tool error is a result, not an HTTP error",
 )

@@ -29,7 +29,7 @@ import orjson
 from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from chatsys.api.deps import OwnerDep, ServicesDep
+from chatsys.api.deps import PrincipalDep, ReaderDep, ServicesDep
 from chatsys.api.schemas import TaskOptions
 from chatsys.api.services import ApiServices
 from chatsys.api.streaming import (
@@ -44,7 +44,16 @@ from chatsys.api.streaming import (
     receive_until_disconnect,
     run_until_stopped,
 )
-from chatsys.domain.errors import Conflict, DomainError, InvalidInput, NotFound, Unavailable
+from chatsys.domain.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooManyRequests,
+    Unavailable,
+)
+from chatsys.domain.identity import Principal
 from chatsys.domain.streaming import Idle, StreamInterrupted
 
 router = APIRouter(tags=["streams"])
@@ -59,7 +68,7 @@ def _parse_after(raw: str | None) -> int | None:
 
 @router.websocket("/v1/tasks/{task_id}/stream")
 async def task_stream(
-    websocket: WebSocket, task_id: str, services: ServicesDep, owner: OwnerDep
+    websocket: WebSocket, task_id: str, services: ServicesDep, owner: ReaderDep
 ) -> None:
     """One task's events as JSON frames ``{task_id, seq, type, data, ts}`` after
     ``?after=N``; closes with 1000 after the terminal event."""
@@ -153,6 +162,8 @@ _ERROR_CODES: dict[type[DomainError], str] = {
     Conflict: "conflict",
     InvalidInput: "invalid_input",
     Unavailable: "unavailable",
+    Forbidden: "forbidden",
+    TooManyRequests: "too_many_requests",
 }
 
 
@@ -166,10 +177,11 @@ def _error_code(exc: DomainError) -> str:
 class _Connection:
     """One ``/v1/ws`` client: its subscriptions, paced by one outbound queue."""
 
-    def __init__(self, websocket: WebSocket, services: ApiServices, owner: str) -> None:
+    def __init__(self, websocket: WebSocket, services: ApiServices, principal: Principal) -> None:
         self.ws = websocket
         self.services = services
-        self.owner = owner
+        self.principal = principal
+        self.owner = principal.scope
         self.config = services.stream
         self.outbound: asyncio.Queue[str] = asyncio.Queue(maxsize=64)
         self.subscriptions: dict[tuple[str, UUID], asyncio.Task[None]] = {}
@@ -313,7 +325,13 @@ class _Connection:
 
     async def _send_message(self, frame: SendMessageFrame) -> None:
         request = frame.to_request(frame.content, frame.conversation_id)
-        task, _ = await self.services.submit_task.execute(owner=self.owner, request=request)
+        self.principal.require_writer()
+        task, _ = await self.services.submit_task.execute(
+            owner=self.principal.subject,
+            request=request,
+            actor=self.principal.actor,
+            quota=self.services.quotas.get(self.principal.role),
+        )
         await self.send(
             {
                 "type": "message_accepted",
@@ -325,7 +343,7 @@ class _Connection:
 
 
 @router.websocket("/v1/ws")
-async def multiplexed(websocket: WebSocket, services: ServicesDep, owner: OwnerDep) -> None:
+async def multiplexed(websocket: WebSocket, services: ServicesDep, principal: PrincipalDep) -> None:
     """One connection for many streams: see the module doc and the README."""
     await websocket.accept()
-    await _Connection(websocket, services, owner).run()
+    await _Connection(websocket, services, principal).run()

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Response, status
 
-from chatsys.api.deps import OwnerDep, ServicesDep
+from chatsys.api.deps import ReaderDep, ServicesDep, WriterDep
 from chatsys.api.schemas import (
     EventOut,
     EventPageOut,
@@ -44,19 +44,23 @@ IdempotencyKey = Annotated[
 async def create_task(
     body: TaskCreate,
     services: ServicesDep,
-    owner: OwnerDep,
+    principal: WriterDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> TaskCreatedOut:
     request = body.to_request(body.input, body.conversation_id)
     task, created = await services.submit_task.execute(
-        owner=owner, request=request, idempotency_key=idempotency_key
+        owner=principal.subject,
+        request=request,
+        idempotency_key=idempotency_key,
+        actor=principal.actor,
+        quota=services.quotas.get(principal.role),
     )
     response.headers["Location"] = f"/v1/tasks/{task.id}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
         secret = task.webhook_secret  # a replay answers what the first request did
-        task = await services.get_task.execute(task.id, owner=owner)
+        task = await services.get_task.execute(task.id, owner=principal.subject)
         task.webhook_secret = secret
     return TaskCreatedOut.created(task)
 
@@ -64,7 +68,7 @@ async def create_task(
 @router.get("", response_model=TaskPageOut, summary="List tasks, newest first")
 async def list_tasks(
     services: ServicesDep,
-    owner: OwnerDep,
+    owner: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     status_filter: Annotated[TaskStatusName | None, Query(alias="status")] = None,
@@ -81,7 +85,7 @@ async def list_tasks(
 
 
 @router.get("/{task_id}", response_model=TaskOut, summary="Get a task with its steps")
-async def get_task(task_id: UUID, services: ServicesDep, owner: OwnerDep) -> TaskOut:
+async def get_task(task_id: UUID, services: ServicesDep, owner: ReaderDep) -> TaskOut:
     return TaskOut.of(await services.get_task.execute(task_id, owner=owner))
 
 
@@ -90,8 +94,11 @@ async def get_task(task_id: UUID, services: ServicesDep, owner: OwnerDep) -> Tas
     response_model=TaskOut,
     summary="Cancel a task (409 when it has already finished)",
 )
-async def cancel_task(task_id: UUID, services: ServicesDep, owner: OwnerDep) -> TaskOut:
-    return TaskOut.of(await services.cancel_task.execute(task_id, owner=owner))
+async def cancel_task(task_id: UUID, services: ServicesDep, principal: WriterDep) -> TaskOut:
+    cancelled = await services.cancel_task.execute(
+        task_id, owner=principal.scope, actor=principal.actor
+    )
+    return TaskOut.of(cancelled)
 
 
 SSE_DOC = """
@@ -126,7 +133,7 @@ shutting-down server sends `reconnect`. Both carry the `after` to resume from.
 async def list_task_events(
     task_id: UUID,
     services: ServicesDep,
-    owner: OwnerDep,
+    owner: ReaderDep,
     after: Annotated[int, Query(ge=0, description="return events with seq > after")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="page size (JSON only)")] = 200,
     accept: Annotated[str, Header()] = "application/json",

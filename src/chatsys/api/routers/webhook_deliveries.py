@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, status
 
-from chatsys.api.deps import OwnerDep, ServicesDep
+from chatsys.api.deps import ServicesDep, SubjectDep, WriterDep
 from chatsys.api.webhook_schemas import DeliveryOut, DeliveryPageOut, DeliveryStatusName
 from chatsys.domain.webhooks import DeliveryStatus
 
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1/webhook-deliveries", tags=["webhook-deliveries"])
 )
 async def list_deliveries(
     services: ServicesDep,
-    owner: OwnerDep,
+    owner: SubjectDep,
     task_id: UUID | None = None,
     status_filter: Annotated[DeliveryStatusName | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -40,7 +40,7 @@ async def list_deliveries(
 
 
 @router.get("/{delivery_id}", response_model=DeliveryOut, summary="Get a webhook delivery")
-async def get_delivery(delivery_id: UUID, services: ServicesDep, owner: OwnerDep) -> DeliveryOut:
+async def get_delivery(delivery_id: UUID, services: ServicesDep, owner: SubjectDep) -> DeliveryOut:
     return DeliveryOut.of(await services.get_delivery.execute(delivery_id, owner=owner))
 
 
@@ -50,5 +50,5 @@ async def get_delivery(delivery_id: UUID, services: ServicesDep, owner: OwnerDep
     response_model=DeliveryOut,
     summary="Send a finished delivery again (same body and webhook-id, a fresh schedule)",
 )
-async def redeliver(delivery_id: UUID, services: ServicesDep, owner: OwnerDep) -> DeliveryOut:
-    return DeliveryOut.of(await services.redeliver.execute(delivery_id, owner=owner))
+async def redeliver(delivery_id: UUID, services: ServicesDep, principal: WriterDep) -> DeliveryOut:
+    return DeliveryOut.of(await services.redeliver.execute(delivery_id, owner=principal.subject))

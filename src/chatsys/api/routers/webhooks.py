@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Response, status
 
-from chatsys.api.deps import OwnerDep, ServicesDep
+from chatsys.api.deps import ServicesDep, SubjectDep, WriterDep
 from chatsys.api.webhook_schemas import (
     SecretRotation,
     WebhookCreate,
@@ -26,10 +26,13 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
     summary="Register a webhook endpoint; the answer shows its secret, once",
 )
 async def create_webhook(
-    body: WebhookCreate, services: ServicesDep, owner: OwnerDep, response: Response
+    body: WebhookCreate, services: ServicesDep, principal: WriterDep, response: Response
 ) -> WebhookWithSecretOut:
     endpoint = await services.create_webhook.execute(
-        owner=owner, url=body.url, event_types=body.event_types, description=body.description
+        owner=principal.subject,
+        url=body.url,
+        event_types=body.event_types,
+        description=body.description,
     )
     response.headers["Location"] = f"/v1/webhooks/{endpoint.id}"
     return WebhookWithSecretOut.revealed(endpoint)
@@ -38,7 +41,7 @@ async def create_webhook(
 @router.get("", response_model=WebhookPageOut, summary="List webhook endpoints, newest first")
 async def list_webhooks(
     services: ServicesDep,
-    owner: OwnerDep,
+    owner: SubjectDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> WebhookPageOut:
@@ -49,7 +52,7 @@ async def list_webhooks(
 
 
 @router.get("/{webhook_id}", response_model=WebhookOut, summary="Get a webhook endpoint")
-async def get_webhook(webhook_id: UUID, services: ServicesDep, owner: OwnerDep) -> WebhookOut:
+async def get_webhook(webhook_id: UUID, services: ServicesDep, owner: SubjectDep) -> WebhookOut:
     return WebhookOut.of(await services.get_webhook.execute(webhook_id, owner=owner))
 
 
@@ -59,8 +62,8 @@ async def get_webhook(webhook_id: UUID, services: ServicesDep, owner: OwnerDep) 
     response_class=Response,
     summary="Delete a webhook endpoint (its unfinished deliveries end as failed)",
 )
-async def delete_webhook(webhook_id: UUID, services: ServicesDep, owner: OwnerDep) -> Response:
-    await services.delete_webhook.execute(webhook_id, owner=owner)
+async def delete_webhook(webhook_id: UUID, services: ServicesDep, principal: WriterDep) -> Response:
+    await services.delete_webhook.execute(webhook_id, owner=principal.subject)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -72,10 +75,10 @@ async def delete_webhook(webhook_id: UUID, services: ServicesDep, owner: OwnerDe
 async def rotate_webhook_secret(
     webhook_id: UUID,
     services: ServicesDep,
-    owner: OwnerDep,
+    principal: WriterDep,
     body: SecretRotation | None = None,
 ) -> WebhookWithSecretOut:
     endpoint = await services.rotate_webhook_secret.execute(
-        webhook_id, owner=owner, grace_seconds=body.grace_seconds if body else None
+        webhook_id, owner=principal.subject, grace_seconds=body.grace_seconds if body else None
     )
     return WebhookWithSecretOut.revealed(endpoint)

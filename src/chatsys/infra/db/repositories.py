@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chatsys.domain.model import Conversation
 from chatsys.domain.tasks import TaskEvent
+from chatsys.infra.db.access_repository import SqlApiKeys, SqlAuditLog
 from chatsys.infra.db.models import ConversationRow
 from chatsys.infra.db.task_repository import (
     SqlEventLog,
@@ -50,22 +51,23 @@ class SqlConversationRepository:
             )
         )
 
-    async def get(self, conversation_id: UUID, *, owner: str) -> Conversation | None:
-        row = await self._session.scalar(
-            select(ConversationRow).where(
-                ConversationRow.id == conversation_id, ConversationRow.owner == owner
-            )
-        )
+    async def get(self, conversation_id: UUID, *, owner: str | None) -> Conversation | None:
+        query = select(ConversationRow).where(ConversationRow.id == conversation_id)
+        if owner is not None:
+            query = query.where(ConversationRow.owner == owner)
+        row = await self._session.scalar(query)
         return None if row is None else _to_conversation(row)
 
     async def list_for_owner(
         self,
-        owner: str,
+        owner: str | None,
         *,
         limit: int,
         before: tuple[datetime, UUID] | None,
     ) -> Sequence[Conversation]:
-        query = select(ConversationRow).where(ConversationRow.owner == owner)
+        query = select(ConversationRow)
+        if owner is not None:
+            query = query.where(ConversationRow.owner == owner)
         if before is not None:
             query = query.where(
                 tuple_(ConversationRow.created_at, ConversationRow.id) < tuple_(*before)
@@ -92,6 +94,8 @@ class SqlUnitOfWork:
     outbox: SqlOutbox
     webhooks: SqlWebhookEndpoints
     deliveries: SqlWebhookDeliveries
+    api_keys: SqlApiKeys
+    audit: SqlAuditLog
 
     def __init__(
         self,
@@ -108,6 +112,8 @@ class SqlUnitOfWork:
         self.tasks = SqlTaskRepository(self._session)
         self.events = SqlEventLog(self._session)
         self.outbox = SqlOutbox(self._session)
+        self.api_keys = SqlApiKeys(self._session)
+        self.audit = SqlAuditLog(self._session)
         self.webhooks = SqlWebhookEndpoints(self._session)
         self.deliveries = SqlWebhookDeliveries(self._session)
         return self

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from sqlalchemy import (
     String,
@@ -27,13 +27,22 @@ from chatsys.domain.errors import DuplicateRequest
 from chatsys.domain.model import MessageRole, StepStatus, TaskStatus
 from chatsys.domain.ports import Lease, StoredMessage
 from chatsys.domain.tasks import StepRecord, Task, TaskEvent, Usage
-from chatsys.infra.db.models import MessageRow, StepRow, TaskEventRow, TaskOutboxRow, TaskRow
+from chatsys.infra.db.access_repository import AUDITED_EVENTS, audit_details
+from chatsys.infra.db.models import (
+    AuditLogRow,
+    MessageRow,
+    StepRow,
+    TaskEventRow,
+    TaskOutboxRow,
+    TaskRow,
+)
 
 # Hot-path statements, built once: executing a prebuilt Core statement with a parameter
 # dict skips per-call statement construction and ORM bookkeeping (see bench/ submit).
 _TASKS = cast(Table, TaskRow.__table__)
 _EVENTS = cast(Table, TaskEventRow.__table__)
 _OUTBOX = cast(Table, TaskOutboxRow.__table__)
+_AUDIT = cast(Table, AuditLogRow.__table__)
 
 
 def _append_statement(*, fenced: bool) -> Any:
@@ -76,6 +85,9 @@ _ADD_OUTBOX = (
     .values(task_id=bindparam("b_task_id"), dispatched_at=func.now(), attempts=1)
     .returning(_OUTBOX.c.id)
 )
+
+
+_ACTIVE = (TaskStatus.QUEUED.value, TaskStatus.RUNNING.value, TaskStatus.AWAITING_APPROVAL.value)
 
 
 def _usage(prompt: int, completion: int, cost: Decimal | float) -> Usage:
@@ -204,14 +216,16 @@ class SqlTaskRepository:
 
     async def list_for_owner(
         self,
-        owner: str,
+        owner: str | None,
         *,
         limit: int,
         before: tuple[datetime, UUID] | None,
         status: TaskStatus | None = None,
         conversation_id: UUID | None = None,
     ) -> Sequence[Task]:
-        query = select(TaskRow).where(TaskRow.owner == owner)
+        query = select(TaskRow)
+        if owner is not None:
+            query = query.where(TaskRow.owner == owner)
         if status is not None:
             query = query.where(TaskRow.status == status.value)
         if conversation_id is not None:
@@ -332,6 +346,32 @@ class SqlTaskRepository:
         )
         return list(rows)
 
+    async def count_active(self, owner: str) -> int:
+        # Serialise this owner's submissions for the rest of the transaction, so two
+        # at once cannot both squeeze under the cap.
+        await self._session.execute(
+            select(func.pg_advisory_xact_lock(func.hashtextextended("tasks:" + owner, 0)))
+        )
+        count = await self._session.scalar(
+            select(func.count())
+            .select_from(TaskRow)
+            .where(TaskRow.owner == owner, TaskRow.status.in_(_ACTIVE))
+        )
+        return int(count or 0)
+
+    async def tokens_since(self, owner: str, seconds: float) -> int:
+        since = func.now() - timedelta(seconds=seconds)
+        total = await self._session.scalar(
+            select(func.coalesce(func.sum(StepRow.prompt_tokens + StepRow.completion_tokens), 0))
+            .join(TaskRow, TaskRow.id == StepRow.task_id)
+            .where(
+                TaskRow.owner == owner,
+                TaskRow.status.in_(_ACTIVE) | (TaskRow.finished_at > since),
+                StepRow.finished_at > since,
+            )
+        )
+        return int(total or 0)
+
     async def progress(self, task_id: UUID) -> tuple[int, TaskStatus] | None:
         row = (
             await self._session.execute(
@@ -361,6 +401,18 @@ class SqlEventLog:
         if row is None:
             raise LookupError(f"task {task_id} does not exist or is not run by {runner}")
         event = TaskEvent(task_id, row.seq, type, data, row.created_at)
+        if type in AUDITED_EVENTS:
+            await self._session.execute(
+                insert(_AUDIT).values(
+                    event_id=uuid4(),
+                    event_type=type,
+                    action=type,
+                    actor=f"worker:{runner}" if runner else "system",
+                    agent=data.get("agent") if isinstance(data.get("agent"), str) else None,
+                    task_id=task_id,
+                    details={"seq": row.seq, **audit_details(data)},
+                )
+            )
         conversation = row.conversation_id
         self.appended.append((event, UUID(str(conversation)) if conversation else None))
         return event

@@ -1,0 +1,180 @@
+"""API keys, the caller itself, stream tickets and the audit trail."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from chatsys.api.deps import AdminDep, PrincipalDep, ServicesDep
+from chatsys.domain.identity import NAME_MAX, ApiKey, AuditEntry, Role
+
+router = APIRouter(tags=["access"])
+
+RoleName = Annotated[Role, Field(description="admin, member or viewer")]
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=NAME_MAX, examples=["ci pipeline"])
+    role: RoleName = Role.MEMBER
+    subject: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9._@:-]+$",
+        description="who owns what the key creates; keys with the same subject share "
+        "their objects (default: a subject of its own)",
+    )
+
+
+class ApiKeyOut(BaseModel):
+    id: UUID
+    name: str
+    role: Role
+    subject: str
+    prefix: str
+    created_at: datetime
+    created_by: str | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> ApiKeyOut:
+        return cls(
+            id=key.id,
+            name=key.name,
+            role=key.role,
+            subject=key.subject,
+            prefix=key.prefix,
+            created_at=key.created_at,
+            created_by=key.created_by,
+            last_used_at=key.last_used_at,
+            revoked_at=key.revoked_at,
+        )
+
+
+class ApiKeyCreatedOut(ApiKeyOut):
+    key: str = Field(description="the key itself: shown this once, never stored")
+
+
+class ApiKeyPageOut(BaseModel):
+    items: list[ApiKeyOut]
+    next_cursor: str | None
+
+
+class MeOut(BaseModel):
+    subject: str
+    role: Role
+    key_id: UUID | None = Field(description="null when authentication is switched off")
+
+
+class TicketOut(BaseModel):
+    ticket: str = Field(description="pass as ?ticket= to an SSE or WebSocket stream")
+    expires_at: datetime
+
+
+class AuditOut(BaseModel):
+    event_id: UUID
+    timestamp: datetime
+    actor: str
+    action: str
+    target: str | None
+    task_id: UUID | None
+    agent: str | None
+    details: dict[str, Any]
+
+    @classmethod
+    def of(cls, entry: AuditEntry) -> AuditOut:
+        return cls(
+            event_id=entry.event_id,
+            timestamp=entry.created_at,
+            actor=entry.actor,
+            action=entry.action,
+            target=entry.target,
+            task_id=entry.task_id,
+            agent=entry.agent,
+            details=entry.details,
+        )
+
+
+class AuditPageOut(BaseModel):
+    items: list[AuditOut]
+    next_cursor: str | None
+
+
+@router.post(
+    "/v1/api-keys",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ApiKeyCreatedOut,
+    summary="Create an API key (admin); the key is shown once",
+)
+async def create_api_key(
+    body: ApiKeyCreate, services: ServicesDep, principal: AdminDep, response: Response
+) -> ApiKeyCreatedOut:
+    key, full = await services.create_key.execute(
+        name=body.name, role=body.role, subject=body.subject, actor=principal.actor
+    )
+    response.headers["Location"] = f"/v1/api-keys/{key.id}"
+    return ApiKeyCreatedOut(**ApiKeyOut.of(key).model_dump(), key=full)
+
+
+@router.get("/v1/api-keys", response_model=ApiKeyPageOut, summary="List API keys (admin)")
+async def list_api_keys(
+    services: ServicesDep,
+    _: AdminDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> ApiKeyPageOut:
+    page = await services.list_keys.execute(limit=limit, cursor=cursor)
+    return ApiKeyPageOut(items=[ApiKeyOut.of(k) for k in page.items], next_cursor=page.next_cursor)
+
+
+@router.delete(
+    "/v1/api-keys/{key_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Revoke an API key (admin); revoking again is a no-op",
+)
+async def revoke_api_key(key_id: UUID, services: ServicesDep, principal: AdminDep) -> Response:
+    await services.revoke_key.execute(key_id, actor=principal.actor)
+    services.forget_key(key_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/v1/me", response_model=MeOut, summary="Who the key belongs to")
+async def me(principal: PrincipalDep) -> MeOut:
+    return MeOut(subject=principal.subject, role=principal.role, key_id=principal.key_id)
+
+
+@router.post(
+    "/v1/stream-tickets",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TicketOut,
+    summary="A short-lived ticket for streams opened where headers cannot be set",
+)
+async def create_stream_ticket(services: ServicesDep, principal: PrincipalDep) -> TicketOut:
+    tickets = services.access.tickets
+    ticket = await tickets.issue(principal)
+    return TicketOut(ticket=ticket, expires_at=datetime.now(UTC) + timedelta(seconds=tickets.ttl))
+
+
+@router.get("/v1/audit-logs", response_model=AuditPageOut, summary="The audit trail (admin)")
+async def list_audit_logs(
+    services: ServicesDep,
+    _: AdminDep,
+    actor: Annotated[str | None, Query(max_length=200, description="e.g. key:<id>")] = None,
+    action: Annotated[str | None, Query(max_length=100, description="e.g. task.cancel")] = None,
+    task_id: UUID | None = None,
+    since: Annotated[datetime | None, Query(description="from this time (inclusive)")] = None,
+    until: Annotated[datetime | None, Query(description="before this time")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> AuditPageOut:
+    page = await services.audit_logs.execute(
+        limit=limit, cursor=cursor, actor=actor, action=action,
+        task_id=task_id, since=since, until=until,
+    )  # fmt: skip
+    return AuditPageOut(items=[AuditOut.of(e) for e in page.items], next_cursor=page.next_cursor)
