@@ -274,7 +274,12 @@ def api_services(resources: Resources, hub: RedisEventHub, mcp: McpManager) -> A
     dispatcher = Dispatcher(uow, resources.queue())
     authenticate = Authenticate(uow, clock, cache_seconds=settings.auth.cache_seconds)
     analyzer = RuleBasedAnalyzer()
-    limits = StreamLimits(buffer=settings.stream.buffer, idle=settings.stream.keepalive)
+    limits = StreamLimits(
+        buffer=settings.stream.buffer,
+        idle=settings.stream.keepalive,
+        db_concurrency=max(1, settings.database.pool_size // 2),
+    )
+    stream_gate = asyncio.Semaphore(limits.db_concurrency)  # shared by every stream
     guard = ResolvingUrlGuard(address_vetter(settings))
     return ApiServices(
         readiness=readiness,
@@ -298,8 +303,8 @@ def api_services(resources: Resources, hub: RedisEventHub, mcp: McpManager) -> A
         cancel_task=CancelTask(uow, clock, webhook_callbacks(resources)),
         analyze=AnalyzeText(uow, analyzer),
         list_messages=ListMessages(uow),
-        follow_task=FollowTask(uow, hub, limits),
-        follow_conversation=FollowConversation(uow, hub, limits),
+        follow_task=FollowTask(uow, hub, limits, stream_gate),
+        follow_conversation=FollowConversation(uow, hub, limits, stream_gate),
         stream=StreamConfig(
             keepalive=settings.stream.keepalive,
             close_timeout=settings.stream.close_timeout,

@@ -148,7 +148,8 @@ class AccessMiddleware:
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        # WebSocket frames skip the wrapper: nothing to add to them, one hop less each.
+        await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
 
 
 async def _principal(scope: Scope, access: AccessServices) -> Principal | None:

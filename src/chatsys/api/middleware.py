@@ -51,7 +51,8 @@ class RequestContextMiddleware:
 
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
-                await self.app(scope, receive, send_with_id)
+                # WebSocket frames skip the wrapper (it only adds to HTTP answers).
+                await self.app(scope, receive, send_with_id if scope["type"] == "http" else send)
             except Exception:
                 log.exception(
                     "chatsys.api.unhandled_error",

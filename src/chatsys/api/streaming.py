@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any, Protocol
+from uuid import UUID
 
 import orjson
 from starlette.responses import Response
@@ -55,8 +56,26 @@ def dumps(frame: dict[str, Any]) -> str:
     return orjson.dumps(frame, default=_fallback).decode()
 
 
+# One encoding per event, however many subscribers it goes to: a task's (id, seq)
+# names one immutable event for good. Bounded: the oldest entries go first.
+_ENCODED: dict[tuple[UUID, int], str] = {}
+_ENCODED_MAX = 8192
+
+
+def event_text(event: TaskEvent) -> str:
+    """The event's JSON frame ``{task_id, seq, type, data, ts}``, encoded once."""
+    key = (event.task_id, event.seq)
+    text = _ENCODED.get(key)
+    if text is None:
+        text = dumps(event_frame(event))
+        if len(_ENCODED) >= _ENCODED_MAX:
+            del _ENCODED[next(iter(_ENCODED))]
+        _ENCODED[key] = text
+    return text
+
+
 def sse_event(event: TaskEvent) -> bytes:
-    data = orjson.dumps(event_frame(event), default=_fallback)
+    data = event_text(event).encode()
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.seq, event.type.encode(), data)
 
 

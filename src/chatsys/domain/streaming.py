@@ -14,6 +14,7 @@ checks the log every ``idle`` seconds, so nothing waits on a lost message.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -56,13 +57,19 @@ IDLE = Idle()
 class StreamLimits:
     buffer: int = 1024  # live events held for one subscriber before it counts as slow
     idle: float = 15.0  # seconds without events before the log is checked (and IDLE sent)
+    # Log reads of all streams at once: a storm of (re)connections queues here instead
+    # of draining the database pool that the rest of the API needs.
+    db_concurrency: int = 8
 
 
 class _Cursor:
     """One task's position: the last ``seq`` delivered, and how to fill a gap."""
 
-    def __init__(self, uow: UnitOfWorkFactory, task_id: UUID, last: int) -> None:
+    def __init__(
+        self, uow: UnitOfWorkFactory, gate: asyncio.Semaphore, task_id: UUID, last: int
+    ) -> None:
         self._uow = uow
+        self._gate = gate
         self.task_id = task_id
         self.last = last
         self.done = False
@@ -71,14 +78,14 @@ class _Cursor:
         """Events after ``last`` from the log (up to ``until``), in order."""
         while not self.done and (until is None or self.last < until):
             limit = REPLAY_PAGE if until is None else min(REPLAY_PAGE, until - self.last)
-            async with self._uow() as uow:
+            async with self._gate, self._uow() as uow:
                 page = await uow.events.after(self.task_id, self.last, limit=limit)
             for event in page:
-                yield self._took(event)
+                yield self.took(event)
             if len(page) < limit:
                 return
 
-    def _took(self, event: TaskEvent) -> TaskEvent:
+    def took(self, event: TaskEvent) -> TaskEvent:
         self.last = event.seq
         self.done = event.type in TERMINAL_EVENTS
         return event
@@ -91,11 +98,11 @@ class _Cursor:
             async for missed in self.catch_up(until=event.seq - 1):
                 yield missed
         if event.seq == self.last + 1:  # else the gap healed past it (read from the log)
-            yield self._took(event)
+            yield self.took(event)
 
     async def finished(self) -> bool:
         """Is the task over with nothing left after ``last``? (After a quiet spell.)"""
-        async with self._uow() as uow:
+        async with self._gate, self._uow() as uow:
             progress = await uow.tasks.progress(self.task_id)
         if progress is None:
             return True
@@ -149,6 +156,9 @@ class TaskStream(_Stream):
         while not cursor.done:
             item = await self._live.next(self._limits.idle)
             if isinstance(item, TaskEvent):
+                if item.seq == cursor.last + 1:  # the common case, without a generator
+                    yield cursor.took(item)
+                    continue
                 async for event in cursor.offer(item):
                     yield event
             elif item is LiveSignal.RESYNC or item is None:
@@ -163,28 +173,35 @@ class TaskStream(_Stream):
 
 
 class FollowTask:
-    def __init__(self, uow: UnitOfWorkFactory, feed: LiveFeed, limits: StreamLimits) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        feed: LiveFeed,
+        limits: StreamLimits,
+        gate: asyncio.Semaphore | None = None,
+    ) -> None:
         self._uow = uow
         self._feed = feed
         self.limits = limits
+        self._gate = gate or asyncio.Semaphore(limits.db_concurrency)
 
     async def check(self, task_id: UUID, *, owner: str | None) -> None:
         """Raise NotFound unless ``owner`` may follow the task."""
-        async with self._uow() as uow:
+        async with self._gate, self._uow() as uow:
             task = await uow.tasks.get(task_id, owner=owner)
         if task is None:
             raise NotFound(f"task {task_id} does not exist")
 
     async def is_exhausted(self, task_id: UUID, after: int) -> bool:
         """The task is finished and has no event after ``after``."""
-        return await _Cursor(self._uow, task_id, after).finished()
+        return await _Cursor(self._uow, self._gate, task_id, after).finished()
 
     @contextlib.asynccontextmanager
     async def open(self, task_id: UUID, *, after: int) -> AsyncIterator[TaskStream]:
         """Subscribe live, then (while iterating) read the log: see the module doc.
         Call ``check`` first."""
         async with self._feed.task(task_id, buffer=self.limits.buffer) as live:
-            yield TaskStream(_Cursor(self._uow, task_id, after), live, self.limits)
+            yield TaskStream(_Cursor(self._uow, self._gate, task_id, after), live, self.limits)
 
 
 class ConversationStream(_Stream):
@@ -192,9 +209,16 @@ class ConversationStream(_Stream):
     each task from its first event: a task seen for the first time (one running
     already, or one created later) is read from its start, then followed live."""
 
-    def __init__(self, uow: UnitOfWorkFactory, live: LiveSubscription, limits: StreamLimits):
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        gate: asyncio.Semaphore,
+        live: LiveSubscription,
+        limits: StreamLimits,
+    ) -> None:
         super().__init__(live, limits)
         self._uow = uow
+        self._gate = gate
         self._cursors: dict[UUID, _Cursor] = {}
 
     def _last(self) -> int:
@@ -207,7 +231,7 @@ class ConversationStream(_Stream):
             if isinstance(item, TaskEvent):
                 cursor = cursors.get(item.task_id)
                 if cursor is None:
-                    cursor = cursors[item.task_id] = _Cursor(self._uow, item.task_id, 0)
+                    cursor = cursors[item.task_id] = _Cursor(self._uow, self._gate, item.task_id, 0)
                 async for event in cursor.offer(item):
                     yield event
             elif item is LiveSignal.RESYNC or item is None:
@@ -221,17 +245,24 @@ class ConversationStream(_Stream):
 
 
 class FollowConversation:
-    def __init__(self, uow: UnitOfWorkFactory, feed: LiveFeed, limits: StreamLimits) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        feed: LiveFeed,
+        limits: StreamLimits,
+        gate: asyncio.Semaphore | None = None,
+    ) -> None:
         self._uow = uow
         self._feed = feed
         self.limits = limits
+        self._gate = gate or asyncio.Semaphore(limits.db_concurrency)
 
     async def check(self, conversation_id: UUID, *, owner: str | None) -> None:
-        async with self._uow() as uow:
+        async with self._gate, self._uow() as uow:
             if await uow.conversations.get(conversation_id, owner=owner) is None:
                 raise NotFound(f"conversation {conversation_id} does not exist")
 
     @contextlib.asynccontextmanager
     async def open(self, conversation_id: UUID) -> AsyncIterator[ConversationStream]:
         async with self._feed.conversation(conversation_id, buffer=self.limits.buffer) as live:
-            yield ConversationStream(self._uow, live, self.limits)
+            yield ConversationStream(self._uow, self._gate, live, self.limits)

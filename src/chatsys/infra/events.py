@@ -89,14 +89,28 @@ class RedisEventPublisher:
 
 
 class _Subscription:
-    """One subscriber's bounded buffer of live events."""
+    """One subscriber's bounded buffer of live events.
+
+    Cheap per event, since one event is offered to every subscriber of its task: no
+    timer is armed per wait (a timer per wait per subscriber is what fan-out to
+    thousands would spend its time on). One idle timer runs per subscription; when
+    it fires and nothing came since it was armed, the waiting reader gets None.
+    """
 
     def __init__(self, buffer: int) -> None:
         self._limit = buffer
         self._items: deque[TaskEvent | LiveSignal] = deque()
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._active = False  # something arrived since the idle timer was armed
+        self._idle_due = False
         self._ended: LiveSignal | None = None
         self._ended_event = asyncio.Event()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def offer(self, event: TaskEvent) -> None:
         if self._ended is not None:
@@ -105,24 +119,42 @@ class _Subscription:
             self.end(LiveSignal.OVERFLOW)
             return
         self._items.append(event)
-        self._wake.set()
+        self._active = True
+        self._wake()
 
     def resync(self) -> None:
         if self._ended is None and (not self._items or self._items[-1] is not LiveSignal.RESYNC):
             self._items.append(LiveSignal.RESYNC)
-            self._wake.set()
+            self._wake()
 
     def end(self, signal: LiveSignal) -> None:
         if self._ended is None:
             self._ended = signal
             self._items.clear()
-            self._wake.set()
+            self._wake()
             self._ended_event.set()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     async def ended(self) -> LiveSignal:
         await self._ended_event.wait()
         assert self._ended is not None
         return self._ended
+
+    def _arm(self, wait: float) -> None:
+        self._active = False
+        self._timer = asyncio.get_running_loop().call_later(wait, self._tick, wait)
+
+    def _tick(self, wait: float) -> None:
+        self._timer = None
+        if self._active:  # not idle: look again one period later
+            self._arm(wait)
+            return
+        self._idle_due = True
+        self._wake()
 
     async def next(self, wait: float) -> TaskEvent | LiveSignal | None:
         while True:
@@ -130,12 +162,16 @@ class _Subscription:
                 return self._ended
             if self._items:
                 return self._items.popleft()
-            self._wake.clear()
-            try:
-                async with asyncio.timeout(wait):
-                    await self._wake.wait()
-            except TimeoutError:
+            if self._idle_due:
+                self._idle_due = False
                 return None
+            if self._timer is None:
+                self._arm(wait)
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
 
 
 class _Channel:
@@ -195,6 +231,7 @@ class RedisEventHub:
                 await channel.active.wait()
             yield subscription
         finally:
+            subscription.close()
             await self._leave(name, channel, subscription)
 
     def _forget(self, name: str, channel: _Channel, subscription: _Subscription) -> bool:

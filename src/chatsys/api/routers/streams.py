@@ -40,7 +40,7 @@ from chatsys.api.streaming import (
     close_for,
     close_websocket,
     dumps,
-    event_frame,
+    event_text,
     receive_until_disconnect,
     run_until_stopped,
 )
@@ -93,7 +93,7 @@ async def task_stream(
         nonlocal sent
         async for item in stream:
             if not isinstance(item, Idle):
-                await websocket.send_text(dumps(event_frame(item)))
+                await websocket.send_text(event_text(item))
                 sent = item.seq
 
     async with services.follow_task.open(task, after=after) as stream:
@@ -297,7 +297,9 @@ class _Connection:
                 async def pump() -> None:
                     async for item in stream:
                         if not isinstance(item, Idle):
-                            await self.send({"type": "event", "event": event_frame(item)})
+                            await self.outbound.put(
+                                '{"type":"event","event":' + event_text(item) + "}"
+                            )
 
                 stopped = await run_until_stopped(pump(), stream)
         except BaseException:
