@@ -44,26 +44,38 @@ def operation_id(route: APIRoute) -> str:
     return f"{tag}-{route.name}"
 
 
-def _on_shutdown_signals(callback: Callable[[], None]) -> Callable[[], None]:
+def _on_shutdown_signals(callback: Callable[[], None], grace: float = 0.5) -> Callable[[], None]:
     """Run ``callback`` on the event loop when SIGTERM/SIGINT arrives, before the
     server's own handler (uvicorn's) starts its shutdown; return an undo function.
 
     uvicorn waits for open responses before it runs the lifespan shutdown, so an SSE
     stream would hold it up, and it closes WebSockets with 1012; ending our streams
     first gives clients a prompt "going away" (1001) and the ``after`` to resume from.
+    The server's handler runs ``grace`` seconds later, so its shutdown cannot overtake
+    the close frames; a second signal goes to it at once.
     """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     loop = asyncio.get_running_loop()
     previous: dict[int, Any] = {}
+    signalled = False
     for sig in (signal.SIGTERM, signal.SIGINT):
         handler = signal.getsignal(sig)
         if not callable(handler):
             continue
 
         def chained(signum: int, frame: FrameType | None, handler: Any = handler) -> None:
-            loop.call_soon_threadsafe(callback)
-            handler(signum, frame)
+            nonlocal signalled
+            if signalled:
+                handler(signum, frame)
+                return
+            signalled = True
+
+            def first() -> None:
+                callback()
+                loop.call_later(grace, handler, signum, frame)
+
+            loop.call_soon_threadsafe(first)
 
         previous[sig] = handler
         signal.signal(sig, chained)
