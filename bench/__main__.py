@@ -16,6 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from bench.access import run_access
 from bench.mcp import run_mcp
 from bench.pipeline import run_enqueue, run_step, run_submit
 from bench.startup import ROOT, run_dev, run_startup, say
@@ -41,7 +42,17 @@ def save(name: str, table: Table) -> None:
     (folder / f"{name}.json").write_text(json.dumps(table, indent=2) + "\n")
 
 
-SCENARIOS = ("startup", "submit", "step", "enqueue", "webhooks", "streaming", "mcp", "dev")
+SCENARIOS = (
+    "startup",
+    "submit",
+    "step",
+    "enqueue",
+    "webhooks",
+    "streaming",
+    "access",
+    "mcp",
+    "dev",
+)
 
 
 def main() -> int:
@@ -109,6 +120,10 @@ def main() -> int:
                 table = run_streaming(db, rd, options)
                 show("streaming (ratio = chatsys / baseline; see bench/streaming.py)", table)
                 save("streaming", table)
+            if "access" in wanted:
+                table = run_access(db, rd)
+                show("access (ratio = with API key auth + rate limits / without)", table)
+                save("access", table)
     if "dev" in wanted:
         table = run_dev()
         show("dev (ratio = warm / cold)", table)

@@ -224,6 +224,30 @@ async def test_request_rate_is_limited_across_api_processes(settings: Settings) 
     assert refused.json()["detail"].startswith("too many requests: 6 per 60 s")
 
 
+async def test_leased_tokens_never_exceed_a_larger_limit_across_processes(
+    settings: Settings,
+) -> None:
+    settings.limits = LimitSettings(enabled=True, member_requests=200, period=3600)
+    key = auth(await new_key(settings, Role.MEMBER))
+    apps = [build_app(settings), build_app(settings)]
+    async with contextlib.AsyncExitStack() as stack:
+        clients = []
+        for application in apps:
+            await stack.enter_async_context(application.router.lifespan_context(application))
+            transport = httpx.ASGITransport(app=application)
+            clients.append(
+                await stack.enter_async_context(
+                    httpx.AsyncClient(transport=transport, base_url="http://chatsys.test")
+                )
+            )
+        codes = [(await clients[i % 2].get("/v1/me", headers=key)).status_code
+                 for i in range(260)]  # fmt: skip
+    allowed = codes.count(200)
+    assert allowed <= 200  # never more than the limit, whichever process answered
+    assert allowed >= 200 - 2 * 4  # at most one unused lease (200 // 50) per process
+    assert codes.count(429) == 260 - allowed
+
+
 async def test_running_task_cap(http: httpx.AsyncClient, settings: Settings) -> None:
     key = auth(await new_key(settings, Role.MEMBER))
     codes = [(await http.post("/v1/tasks", json={"input": f"t{i}"}, headers=key)).status_code

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from typing import Any
 from uuid import UUID
 
@@ -22,7 +23,7 @@ from chatsys.domain.identity import Principal, Role
 from chatsys.domain.ports import RateDecision
 from chatsys.infra.redis import KEY_PREFIX
 
-# KEYS[1]: the client's key. ARGV: emission interval (ms), period (ms).
+# KEYS[1]: the client's key. ARGV: emission interval (ms), period (ms), cost (tokens).
 # Returns {allowed, remaining, reset_after_ms, retry_after_ms}. Time is Redis' own,
 # so API processes with skewed clocks still agree.
 _GCRA = """
@@ -33,26 +34,67 @@ local interval = tonumber(ARGV[1])
 local period = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
-local new_tat = tat + interval
+local new_tat = tat + interval * tonumber(ARGV[3])
 local allow_at = new_tat - period
 if allow_at > now then
   return {0, 0, tat - now, allow_at - now}
 end
-redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now))
+redis.call('SET', KEYS[1], new_tat, 'PX', math.max(1, math.ceil(new_tat - now)))
 return {1, math.floor((period - (new_tat - now)) / interval), new_tat - now, 0}
 """
 
 
+LEASE_SECONDS = 1.0
+
+
+class _Lease:
+    __slots__ = ("expires", "remaining", "reset_after", "tokens")
+
+    def __init__(self, tokens: int, remaining: int, reset_after: float, expires: float) -> None:
+        self.tokens = tokens
+        self.remaining = remaining
+        self.reset_after = reset_after
+        self.expires = expires
+
+
 class RedisRateLimiter:
-    def __init__(self, redis: Redis) -> None:
+    """GCRA in Redis, with small leases: a process takes up to ``limit // 50`` tokens
+    (at most 20) in one round trip and hands them out for up to a second. Tokens are
+    only ever taken from the shared bucket, so the limit is never exceeded across
+    processes; a lease left unused only admits a little less. Small limits (under
+    100 per period) lease one token at a time: exact, one round trip per request."""
+
+    def __init__(self, redis: Redis, *, lease_seconds: float = LEASE_SECONDS) -> None:
         self._redis = redis
         self._script = redis.register_script(_GCRA)
+        self._leases: dict[str, _Lease] = {}
+        self._lease_seconds = lease_seconds
 
     async def hit(self, key: str, *, limit: int, period: float) -> RateDecision:
+        now = time.monotonic()
+        lease = self._leases.get(key)
+        if lease is not None and lease.tokens > 0 and lease.expires > now:
+            lease.tokens -= 1
+            return RateDecision(True, limit, lease.remaining + lease.tokens, lease.reset_after, 0)
+        size = max(1, min(limit // 50, 20))
+        decision = await self._take(key, limit, period, size)
+        if not decision.allowed and size > 1:
+            size = 1  # near the limit: one token may still be there
+            decision = await self._take(key, limit, period, size)
+        if decision.allowed and size > 1:
+            if len(self._leases) > 10_000:
+                self._leases.clear()
+            self._leases[key] = _Lease(
+                size - 1, decision.remaining, decision.reset_after, now + self._lease_seconds
+            )
+            return RateDecision(True, limit, decision.remaining + size - 1, decision.reset_after, 0)
+        return decision
+
+    async def _take(self, key: str, limit: int, period: float, cost: int) -> RateDecision:
         period_ms = period * 1000
         interval = period_ms / limit
         allowed, remaining, reset_ms, retry_ms = await self._script(
-            keys=[f"{KEY_PREFIX}rl:{key}"], args=[interval, period_ms]
+            keys=[f"{KEY_PREFIX}rl:{key}"], args=[interval, period_ms, cost]
         )
         return RateDecision(
             allowed=bool(allowed),
