@@ -153,4 +153,31 @@ def create_app(
     app.include_router(mcp.router)
     app.include_router(webhooks.router)
     app.include_router(webhook_deliveries.router)
+    _document_security(app)
     return app
+
+
+def _document_security(app: FastAPI) -> None:
+    """Say in the OpenAPI document that every /v1 operation takes a bearer key (the
+    middleware enforces it), so Swagger UI offers "Authorize" and SDKs send the key."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = build()
+        spec.setdefault("components", {})["securitySchemes"] = {
+            "apiKey": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "an API key, csk_<prefix>_<secret> (see POST /v1/api-keys)",
+            }
+        }
+        for path, operations in spec.get("paths", {}).items():
+            if path.startswith("/v1/"):
+                for operation in operations.values():
+                    operation["security"] = [{"apiKey": []}]
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
