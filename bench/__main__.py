@@ -55,7 +55,7 @@ SCENARIOS = (
 )
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=3, help="startup: repetitions (median)")
     parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
@@ -71,7 +71,11 @@ def main() -> int:
     parser.add_argument(
         "--fanout-rate", type=float, default=20.0, help="streaming: tokens/s of the fan-out task"
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
     wanted = set(SCENARIOS) if args.scenario == "all" else {args.scenario}
 
     if "mcp" in wanted:  # needs no database

@@ -140,3 +140,4 @@ async def test_two_api_processes_stream_a_task_run_by_a_worker_process(
             assert api_b.wait(20) in (0, -signal.SIGTERM)
     text = log.read_text()
     assert "Traceback" not in text, text[text.find("Traceback") - 500 :][:4000]
+    assert "sk-test" not in text  # the provider key never reaches a log
