@@ -15,9 +15,9 @@ from fastapi import FastAPI
 from fastapi.routing import APIWebSocketRoute
 from websockets.asyncio.client import connect
 
-from chatsys.bootstrap import build_app, create_key
+from chatsys.bootstrap import ConfigurationError, build_app, create_key
 from chatsys.domain.identity import Role
-from chatsys.infra.settings import AuthSettings, LimitSettings, Settings
+from chatsys.infra.settings import AuthSettings, Environment, LimitSettings, Settings
 from tests.streams import read_sse, read_ws, serve
 
 PUBLIC = {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json"}
@@ -349,3 +349,26 @@ async def test_security_headers_and_limits_on_every_kind_of_answer(
     assert answers["json"].headers["content-security-policy"].startswith("default-src 'none'")
     assert answers["404"].headers["cache-control"] == "no-store"
     assert "access-control-allow-origin" not in answers["json"].headers  # no CORS by default
+
+
+async def test_production_will_not_serve_without_a_key(settings: Settings) -> None:
+    production = settings.model_copy(
+        update={
+            "environment": Environment.PRODUCTION,
+            "api": settings.api.model_copy(update={"trusted_hosts": ["chatsys.test"]}),
+        }
+    )
+    application = build_app(production)
+    with pytest.raises(ConfigurationError, match="no active API key"):
+        async with application.router.lifespan_context(application):
+            pass
+    key = await new_key(settings, Role.ADMIN)
+    application = build_app(production)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://chatsys.test") as c:
+            me = await c.get("/v1/me", headers=auth(key))
+            assert me.status_code == 200
+            assert me.headers["strict-transport-security"].startswith("max-age=")
+            wrong_host = await c.get("/v1/me", headers={**auth(key), "host": "evil.example"})
+            assert wrong_host.status_code == 400

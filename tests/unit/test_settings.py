@@ -52,3 +52,24 @@ def test_invalid_values_are_rejected_with_the_variable_name(
     monkeypatch.setenv("CHATSYS_API_PORT", "99999")
     with pytest.raises(ValueError, match="port"):
         Settings()
+
+
+def test_production_refuses_auth_off_open_hosts_and_wildcard_cors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CHATSYS_ENVIRONMENT", "production")
+    monkeypatch.setenv("CHATSYS_DATABASE_URL", "postgresql+asyncpg://db/chatsys")
+    monkeypatch.setenv("CHATSYS_REDIS_URL", "redis://cache:6379/0")
+    monkeypatch.setenv("CHATSYS_AUTH_ENABLED", "false")
+    monkeypatch.setenv("CHATSYS_API_CORS_ORIGINS", '["*"]')
+    monkeypatch.delenv("CHATSYS_API_TRUSTED_HOSTS", raising=False)
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings()
+    message = str(refused.value)
+    assert "CHATSYS_AUTH_ENABLED=false is not allowed in production" in message
+    assert "CHATSYS_API_TRUSTED_HOSTS must name the API's host names" in message
+    assert "CHATSYS_API_CORS_ORIGINS must not be *" in message
+    monkeypatch.setenv("CHATSYS_AUTH_ENABLED", "true")
+    monkeypatch.setenv("CHATSYS_API_CORS_ORIGINS", '["https://app.example.com"]')
+    monkeypatch.setenv("CHATSYS_API_TRUSTED_HOSTS", '["api.example.com"]')
+    assert load_settings().is_production
