@@ -10,6 +10,7 @@ from uuid import UUID
 
 from chatsys.domain.model import Conversation
 from chatsys.domain.ports import (
+    ApprovalRepository,
     EventLog,
     MessageRepository,
     Outbox,
@@ -103,6 +104,10 @@ class FakeUnitOfWork:
     @property
     def deliveries(self) -> WebhookDeliveryRepository:
         raise AssertionError("unexpected use of deliveries")
+
+    @property
+    def approvals(self) -> ApprovalRepository:
+        raise AssertionError("unexpected use of approvals")
 
     async def rollback(self) -> None:
         self._pending = dict(self.committed)

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chatsys.domain.model import Conversation
 from chatsys.domain.tasks import TaskEvent
+from chatsys.infra.db.approval_repository import SqlApprovalRepository
 from chatsys.infra.db.models import ConversationRow
 from chatsys.infra.db.task_repository import (
     SqlEventLog,
@@ -92,6 +93,7 @@ class SqlUnitOfWork:
     outbox: SqlOutbox
     webhooks: SqlWebhookEndpoints
     deliveries: SqlWebhookDeliveries
+    approvals: SqlApprovalRepository
 
     def __init__(
         self,
@@ -110,6 +112,7 @@ class SqlUnitOfWork:
         self.outbox = SqlOutbox(self._session)
         self.webhooks = SqlWebhookEndpoints(self._session)
         self.deliveries = SqlWebhookDeliveries(self._session)
+        self.approvals = SqlApprovalRepository(self._session)
         return self
 
     async def __aexit__(
