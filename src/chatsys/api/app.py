@@ -18,6 +18,7 @@ from chatsys.api.errors import install_error_handlers
 from chatsys.api.middleware import RequestContextMiddleware
 from chatsys.api.routers import (
     analysis,
+    approvals,
     conversations,
     health,
     mcp,
@@ -102,6 +103,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(conversations.router)
     app.include_router(tasks.router)
+    app.include_router(approvals.router)
     app.include_router(analysis.router)
     app.include_router(streams.router)
     app.include_router(mcp.router)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatsys.api.streaming import StreamConfig
+from chatsys.domain.approval_decisions import DecideApproval, ListApprovals
 from chatsys.domain.conversations import GetConversation, ListConversations, StartConversation
 from chatsys.domain.health import CheckReadiness
 from chatsys.domain.mcp import McpServers
@@ -58,3 +59,5 @@ class ApiServices:
     list_deliveries: ListDeliveries
     get_delivery: GetDelivery
     redeliver: Redeliver
+    decide_approval: DecideApproval
+    list_approvals: ListApprovals
