@@ -149,6 +149,9 @@ class _NoSink:
     async def tool_completed(self, call_id: str, name: str, result: str, is_error: bool) -> None:
         return None
 
+    async def approval(self, call_id: str, name: str, arguments: Mapping[str, Any]) -> Any:
+        raise AssertionError("no tool here needs an approval")
+
 
 async def _timed(runs: int, call: Callable[[], Awaitable[object]]) -> list[float]:
     await call()  # warm-up (client pools, Router, imports)

@@ -36,6 +36,7 @@ from chatsys.domain.access import (
     ListAuditLogs,
     RevokeApiKey,
 )
+from chatsys.domain.approval_decisions import DecideApproval, ListApprovals
 from chatsys.domain.callbacks import Callbacks
 from chatsys.domain.conversations import GetConversation, ListConversations, StartConversation
 from chatsys.domain.errors import InvalidInput
@@ -240,7 +241,13 @@ def mcp_manager(settings: Settings, resources: Resources) -> McpManager:
     built-in workspace. Nothing starts until a server is used (or is not lazy)."""
     mcp = settings.mcp
     workspace_root = mcp.workspace_root or settings.data_dir / "workspaces"
-    workspace = ServerConfig(name=SERVER_NAME, transport="builtin", roles=list(mcp.workspace_roles))
+    workspace = ServerConfig(
+        name=SERVER_NAME,
+        transport="builtin",
+        roles=list(mcp.workspace_roles),
+        policy=mcp.workspace_policy,
+        tool_policies=dict(mcp.workspace_tool_policies),
+    )
     try:
         servers = load_servers(mcp.servers, mcp.config_file)
     except InvalidInput as exc:
@@ -335,6 +342,8 @@ def api_services(resources: Resources, hub: RedisEventHub, mcp: McpManager) -> A
         revoke_key=RevokeApiKey(uow, clock),
         forget_key=authenticate.forget,
         audit_logs=ListAuditLogs(uow),
+        decide_approval=DecideApproval(uow, clock),
+        list_approvals=ListApprovals(uow),
     )
 
 
@@ -507,6 +516,8 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
             stale_after=settings.worker.task_stale_after,
             max_attempts=settings.worker.task_max_attempts,
             max_runtime=settings.worker.task_timeout,
+            approval_timeout=settings.mcp.approval_timeout,
+            approval_poll=settings.mcp.approval_poll_interval,
         )
         sweeper = RequeueStale(
             uow,

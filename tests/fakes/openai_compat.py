@@ -36,6 +36,7 @@ class Call:
     stream: bool
     tools: bool
     authorization: str | None
+    tool_names: list[str] = field(default_factory=list)
 
     @property
     def last_user(self) -> str:
@@ -197,6 +198,7 @@ def create_app(fake: FakeOpenAI) -> FastAPI:
             stream=bool(body.get("stream")),
             tools=bool(body.get("tools")),
             authorization=request.headers.get("authorization"),
+            tool_names=[str(t.get("function", {}).get("name")) for t in body.get("tools") or []],
         )
         kind, payload = fake._decide(call)
         await asyncio.sleep(fake.latency)

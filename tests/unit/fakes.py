@@ -12,6 +12,7 @@ from chatsys.domain.identity import AuditEntry
 from chatsys.domain.model import Conversation
 from chatsys.domain.ports import (
     ApiKeyRepository,
+    ApprovalRepository,
     EventLog,
     MessageRepository,
     Outbox,
@@ -124,6 +125,10 @@ class FakeUnitOfWork:
     @property
     def api_keys(self) -> ApiKeyRepository:
         raise AssertionError("unexpected use of API keys")
+
+    @property
+    def approvals(self) -> ApprovalRepository:
+        raise AssertionError("unexpected use of approvals")
 
     async def rollback(self) -> None:
         self._pending = dict(self.committed)

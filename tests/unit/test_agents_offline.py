@@ -13,6 +13,7 @@ from chatsys.agents.agent import RoleAgent
 from chatsys.agents.config import GatewayConfig
 from chatsys.agents.gateway import LiteLLMGateway
 from chatsys.agents.tools import BuiltinTools, evaluate_arithmetic
+from chatsys.domain.approvals import Approval
 from chatsys.domain.errors import InvalidInput
 from chatsys.domain.executor import StepInput
 from chatsys.domain.llm import Completion, TextDelta
@@ -31,6 +32,9 @@ class Sink:
 
     async def tool_completed(self, call_id: str, name: str, result: str, is_error: bool) -> None:
         self.tools.append(("completed", name, result))
+
+    async def approval(self, call_id: str, name: str, arguments: Mapping[str, Any]) -> Approval:
+        raise AssertionError("no tool here needs an approval")
 
 
 @pytest.fixture(scope="module")

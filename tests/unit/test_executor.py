@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from chatsys.domain.approvals import Approval
 from chatsys.domain.errors import LLMError
 from chatsys.domain.executor import PlanExecutor, StepFailed, StepInput, StepOutput, StepSink
 from chatsys.domain.planner import Planner
@@ -44,6 +45,9 @@ class Sink:
 
     async def tool_completed(self, call_id: str, name: str, result: str, is_error: bool) -> None:
         return None
+
+    async def approval(self, call_id: str, name: str, arguments: Mapping[str, Any]) -> Approval:
+        raise AssertionError("no tool here needs an approval")
 
 
 class Agents:

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chatsys.agents.profiles import PROFILES
+from chatsys.domain.approvals import ApprovalStatus, ToolPolicy, denied_by_policy
 from chatsys.domain.errors import LLMError
 from chatsys.domain.executor import StepInput, StepOutput, StepSink
 from chatsys.domain.llm import LLM, Completion, Message, TextDelta, ToolCall, ToolInvoker
@@ -54,6 +55,7 @@ class RoleAgent:
         messages = build_messages(step)
         specs = await self._tools.tools_for(step.role, workspace=step.workspace)
         tools = [s.as_openai() for s in specs] or None
+        policies = {s.name: s.policy for s in specs}
         usage = Usage()
         model: str | None = None
         for _ in range(self._max_rounds + 1):
@@ -64,7 +66,8 @@ class RoleAgent:
                 return StepOutput(completion.text, usage, model)
             messages.append(_assistant_turn(completion))
             for call in completion.tool_calls:
-                messages.append(await self._run_tool(step, call, sink))
+                policy = policies.get(call.name, ToolPolicy.AUTO)
+                messages.append(await self._run_tool(step, call, policy, sink))
         raise LLMError(
             f"the {step.role} agent kept calling tools after {self._max_rounds} rounds",
             retryable=False,
@@ -86,17 +89,33 @@ class RoleAgent:
                 return event
         raise LLMError("the model stream ended without a completion", retryable=True)
 
-    async def _run_tool(self, step: StepInput, call: ToolCall, sink: StepSink) -> Message:
+    async def _run_tool(
+        self, step: StepInput, call: ToolCall, policy: ToolPolicy, sink: StepSink
+    ) -> Message:
+        """Policy (code and settings, never the model): ``deny`` never runs; ``ask`` runs
+        once a person approves, else the model is told it was denied and goes on."""
         arguments = _arguments(call)
         shown = arguments if isinstance(arguments, Mapping) else {"raw": call.arguments}
         await sink.tool_started(call.id, call.name, shown)
         if isinstance(arguments, str):
             content, is_error = arguments, True
+        elif policy is ToolPolicy.DENY:
+            content, is_error = denied_by_policy(call.name), True
         else:
-            result = await self._tools.call(
-                step.role, call.name, arguments, workspace=step.workspace
-            )
-            content, is_error = result.content, result.is_error
+            approval = None
+            if policy is ToolPolicy.ASK:
+                approval = await sink.approval(call.id, call.name, arguments)
+            if approval is not None and approval.status is not ApprovalStatus.APPROVED:
+                content, is_error = approval.refusal(), True
+            else:
+                result = await self._tools.call(
+                    step.role,
+                    call.name,
+                    arguments,
+                    workspace=step.workspace,
+                    approved=approval is not None,
+                )
+                content, is_error = result.content, result.is_error
         await sink.tool_completed(call.id, call.name, content, is_error)
         return {"role": "tool", "tool_call_id": call.id, "content": content}
 

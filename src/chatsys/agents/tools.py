@@ -87,7 +87,9 @@ class BuiltinTools:
         arguments: Mapping[str, Any],
         *,
         workspace: str | None = None,
+        approved: bool = False,
     ) -> ToolResult:
+        """The built-in tools are harmless and always ``auto``."""
         if name not in self._specs or not self._allowed(role, name):
             return ToolResult(f"unknown tool '{name}'", is_error=True)
         if name == CURRENT_TIME.name:

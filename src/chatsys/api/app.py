@@ -23,6 +23,7 @@ from chatsys.api.middleware import RequestContextMiddleware
 from chatsys.api.routers import (
     access,
     analysis,
+    approvals,
     conversations,
     health,
     mcp,
@@ -147,6 +148,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(conversations.router)
     app.include_router(tasks.router)
+    app.include_router(approvals.router)
     app.include_router(analysis.router)
     app.include_router(access.router)
     app.include_router(streams.router)

@@ -308,6 +308,9 @@ class McpToolOut(BaseModel):
     input_schema: dict[str, Any]
     status: Literal["active", "quarantined"] | str
     digest: str = Field(description="sha256 of the description and input schema")
+    policy: Literal["auto", "ask", "deny"] | str = Field(
+        default="auto", description="auto: runs; ask: each call needs an approval; deny: never"
+    )
 
     @classmethod
     def of(cls, info: McpToolInfo) -> McpToolOut:
@@ -319,6 +322,7 @@ class McpToolOut(BaseModel):
             input_schema=dict(info.input_schema),
             status=info.status,
             digest=info.digest,
+            policy=info.policy,
         )
 
 

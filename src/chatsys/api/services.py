@@ -10,6 +10,7 @@ from uuid import UUID
 from chatsys.api.access import AccessServices
 from chatsys.api.streaming import StreamConfig
 from chatsys.domain.access import CreateApiKey, ListApiKeys, ListAuditLogs, RevokeApiKey
+from chatsys.domain.approval_decisions import DecideApproval, ListApprovals
 from chatsys.domain.conversations import GetConversation, ListConversations, StartConversation
 from chatsys.domain.health import CheckReadiness
 from chatsys.domain.identity import Role
@@ -69,3 +70,5 @@ class ApiServices:
     revoke_key: RevokeApiKey
     forget_key: Callable[[UUID], None]  # drop a revoked key from this process' cache
     audit_logs: ListAuditLogs
+    decide_approval: DecideApproval
+    list_approvals: ListApprovals

@@ -3,10 +3,10 @@
 Rules:
 - every terminal transition (succeeded, failed, cancelled: by its runner, by a
   cancel of a queued task, by the sweeper, by a worker shutting down) goes through
-  ``finish_task``, which writes the status, appends the terminal event and records
-  the webhook deliveries it calls for, all in the caller's transaction: a task
-  never ends without its deliveries, and no delivery exists for an end that was
-  rolled back;
+  ``finish_task``, which writes the status, expires the task's pending approvals,
+  appends the terminal event and records the webhook deliveries it calls for, all
+  in the caller's transaction: a task never ends without its deliveries, and no
+  delivery exists for an end that was rolled back;
 - a delivery goes to the task's own ``webhook_url`` and to each enabled endpoint of
   the task's owner subscribed to the event; its body, ``{type, timestamp, data:
   {task}}`` with the task as ``GET /v1/tasks/{id}`` shows it at that moment, is
@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+from chatsys.domain.approval_decisions import expire_pending
 from chatsys.domain.model import TaskStatus
 from chatsys.domain.ports import TaskRenderer, UnitOfWork, WebhookQueue
 from chatsys.domain.tasks import Task, TaskEvent
@@ -112,11 +113,12 @@ async def finish_task(
 ) -> list[UUID]:
     """End ``task`` (its ``finished_at`` set by the caller) in the caller's transaction:
     status, terminal event, webhook deliveries. Returns the deliveries to dispatch
-    after the commit."""
+    after the commit. Approvals of the task still pending expire with it."""
     if not status.is_terminal:
         raise ValueError(f"{status.value} is not a terminal status")
     task.status = status
     task.worker_id = None
     await uow.tasks.update(task)
+    await expire_pending(uow, task, task.finished_at or datetime.now(UTC))
     appended = await uow.events.append(task.id, event, data)
     return await callbacks.record(uow, task, appended)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 from uuid import UUID
 
+from chatsys.domain.approvals import Approval
 from chatsys.domain.errors import LLMError
 from chatsys.domain.planner import Plan, PlanStep
 from chatsys.domain.tasks import Usage
@@ -68,6 +69,11 @@ class StepSink(Protocol):
     async def tool_completed(
         self, call_id: str, name: str, result: str, is_error: bool
     ) -> None: ...
+
+    async def approval(self, call_id: str, name: str, arguments: Mapping[str, Any]) -> Approval:
+        """Ask a person to approve this call; returns once it is decided (approved,
+        denied or expired)."""
+        ...
 
 
 class AgentRunner(Protocol):

@@ -12,8 +12,10 @@ import contextlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
+from chatsys.domain.approval_gate import ApprovalGate, ApprovalLeaseLost
+from chatsys.domain.approvals import Approval, ApprovalStatus, arguments_digest
 from chatsys.domain.executor import StepOutput, StepSink
 from chatsys.domain.model import StepStatus
 from chatsys.domain.ports import Clock, UnitOfWork, UnitOfWorkFactory
@@ -34,8 +36,11 @@ class TaskJournal:
         task_id: UUID,
         worker_id: str,
         steps: Mapping[str, StepRecord],
+        *,
+        approvals: ApprovalGate | None = None,
     ) -> None:
         self._uow = uow
+        self.approvals = approvals
         self._clock = clock
         self.task_id = task_id
         self._worker_id = worker_id
@@ -199,3 +204,19 @@ class _StepSink:
             "is_error": is_error,
         }
         await self._journal.write([(EventType.TOOL_CALL_COMPLETED, data)])
+
+    async def approval(self, call_id: str, name: str, arguments: Mapping[str, Any]) -> Approval:
+        gate = self._journal.approvals
+        if gate is None:  # a journal with no way to ask: nobody can approve
+            now = self._journal._now()
+            return Approval(
+                uuid4(), self._journal.task_id, self._key, self._agent, name, dict(arguments),
+                arguments_digest(arguments), ApprovalStatus.EXPIRED, now, now, call_id,
+                "approvals are not available here", None, now,
+            )  # fmt: skip
+        try:
+            return await gate.request(
+                step=self._key, agent=self._agent, call_id=call_id, tool=name, arguments=arguments
+            )
+        except ApprovalLeaseLost as exc:
+            raise LeaseLost(str(exc)) from exc

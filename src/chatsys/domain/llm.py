@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from chatsys.domain.approvals import ToolPolicy
 from chatsys.domain.tasks import Usage
 
 Message = dict[str, Any]  # OpenAI chat format: {"role", "content", ...}
@@ -58,6 +59,7 @@ class ToolSpec:
     name: str
     description: str
     parameters: Mapping[str, Any]
+    policy: ToolPolicy = ToolPolicy.AUTO  # ask: each call needs a person's approval
 
     def as_openai(self) -> dict[str, Any]:
         return {
@@ -78,7 +80,10 @@ class ToolResult:
 
 class ToolInvoker(Protocol):
     """The tools an agent may call (decided in code and settings per role, never by the
-    model). ``workspace`` names the folder the task's file tools are confined to."""
+    model). ``workspace`` names the folder the task's file tools are confined to.
+
+    Each offered tool carries its policy; tools whose policy is ``deny`` are not
+    offered, and ``call`` refuses them, and ``ask`` tools unless ``approved``."""
 
     async def tools_for(self, role: str, *, workspace: str | None = None) -> Sequence[ToolSpec]: ...
 
@@ -89,4 +94,5 @@ class ToolInvoker(Protocol):
         arguments: Mapping[str, Any],
         *,
         workspace: str | None = None,
+        approved: bool = False,
     ) -> ToolResult: ...

@@ -32,6 +32,7 @@ class McpToolInfo:
     input_schema: Mapping[str, Any]
     status: str  # active, quarantined
     digest: str
+    policy: str = "auto"  # auto, ask, deny (from the server's settings)
 
 
 class McpServers(Protocol):

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 from uuid import UUID
 
+from chatsys.domain.approvals import Approval
 from chatsys.domain.health import ProbeResult
 from chatsys.domain.identity import ApiKey, AuditEntry, Principal
 from chatsys.domain.model import Conversation, MessageRole, TaskStatus
@@ -149,6 +150,34 @@ class TaskRepository(Protocol):
 
     async def progress(self, task_id: UUID) -> tuple[int, TaskStatus] | None:
         """The task's last event ``seq`` and its status (None: no such task)."""
+        ...
+
+
+class ApprovalRepository(Protocol):
+    """Approvals of tool calls; one per (task, step, tool, arguments digest)."""
+
+    async def add(self, approval: Approval) -> tuple[Approval, bool]:
+        """Insert ``approval``, or (when that call was asked for before) return the existing
+        one; the flag says whether it was inserted."""
+        ...
+
+    async def get(self, approval_id: UUID) -> Approval | None: ...
+
+    async def list_for_task(self, task_id: UUID) -> Sequence[Approval]:
+        """Oldest first."""
+        ...
+
+    async def decide(self, approval: Approval) -> Approval | None:
+        """Write the decision carried by ``approval`` if it is still pending in the
+        database; None when it was decided already."""
+        ...
+
+    async def pending_count(self, task_id: UUID) -> int: ...
+
+    async def expire_pending(
+        self, task_id: UUID, *, reason: str, at: datetime
+    ) -> Sequence[Approval]:
+        """Expire every pending approval of the task; the ones expired."""
         ...
 
 
@@ -398,6 +427,9 @@ class UnitOfWork(Protocol):
 
     @property
     def audit(self) -> AuditLog: ...
+
+    @property
+    def approvals(self) -> ApprovalRepository: ...
 
     async def __aenter__(self) -> Self: ...
 

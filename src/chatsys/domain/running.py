@@ -2,10 +2,13 @@
 
 Rules:
 - the database lets one runner hold a task: ``claim`` succeeds for a queued
-  task, or for a running one whose heartbeat lapsed (its worker died);
-- while running, a heartbeat every ``heartbeat_interval`` seconds keeps the
-  claim and notices a cancellation request (so cancelling takes effect within
-  about one interval) or a lost claim (the runner stops, writing nothing);
+  task, or for a running (or awaiting_approval) one whose heartbeat lapsed (its
+  worker died);
+- while running, and while a step waits for a tool approval (the task is then
+  ``awaiting_approval``, see ``chatsys.domain.approval_gate``), a heartbeat every
+  ``heartbeat_interval`` seconds keeps the claim and notices a cancellation
+  request (so cancelling takes effect within about one interval) or a lost
+  claim (the runner stops, writing nothing);
 - analysis and plan are computed once and stored; completed steps are
   checkpointed and never run again when the task resumes on another worker;
 - recovery, in order: the executor retries a failing step; then the plan is
@@ -16,7 +19,8 @@ Rules:
   and then its heartbeat lapses and the sweeper re-queues it;
 - after ``max_attempts`` claims the task fails instead of running again, and an
   attempt running longer than ``max_runtime`` seconds fails the task (so a task
-  too long for its limit cannot loop between workers).
+  too long for its limit cannot loop between workers); time spent waiting for
+  approvals counts, and an approval expires by that limit at the latest.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+from chatsys.domain.approval_gate import ApprovalGate
 from chatsys.domain.callbacks import Callbacks, finish_task
 from chatsys.domain.errors import InvalidInput, LLMError
 from chatsys.domain.executor import PlanExecutor, StepFailed, StepInput, Turn
@@ -40,6 +46,7 @@ from chatsys.domain.submission import Dispatcher
 from chatsys.domain.tasks import EventType, StepRecord, Task, Usage
 
 FALLBACK_KEY = "fallback"
+_CLAIMED = frozenset({TaskStatus.RUNNING, TaskStatus.AWAITING_APPROVAL})  # held by a runner
 HISTORY_MESSAGES = 20
 
 
@@ -67,6 +74,8 @@ class RunTask:
         stale_after: float = 10.0,
         max_attempts: int = 5,
         max_runtime: float = 1800.0,
+        approval_timeout: float = 600.0,
+        approval_poll: float = 0.5,
     ) -> None:
         self._uow = uow
         self._clock = clock
@@ -80,6 +89,8 @@ class RunTask:
         self._stale_after = stale_after
         self._max_attempts = max_attempts
         self._max_runtime = max_runtime
+        self._approval_timeout = approval_timeout
+        self._approval_poll = approval_poll
 
     async def execute(self, task_id: UUID) -> TaskStatus | None:
         """Run the task if this runner can claim it; returns its final status, or None."""
@@ -99,7 +110,8 @@ class RunTask:
             return await self._finish_failed(task, {"message": message, "type": "attempts"})
 
         stop: list[Exception] = []  # why the heartbeat stopped the work, if it did
-        work = asyncio.create_task(self._run(task, stop), name=f"task:{task_id}")
+        deadline = self._clock.now() + timedelta(seconds=self._max_runtime)
+        work = asyncio.create_task(self._run(task, stop, deadline), name=f"task:{task_id}")
         watch = asyncio.create_task(self._watch(task_id, work, stop), name=f"heartbeat:{task_id}")
         try:
             return await work
@@ -138,9 +150,9 @@ class RunTask:
                 work.cancel()
                 return
 
-    async def _run(self, task: Task, stop: list[Exception]) -> TaskStatus:
+    async def _run(self, task: Task, stop: list[Exception], deadline: datetime) -> TaskStatus:
         try:
-            return await self._pipeline(task)
+            return await self._pipeline(task, deadline)
         except asyncio.CancelledError:
             if stop:
                 raise stop[0] from None
@@ -167,7 +179,7 @@ class RunTask:
             return self._planner.plan_for_agents(options["agents"])
         return self._planner.plan(analysis)
 
-    async def _pipeline(self, task: Task) -> TaskStatus:
+    async def _pipeline(self, task: Task, deadline: datetime) -> TaskStatus:
         history = await self._history(task)
         if task.analysis is None or task.plan is None:
             analysis = await self._analyzer.analyze_request(
@@ -193,8 +205,18 @@ class RunTask:
             model=task.options.get("model"),
             workspace=str(task.conversation_id or task.id),
         )
+        gate = ApprovalGate(
+            self._uow,
+            self._clock,
+            task.id,
+            self._worker_id,
+            self._callbacks,
+            timeout=self._approval_timeout,
+            poll_interval=self._approval_poll,
+            deadline=deadline,
+        )
         journal = TaskJournal(self._uow, self._clock, task.id, self._worker_id,
-                              {s.key: s for s in task.steps})  # fmt: skip
+                              {s.key: s for s in task.steps}, approvals=gate)  # fmt: skip
         try:
             outputs = await self._executor.execute(plan, template, journal, _done(task.steps))
         except StepFailed as failure:
@@ -380,7 +402,7 @@ class RequeueStale:
         async with self._uow() as uow:
             for task_id in await uow.tasks.stale(stale_after=self._stale_after, limit=limit):
                 task = await uow.tasks.lock(task_id)
-                if task is None or task.status is not TaskStatus.RUNNING:
+                if task is None or task.status not in _CLAIMED:
                     continue
                 if task.cancel_requested:  # its runner died before it could stop it
                     deliveries += await _cancel_in(uow, task, self._clock, self._callbacks)

@@ -23,6 +23,7 @@ class EventType(StrEnum):
     TOOL_CALL_STARTED = "tool.call.started"
     TOOL_CALL_COMPLETED = "tool.call.completed"
     APPROVAL_REQUESTED = "approval.requested"
+    APPROVAL_DECIDED = "approval.decided"
     STEP_RETRYING = "step.retrying"
     STEP_COMPLETED = "step.completed"
     STEP_FAILED = "step.failed"

@@ -236,6 +236,21 @@ class McpSettings(BaseSettings):
         default="http://127.0.0.1:8000", description="the chatsys API `chatsys mcp` calls"
     )
     api_key: OptionalSecret = Field(default=None, description="the key `chatsys mcp` sends")
+    workspace_policy: Literal["auto", "ask", "deny"] = Field(
+        default="auto", description="the workspace tools' policy (auto, ask, deny)"
+    )
+    workspace_tool_policies: dict[str, Literal["auto", "ask", "deny"]] = Field(
+        default_factory=dict,
+        description='per workspace tool overrides, e.g. {"write_file": "ask"}',
+    )
+    approval_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        description="seconds a tool approval waits for a decision before it expires (denied)",
+    )
+    approval_poll_interval: float = Field(
+        default=0.5, gt=0, description="how often a waiting worker looks for the decision"
+    )
 
 
 class WebhookSettings(BaseSettings):

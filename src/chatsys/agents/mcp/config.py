@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -11,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from chatsys.domain.approvals import ToolPolicy
 from chatsys.domain.errors import InvalidInput
 
 RESERVED_NAMES = frozenset({"chatsys", "workspace"})  # built-in tools and the workspace server
@@ -18,6 +20,7 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 _NAME = re.compile(NAME_PATTERN)
 
 Transport = Literal["stdio", "streamable-http", "builtin"]
+PolicyName = Literal["auto", "ask", "deny"]
 
 
 class ServerConfig(BaseModel):
@@ -39,6 +42,16 @@ class ServerConfig(BaseModel):
     timeout: float | None = Field(default=None, gt=0, le=3600, description="seconds per call")
     max_result_chars: int | None = Field(default=None, ge=100, le=1_000_000)
     lazy: bool = Field(default=True, description="start on first use (false: at start-up)")
+    policy: PolicyName = Field(
+        default="auto",
+        description="its tools' policy: auto (run), ask (each call needs an approval), "
+        "deny (never offered)",
+    )
+    tool_policies: dict[str, PolicyName] = Field(
+        default_factory=dict,
+        max_length=256,
+        description="per tool (a name or a glob pattern) overrides of 'policy'",
+    )
 
     @model_validator(mode="after")
     def _shape(self) -> ServerConfig:
@@ -62,6 +75,18 @@ class ServerConfig(BaseModel):
         data["env"] = dict.fromkeys(self.env, "***")
         data["headers"] = dict.fromkeys(self.headers, "***")
         return data
+
+
+def tool_policy(config: ServerConfig, tool: str) -> ToolPolicy:
+    """The policy of one of the server's tools: its own entry in ``tool_policies``, else
+    the first glob pattern there that matches it, else the server's ``policy``."""
+    exact = config.tool_policies.get(tool)
+    if exact is not None:
+        return ToolPolicy(exact)
+    for pattern, policy in config.tool_policies.items():
+        if fnmatch.fnmatchcase(tool, pattern):
+            return ToolPolicy(policy)
+    return ToolPolicy(config.policy)
 
 
 def parse_server(definition: Mapping[str, Any], *, builtin_ok: bool = False) -> ServerConfig:

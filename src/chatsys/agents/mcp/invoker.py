@@ -37,12 +37,15 @@ class McpToolInvoker:
         arguments: Mapping[str, Any],
         *,
         workspace: str | None = None,
+        approved: bool = False,
     ) -> ToolResult:
         if name.startswith(BUILTIN_PREFIX):
             return await self._builtin.call(role, name, arguments)
         if not tool_allowed(parse_role(role), name):
             return ToolResult(f"unknown tool '{name}'", is_error=True)
-        return await self._manager.invoke(role, name, arguments, workspace=workspace)
+        return await self._manager.invoke(
+            role, name, arguments, workspace=workspace, approved=approved
+        )
 
 
 def _needs_workspace(spec: ToolSpec) -> bool:

@@ -12,7 +12,10 @@ Rules:
   its pin is quarantined (not offered, not callable) until an admin accepts it;
 - arguments are checked against the tool's input schema before the call; a
   mismatch is returned as an error result (the model can correct itself);
-- results are text, cut at the server's size cap.
+- results are text, cut at the server's size cap;
+- each tool has a policy from its server's settings (``tool_policy``): ``deny``
+  tools are not offered and refused when called, ``ask`` tools are offered with
+  their policy and refused unless the call was approved (the agent asks first).
 """
 
 from __future__ import annotations
@@ -32,10 +35,11 @@ import mcp_types as types
 import structlog
 from mcp.server import Server
 
-from chatsys.agents.mcp.config import McpDefaults, ServerConfig, parse_server
+from chatsys.agents.mcp.config import McpDefaults, ServerConfig, parse_server, tool_policy
 from chatsys.agents.mcp.connection import McpCallError, ServerConnection, ServerState
 from chatsys.agents.mcp.store import McpStore, MemoryMcpStore
 from chatsys.agents.mcp.workspace import META_KEY
+from chatsys.domain.approvals import ToolPolicy, denied_by_policy
 from chatsys.domain.errors import Conflict, NotFound, Unavailable
 from chatsys.domain.llm import ToolResult, ToolSpec
 from chatsys.domain.mcp import McpServerInfo, McpToolInfo
@@ -212,6 +216,7 @@ class McpManager:
             info = McpToolInfo(
                 connection.name, tool.name, qualified, tool.description or "",
                 tool.input_schema, status, hashed,
+                tool_policy(connection.config, tool.name).value,
             )  # fmt: skip
             entries[tool.name] = _Entry(info, tool, validator)
         self._catalogue[connection.name] = entries
@@ -237,12 +242,15 @@ class McpManager:
                             error=str(entries))  # fmt: skip
                 continue
             for entry in entries.values():
-                if entry.info.status == "active" and tool_listed(
-                    connection.config, entry.tool.name
+                policy = tool_policy(connection.config, entry.tool.name)
+                if (
+                    entry.info.status == "active"
+                    and tool_listed(connection.config, entry.tool.name)
+                    and policy is not ToolPolicy.DENY
                 ):
                     specs.append(
                         ToolSpec(entry.info.qualified_name, entry.info.description,
-                                 entry.info.input_schema)
+                                 entry.info.input_schema, policy)
                     )  # fmt: skip
         return specs
 
@@ -257,7 +265,13 @@ class McpManager:
         return None
 
     async def invoke(
-        self, role: str, qualified: str, arguments: Mapping[str, Any], *, workspace: str | None
+        self,
+        role: str,
+        qualified: str,
+        arguments: Mapping[str, Any],
+        *,
+        workspace: str | None,
+        approved: bool = False,
     ) -> ToolResult:
         """Call ``server__tool`` for an agent; every refusal is an error result."""
         found = self._split(qualified)
@@ -275,6 +289,11 @@ class McpManager:
         connection, tool = found
         if not tool_listed(connection.config, tool):
             return ToolResult(f"unknown tool '{qualified}'", is_error=True)
+        policy = tool_policy(connection.config, tool)
+        if policy is ToolPolicy.DENY:
+            return ToolResult(denied_by_policy(qualified), is_error=True)
+        if policy is ToolPolicy.ASK and not approved:
+            return ToolResult(f"the tool '{qualified}' needs an approval", is_error=True)
         return await self._call(connection, tool, arguments, workspace)
 
     async def _call(

@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from chatsys.domain.approvals import ApprovalStatus
 from chatsys.domain.identity import Role
 from chatsys.domain.model import MessageRole, StepStatus, TaskStatus
 from chatsys.domain.webhooks import DeliveryStatus
@@ -80,7 +81,7 @@ class TaskRow(Base):
         Index(
             "ix_tasks_running_heartbeat",
             "heartbeat_at",
-            postgresql_where=text("status = 'running'"),
+            postgresql_where=text("status IN ('running', 'awaiting_approval')"),
         ),
         Index(
             "uq_tasks_owner_idempotency_key",
@@ -325,3 +326,35 @@ class WebhookAttemptRow(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[float] = mapped_column(Float, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class ApprovalRow(Base):
+    """A person's decision on one tool call: one per task, step, tool and arguments."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", ApprovalStatus), name="status"),
+        Index(
+            "uq_approvals_call",
+            "task_id",
+            "step",
+            "tool",
+            "arguments_digest",
+            unique=True,
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    step: Mapped[str] = mapped_column(String(100))
+    agent: Mapped[str] = mapped_column(String(100))
+    tool: Mapped[str] = mapped_column(String(200))
+    call_id: Mapped[str | None] = mapped_column(String(200))
+    arguments: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    arguments_digest: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), server_default=ApprovalStatus.PENDING.value)
+    reason: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _created_at()
+    decided_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime]

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from chatsys.domain.model import Conversation
 from chatsys.domain.tasks import TaskEvent
 from chatsys.infra.db.access_repository import SqlApiKeys, SqlAuditLog
+from chatsys.infra.db.approval_repository import SqlApprovalRepository
 from chatsys.infra.db.models import ConversationRow
 from chatsys.infra.db.task_repository import (
     SqlEventLog,
@@ -96,6 +97,7 @@ class SqlUnitOfWork:
     deliveries: SqlWebhookDeliveries
     api_keys: SqlApiKeys
     audit: SqlAuditLog
+    approvals: SqlApprovalRepository
 
     def __init__(
         self,
@@ -116,6 +118,7 @@ class SqlUnitOfWork:
         self.audit = SqlAuditLog(self._session)
         self.webhooks = SqlWebhookEndpoints(self._session)
         self.deliveries = SqlWebhookDeliveries(self._session)
+        self.approvals = SqlApprovalRepository(self._session)
         return self
 
     async def __aexit__(

@@ -43,6 +43,8 @@ _TASKS = cast(Table, TaskRow.__table__)
 _EVENTS = cast(Table, TaskEventRow.__table__)
 _OUTBOX = cast(Table, TaskOutboxRow.__table__)
 _AUDIT = cast(Table, AuditLogRow.__table__)
+# A runner holds these tasks: it heartbeats them, and they are stale when it stops.
+_CLAIMED = (TaskStatus.RUNNING.value, TaskStatus.AWAITING_APPROVAL.value)
 
 
 def _append_statement(*, fenced: bool) -> Any:
@@ -288,7 +290,7 @@ class SqlTaskRepository:
                 or_(
                     TaskRow.status == TaskStatus.QUEUED.value,
                     and_(
-                        TaskRow.status == TaskStatus.RUNNING.value,
+                        TaskRow.status.in_(_CLAIMED),
                         or_(TaskRow.heartbeat_at.is_(None), TaskRow.heartbeat_at < lapsed),
                     ),
                 ),
@@ -311,7 +313,7 @@ class SqlTaskRepository:
             .where(
                 TaskRow.id == task_id,
                 TaskRow.worker_id == worker_id,
-                TaskRow.status == TaskStatus.RUNNING.value,
+                TaskRow.status.in_(_CLAIMED),
             )
             .values(heartbeat_at=func.now())
             .returning(TaskRow.cancel_requested_at)
@@ -339,7 +341,7 @@ class SqlTaskRepository:
         lapsed = func.now() - timedelta(seconds=stale_after)
         rows = await self._session.scalars(
             select(TaskRow.id)
-            .where(TaskRow.status == TaskStatus.RUNNING.value, TaskRow.heartbeat_at < lapsed)
+            .where(TaskRow.status.in_(_CLAIMED), TaskRow.heartbeat_at < lapsed)
             .order_by(TaskRow.heartbeat_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
