@@ -70,12 +70,10 @@ class ApprovalGate:
         self, *, step: str, agent: str, call_id: str, tool: str, arguments: Mapping[str, Any]
     ) -> Approval:
         """The decided approval of this call (approved, denied or expired)."""
-        approval = await self._open(step, agent, call_id, tool, dict(arguments))
-        if approval.status.is_final:
-            return approval
-        self._waiting += 1
+        self._waiting += 1  # before asking: a parallel step's resume must see it
         try:
-            decided = await self._wait(approval)
+            approval = await self._open(step, agent, call_id, tool, dict(arguments))
+            decided = approval if approval.status.is_final else await self._wait(approval)
         except BaseException:
             self._waiting -= 1
             if self._waiting == 0:  # the step stopped: do not leave the task marked waiting
@@ -169,6 +167,7 @@ class ApprovalGate:
                 task is None
                 or task.worker_id != self._worker_id
                 or task.status is not TaskStatus.AWAITING_APPROVAL
+                or self._waiting  # another step started waiting meanwhile (checked under the lock)
             ):
                 return
             task.status = TaskStatus.RUNNING
