@@ -141,7 +141,8 @@ class AccessMiddleware:
             await _refuse(scope, receive, send, refusal, extra)
             return
 
-        scope.setdefault("state", {})["principal"] = principal or LOCAL_ADMIN
+        if principal is not None:  # only /v1 has one: nothing outside it acts as anybody
+            scope.setdefault("state", {})["principal"] = principal
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start" and extra:
