@@ -76,6 +76,7 @@ from chatsys.infra.db.engine import create_engine, create_session_factory
 from chatsys.infra.db.migrations import head_revision
 from chatsys.infra.db.repositories import SqlUnitOfWork
 from chatsys.infra.events import RedisEventHub, RedisEventPublisher
+from chatsys.infra.heap import settle_heap
 from chatsys.infra.heartbeat import WorkerHeartbeat, WorkerHeartbeatProbe, new_worker_id
 from chatsys.infra.logging import configure_logging, get_logger
 from chatsys.infra.mcp_store import RedisMcpStore
@@ -428,8 +429,11 @@ async def create_key(
         await engine.dispose()
 
 
-def build_app(settings: Settings | None = None, *, shutdown_signals: bool = False) -> FastAPI:
-    """The ASGI app. Resources are opened in its lifespan, so building it is cheap."""
+def build_app(
+    settings: Settings | None = None, *, shutdown_signals: bool = False, tune_gc: bool = False
+) -> FastAPI:
+    """The ASGI app. Resources are opened in its lifespan, so building it is cheap.
+    ``tune_gc``: the server process settles its heap (``chatsys.infra.heap``)."""
     settings = settings or load_settings()
     configure_logging(settings)
 
@@ -444,7 +448,10 @@ def build_app(settings: Settings | None = None, *, shutdown_signals: bool = Fals
             # debug-calls servers; workers keep their own pools.
             mcp = mcp_manager(settings, resources)
             try:
-                yield api_services(resources, hub, mcp)
+                built = api_services(resources, hub, mcp)
+                if tune_gc:
+                    settle_heap()
+                yield built
             finally:
                 await mcp.close()
         finally:
@@ -464,11 +471,14 @@ def build_app(settings: Settings | None = None, *, shutdown_signals: bool = Fals
 def app_factory() -> FastAPI:
     """Entry point for ``uvicorn --factory chatsys.bootstrap:app_factory``: the server
     process, whose SIGTERM/SIGINT first end live streams with "going away"."""
-    return build_app(shutdown_signals=True)
+    return build_app(shutdown_signals=True, tune_gc=True)
 
 
-def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Worker:
-    """The arq worker; its start-up hook is the worker's composition root."""
+def build_worker(
+    settings: Settings | None = None, *, burst: bool = False, tune_gc: bool = False
+) -> Worker:
+    """The arq worker; its start-up hook is the worker's composition root.
+    ``tune_gc``: the worker process settles its heap (``chatsys.infra.heap``)."""
     settings = settings or load_settings()
     configure_logging(settings)
     _, redis_url = service_urls(settings)
@@ -541,6 +551,8 @@ def build_worker(settings: Settings | None = None, *, burst: bool = False) -> Wo
         maintenance = jobs.Maintenance(
             dispatcher, sweeper, relay, interval=settings.worker.maintenance_interval
         )
+        if tune_gc:  # before the heartbeat: a frozen worker is a ready one
+            settle_heap()
         await heartbeat.start()
         maintenance.start()
         ctx.update(

@@ -67,7 +67,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from chatsys.bootstrap import build_worker
 
-    build_worker(burst=args.burst).run()
+    build_worker(burst=args.burst, tune_gc=True).run()
     return 0
 
 
