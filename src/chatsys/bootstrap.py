@@ -551,7 +551,7 @@ def build_worker(
         maintenance = jobs.Maintenance(
             dispatcher, sweeper, relay, interval=settings.worker.maintenance_interval
         )
-        if tune_gc:  # before the heartbeat: a frozen worker is a ready one
+        if tune_gc:  # before the heartbeat, so the pause is over before it reports ready
             settle_heap()
         await heartbeat.start()
         maintenance.start()
