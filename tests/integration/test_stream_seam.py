@@ -13,10 +13,11 @@ import httpx
 import pytest
 
 from chatsys.bootstrap import Resources
-from chatsys.domain.ports import LiveSignal
+from chatsys.domain.ports import LiveSignal, UnitOfWork, UnitOfWorkFactory
 from chatsys.domain.streaming import FollowTask, Idle, SlowConsumer, StreamLimits
 from chatsys.domain.tasks import TaskEvent
 from chatsys.infra.db.repositories import SqlUnitOfWork
+from chatsys.infra.events import RedisEventHub
 from chatsys.infra.settings import Settings
 
 
@@ -183,3 +184,49 @@ async def test_an_overflowing_subscription_stops_the_stream_with_its_position(
     assert seen == [1, 2]
     assert stopped.value.last_seq == 2
     assert str(stopped.value) == "slow consumer: more than 10 events waited for it"
+
+
+class CountedUnitsOfWork:
+    """The real units of work, counted as they are opened."""
+
+    def __init__(self, factory: UnitOfWorkFactory) -> None:
+        self._factory = factory
+        self.opened = 0
+
+    def __call__(self) -> UnitOfWork:
+        self.opened += 1
+        return self._factory()
+
+
+async def test_quiet_streams_of_one_task_share_their_progress_reads(
+    client: httpx.AsyncClient, resources: Resources
+) -> None:
+    """50 streams of a task nobody runs, each through three quiet spells: every one
+    gets its keep-alives, and the database sees one replay read per stream plus a
+    few shared progress reads, not two reads per stream per spell (350)."""
+    task_id = await new_task(client)
+    units = CountedUnitsOfWork(resources.unit_of_work)
+    hub = RedisEventHub(resources.redis)
+    follow = FollowTask(units, hub, StreamLimits(idle=0.4, share_reads=0.3))
+    streams, spells = 50, 3
+
+    async def quiet_spells() -> list[int]:
+        seqs: list[int] = []
+        async with follow.open(task_id, after=0) as stream:
+            idles = 0
+            async for item in stream:
+                if isinstance(item, Idle):
+                    idles += 1
+                    if idles == spells:
+                        return seqs
+                else:
+                    seqs.append(item.seq)
+        raise AssertionError("the stream of a queued task ended")
+
+    try:
+        async with asyncio.timeout(20):
+            seen = await asyncio.gather(*(quiet_spells() for _ in range(streams)))
+    finally:
+        await hub.close()
+    assert seen == [[1]] * streams  # task.created, replayed once each
+    assert streams <= units.opened <= streams + 2 * spells, units.opened

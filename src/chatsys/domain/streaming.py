@@ -9,18 +9,25 @@ one means something was missed, and the missing range is read from the log
 (which, being committed before the newer event was published, has it). Live
 delivery may lose messages (Redis pub/sub is at most once, a connection can
 drop): the cursor heals such gaps on the next event, and an idle subscription
-checks the log every ``idle`` seconds, so nothing waits on a lost message.
+checks the task's progress every ``idle`` seconds, so nothing waits on a lost
+message. That check is one read per task however many streams of the process
+are quiet on it within ``share_reads`` seconds: 1,000 idle subscribers of one
+task make about one read per ``share_reads`` seconds over which their checks
+fall, where each used to make two. It reads the log only when the task is
+ahead of the stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
 from chatsys.domain.errors import NotFound
+from chatsys.domain.model import TaskStatus
 from chatsys.domain.ports import LiveFeed, LiveSignal, LiveSubscription, UnitOfWorkFactory
 from chatsys.domain.tasks import TERMINAL_EVENTS, TaskEvent
 
@@ -60,16 +67,63 @@ class StreamLimits:
     # Log reads of all streams at once: a storm of (re)connections queues here instead
     # of draining the database pool that the rest of the API needs.
     db_concurrency: int = 8
+    # How long one task's progress read also answers the quiet checks of its other
+    # streams in this process.
+    share_reads: float = 1.0
+
+
+Progress = tuple[int, TaskStatus] | None  # (last seq, status); None: no such task
+
+
+class _Reads:
+    """The log reads of all the streams of one use case, through one gate (see
+    ``StreamLimits.db_concurrency``). A progress read for a quiet check is shared: a
+    stream that asks while one of the same task is under way, or up to
+    ``share_for`` seconds after it answered, gets that answer. A shared answer can
+    be that old, so a missed event may be found one quiet spell later; it is never
+    lost, and an answer that the task is over is final."""
+
+    def __init__(self, uow: UnitOfWorkFactory, gate: asyncio.Semaphore, share_for: float) -> None:
+        self._uow = uow
+        self._gate = gate
+        self._share_for = share_for
+        self._shared: dict[UUID, asyncio.Future[Progress]] = {}
+
+    async def after(self, task_id: UUID, last: int, limit: int) -> Sequence[TaskEvent]:
+        async with self._gate, self._uow() as uow:
+            return await uow.events.after(task_id, last, limit=limit)
+
+    async def progress(self, task_id: UUID, *, shared: bool = True) -> Progress:
+        if not shared:
+            return await self._read_progress(task_id)
+        answer = self._shared.get(task_id)
+        if answer is None:
+            answer = asyncio.ensure_future(self._read_progress(task_id))
+            self._shared[task_id] = answer
+            answer.add_done_callback(functools.partial(self._settled, task_id))
+        # Shielded: one reader going away must not cancel the read the others wait for.
+        return await asyncio.shield(answer)
+
+    async def _read_progress(self, task_id: UUID) -> Progress:
+        async with self._gate, self._uow() as uow:
+            return await uow.tasks.progress(task_id)
+
+    def _settled(self, task_id: UUID, answer: asyncio.Future[Progress]) -> None:
+        if answer.cancelled() or answer.exception() is not None:
+            self._drop(task_id, answer)  # (the exception is retrieved: readers may be gone)
+        else:
+            asyncio.get_running_loop().call_later(self._share_for, self._drop, task_id, answer)
+
+    def _drop(self, task_id: UUID, answer: asyncio.Future[Progress]) -> None:
+        if self._shared.get(task_id) is answer:
+            del self._shared[task_id]
 
 
 class _Cursor:
     """One task's position: the last ``seq`` delivered, and how to fill a gap."""
 
-    def __init__(
-        self, uow: UnitOfWorkFactory, gate: asyncio.Semaphore, task_id: UUID, last: int
-    ) -> None:
-        self._uow = uow
-        self._gate = gate
+    def __init__(self, reads: _Reads, task_id: UUID, last: int) -> None:
+        self._reads = reads
         self.task_id = task_id
         self.last = last
         self.done = False
@@ -78,8 +132,7 @@ class _Cursor:
         """Events after ``last`` from the log (up to ``until``), in order."""
         while not self.done and (until is None or self.last < until):
             limit = REPLAY_PAGE if until is None else min(REPLAY_PAGE, until - self.last)
-            async with self._gate, self._uow() as uow:
-                page = await uow.events.after(self.task_id, self.last, limit=limit)
+            page = await self._reads.after(self.task_id, self.last, limit)
             for event in page:
                 yield self.took(event)
             if len(page) < limit:
@@ -100,10 +153,23 @@ class _Cursor:
         if event.seq == self.last + 1:  # else the gap healed past it (read from the log)
             yield self.took(event)
 
+    async def quiet(self) -> AsyncIterator[TaskEvent]:
+        """After a quiet spell: the events the live feed missed, if the task is ahead;
+        ``done`` is set when the task is over (or gone) and nothing is left."""
+        progress = await self._reads.progress(self.task_id)
+        if progress is None:
+            self.done = True
+            return
+        last_seq, status = progress
+        if last_seq > self.last:
+            async for event in self.catch_up():
+                yield event
+        if status.is_terminal and self.last >= last_seq:
+            self.done = True
+
     async def finished(self) -> bool:
-        """Is the task over with nothing left after ``last``? (After a quiet spell.)"""
-        async with self._gate, self._uow() as uow:
-            progress = await uow.tasks.progress(self.task_id)
+        """Is the task over with nothing left after ``last``? (A fresh read.)"""
+        progress = await self._reads.progress(self.task_id, shared=False)
         if progress is None:
             return True
         last_seq, status = progress
@@ -161,12 +227,13 @@ class TaskStream(_Stream):
                     continue
                 async for event in cursor.offer(item):
                     yield event
-            elif item is LiveSignal.RESYNC or item is None:
+            elif item is LiveSignal.RESYNC:
                 async for event in cursor.catch_up():
                     yield event
-                if item is None:
-                    if not cursor.done and await cursor.finished():
-                        return
+            elif item is None:
+                async for event in cursor.quiet():
+                    yield event
+                if not cursor.done:
                     yield IDLE
             else:
                 raise self._interrupt(item)
@@ -184,6 +251,7 @@ class FollowTask:
         self._feed = feed
         self.limits = limits
         self._gate = gate or asyncio.Semaphore(limits.db_concurrency)
+        self._reads = _Reads(uow, self._gate, limits.share_reads)
 
     async def check(self, task_id: UUID, *, owner: str | None) -> None:
         """Raise NotFound unless ``owner`` may follow the task."""
@@ -194,14 +262,14 @@ class FollowTask:
 
     async def is_exhausted(self, task_id: UUID, after: int) -> bool:
         """The task is finished and has no event after ``after``."""
-        return await _Cursor(self._uow, self._gate, task_id, after).finished()
+        return await _Cursor(self._reads, task_id, after).finished()
 
     @contextlib.asynccontextmanager
     async def open(self, task_id: UUID, *, after: int) -> AsyncIterator[TaskStream]:
         """Subscribe live, then (while iterating) read the log: see the module doc.
         Call ``check`` first."""
         async with self._feed.task(task_id, buffer=self.limits.buffer) as live:
-            yield TaskStream(_Cursor(self._uow, self._gate, task_id, after), live, self.limits)
+            yield TaskStream(_Cursor(self._reads, task_id, after), live, self.limits)
 
 
 class ConversationStream(_Stream):
@@ -209,16 +277,9 @@ class ConversationStream(_Stream):
     each task from its first event: a task seen for the first time (one running
     already, or one created later) is read from its start, then followed live."""
 
-    def __init__(
-        self,
-        uow: UnitOfWorkFactory,
-        gate: asyncio.Semaphore,
-        live: LiveSubscription,
-        limits: StreamLimits,
-    ) -> None:
+    def __init__(self, reads: _Reads, live: LiveSubscription, limits: StreamLimits) -> None:
         super().__init__(live, limits)
-        self._uow = uow
-        self._gate = gate
+        self._reads = reads
         self._cursors: dict[UUID, _Cursor] = {}
 
     def _last(self) -> int:
@@ -231,15 +292,18 @@ class ConversationStream(_Stream):
             if isinstance(item, TaskEvent):
                 cursor = cursors.get(item.task_id)
                 if cursor is None:
-                    cursor = cursors[item.task_id] = _Cursor(self._uow, self._gate, item.task_id, 0)
+                    cursor = cursors[item.task_id] = _Cursor(self._reads, item.task_id, 0)
                 async for event in cursor.offer(item):
                     yield event
-            elif item is LiveSignal.RESYNC or item is None:
+            elif item is LiveSignal.RESYNC:
                 for cursor in [c for c in cursors.values() if not c.done]:
                     async for event in cursor.catch_up():
                         yield event
-                if item is None:
-                    yield IDLE
+            elif item is None:
+                for cursor in [c for c in cursors.values() if not c.done]:
+                    async for event in cursor.quiet():
+                        yield event
+                yield IDLE
             else:
                 raise self._interrupt(item)
 
@@ -256,6 +320,7 @@ class FollowConversation:
         self._feed = feed
         self.limits = limits
         self._gate = gate or asyncio.Semaphore(limits.db_concurrency)
+        self._reads = _Reads(uow, self._gate, limits.share_reads)
 
     async def check(self, conversation_id: UUID, *, owner: str | None) -> None:
         async with self._gate, self._uow() as uow:
@@ -265,4 +330,4 @@ class FollowConversation:
     @contextlib.asynccontextmanager
     async def open(self, conversation_id: UUID) -> AsyncIterator[ConversationStream]:
         async with self._feed.conversation(conversation_id, buffer=self.limits.buffer) as live:
-            yield ConversationStream(self._uow, self._gate, live, self.limits)
+            yield ConversationStream(self._reads, live, self.limits)
