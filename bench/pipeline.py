@@ -170,8 +170,8 @@ def run_step(database_url: str, *, runs: int) -> Table:
     from chatsys.agents.config import GatewayConfig
     from chatsys.agents.gateway import LiteLLMGateway
     from chatsys.agents.tools import BuiltinTools
-    from chatsys.domain.executor import PlanExecutor, StepInput
-    from chatsys.domain.planner import Planner
+    from chatsys.domain.planning.executor import PlanExecutor, StepInput
+    from chatsys.domain.planning.planner import Planner
     from tests.fakes.openai_compat import run_fake_openai
 
     plan = Planner().plan_for_agents(["developer"])
@@ -218,9 +218,8 @@ async def _durable_step(
     database_url: str, executor: Any, plan: Any, template: Any
 ) -> Callable[[], Awaitable[object]]:
     """One step with the SQL journal: a task row claimed by this runner, real checkpoints."""
-    from chatsys.domain.journal import TaskJournal
-    from chatsys.domain.model import TaskStatus
-    from chatsys.domain.tasks import StepRecord, Task
+    from chatsys.domain.planning.journal import TaskJournal
+    from chatsys.domain.tasks.model import StepRecord, Task, TaskStatus
     from chatsys.infra.db.engine import create_engine, create_session_factory
     from chatsys.infra.db.repositories import SqlUnitOfWork
     from chatsys.infra.settings import DatabaseSettings

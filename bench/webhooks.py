@@ -33,10 +33,9 @@ from standardwebhooks import Webhook
 
 from bench.startup import clean_env, process, say
 from chatsys.bootstrap import Resources, SystemClock, webhook_callbacks
-from chatsys.domain.model import TaskStatus
-from chatsys.domain.task_queries import CancelTask
-from chatsys.domain.tasks import Task
-from chatsys.domain.webhooks import new_secret, signed_headers
+from chatsys.domain.tasks.cancel import CancelTask
+from chatsys.domain.tasks.model import Task, TaskStatus
+from chatsys.domain.webhooks.model import new_secret, signed_headers
 from chatsys.infra.redis import WORKERS_KEY
 from chatsys.infra.settings import (
     DatabaseSettings,

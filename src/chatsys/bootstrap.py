@@ -29,48 +29,49 @@ from chatsys.api.app import WebConfig, create_app
 from chatsys.api.schemas import task_json
 from chatsys.api.services import ApiServices
 from chatsys.api.streaming import StreamConfig
-from chatsys.domain.access import (
+from chatsys.domain.access.model import ApiKey, Role
+from chatsys.domain.access.use_cases import (
     Authenticate,
     CreateApiKey,
     ListApiKeys,
     ListAuditLogs,
     RevokeApiKey,
 )
-from chatsys.domain.approval_decisions import DecideApproval, ListApprovals
-from chatsys.domain.callbacks import Callbacks
-from chatsys.domain.conversations import GetConversation, ListConversations, StartConversation
-from chatsys.domain.errors import InvalidInput
-from chatsys.domain.health import CheckReadiness
-from chatsys.domain.identity import ApiKey, Role
-from chatsys.domain.nlu import RuleBasedAnalyzer
-from chatsys.domain.nlu.llm_analyzer import LLMAnalyzer, RulesTaskAnalyzer, TaskAnalyzer
-from chatsys.domain.planner import Planner
-from chatsys.domain.running import RequeueStale, RunTask
-from chatsys.domain.streaming import FollowConversation, FollowTask, StreamLimits
-from chatsys.domain.submission import Dispatcher, SubmitTask, TaskQuota
-from chatsys.domain.task_queries import (
-    AnalyzeText,
-    CancelTask,
-    GetTask,
-    ListMessages,
-    ListTaskEvents,
-    ListTasks,
+from chatsys.domain.approvals.decisions import DecideApproval, ListApprovals
+from chatsys.domain.conversations.messages import ListMessages
+from chatsys.domain.conversations.use_cases import (
+    GetConversation,
+    ListConversations,
+    StartConversation,
 )
-from chatsys.domain.webhook_delivery import (
+from chatsys.domain.health.readiness import CheckReadiness
+from chatsys.domain.nlu import RuleBasedAnalyzer
+from chatsys.domain.nlu.analyze_text import AnalyzeText
+from chatsys.domain.nlu.llm_analyzer import LLMAnalyzer, RulesTaskAnalyzer, TaskAnalyzer
+from chatsys.domain.planning.planner import Planner
+from chatsys.domain.shared.errors import InvalidInput
+from chatsys.domain.streaming.follow import FollowConversation, FollowTask, StreamLimits
+from chatsys.domain.tasks.cancel import CancelTask
+from chatsys.domain.tasks.ending import Callbacks
+from chatsys.domain.tasks.queries import GetTask, ListTaskEvents, ListTasks
+from chatsys.domain.tasks.recovery import RequeueStale
+from chatsys.domain.tasks.running import RunTask
+from chatsys.domain.tasks.submission import Dispatcher, SubmitTask, TaskQuota
+from chatsys.domain.webhooks.delivery import (
     DeliverWebhook,
     GetDelivery,
     ListDeliveries,
     Redeliver,
     RelayWebhooks,
 )
-from chatsys.domain.webhook_endpoints import (
+from chatsys.domain.webhooks.endpoints import (
     CreateWebhook,
     DeleteWebhook,
     GetWebhook,
     ListWebhooks,
     RotateWebhookSecret,
 )
-from chatsys.domain.webhooks import RetryPolicy
+from chatsys.domain.webhooks.model import RetryPolicy
 from chatsys.infra import jobs
 from chatsys.infra.db.engine import create_engine, create_session_factory
 from chatsys.infra.db.migrations import head_revision
@@ -488,7 +489,7 @@ def build_worker(
         from chatsys.agents.agent import RoleAgent
         from chatsys.agents.gateway import LiteLLMGateway
         from chatsys.agents.mcp.invoker import McpToolInvoker
-        from chatsys.domain.executor import PlanExecutor
+        from chatsys.domain.planning.executor import PlanExecutor
 
         resources = await Resources.open(settings, role="worker")
         heartbeat = WorkerHeartbeat(

@@ -115,7 +115,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     import asyncio
 
     from chatsys.bootstrap import create_key, load_settings
-    from chatsys.domain.identity import Role
+    from chatsys.domain.access.model import Role
 
     settings = load_settings()
     key, full = asyncio.run(

@@ -16,7 +16,7 @@ from fastapi.routing import APIWebSocketRoute
 from websockets.asyncio.client import connect
 
 from chatsys.bootstrap import ConfigurationError, build_app, create_key
-from chatsys.domain.identity import Role
+from chatsys.domain.access.model import Role
 from chatsys.infra.settings import AuthSettings, Environment, LimitSettings, Settings
 from tests.streams import read_sse, read_ws, serve
 

@@ -7,8 +7,8 @@ from arq.connections import ArqRedis
 from sqlalchemy import text
 
 from chatsys.bootstrap import Resources, SystemClock
-from chatsys.domain.planner import Planner
-from chatsys.domain.submission import Dispatcher, SubmitTask, TaskRequest
+from chatsys.domain.planning.planner import Planner
+from chatsys.domain.tasks.submission import Dispatcher, SubmitTask, TaskRequest
 from chatsys.infra.queue import ArqJobQueue
 from chatsys.infra.settings import Settings
 from tests.support import free_port

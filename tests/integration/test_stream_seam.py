@@ -13,9 +13,11 @@ import httpx
 import pytest
 
 from chatsys.bootstrap import Resources
-from chatsys.domain.ports import LiveSignal, UnitOfWork, UnitOfWorkFactory
-from chatsys.domain.streaming import FollowTask, Idle, SlowConsumer, StreamLimits
-from chatsys.domain.tasks import TaskEvent
+from chatsys.domain.shared.uow import Factory
+from chatsys.domain.streaming.follow import FollowTask, Idle, SlowConsumer, StreamLimits
+from chatsys.domain.streaming.ports import LiveSignal
+from chatsys.domain.tasks.model import TaskEvent
+from chatsys.domain.tasks.uow import TasksUnitOfWork
 from chatsys.infra.db.repositories import SqlUnitOfWork
 from chatsys.infra.events import RedisEventHub
 from chatsys.infra.settings import Settings
@@ -189,11 +191,11 @@ async def test_an_overflowing_subscription_stops_the_stream_with_its_position(
 class CountedUnitsOfWork:
     """The real units of work, counted as they are opened."""
 
-    def __init__(self, factory: UnitOfWorkFactory) -> None:
+    def __init__(self, factory: Factory[TasksUnitOfWork]) -> None:
         self._factory = factory
         self.opened = 0
 
-    def __call__(self) -> UnitOfWork:
+    def __call__(self) -> TasksUnitOfWork:
         self.opened += 1
         return self._factory()
 

@@ -9,10 +9,9 @@ from uuid import uuid4
 from sqlalchemy import text
 
 from chatsys.bootstrap import Resources, SystemClock, webhook_callbacks
-from chatsys.domain.model import TaskStatus
-from chatsys.domain.running import RequeueStale
-from chatsys.domain.submission import Dispatcher
-from chatsys.domain.tasks import Task
+from chatsys.domain.tasks.model import Task, TaskStatus
+from chatsys.domain.tasks.recovery import RequeueStale
+from chatsys.domain.tasks.submission import Dispatcher
 from chatsys.infra.queue import ArqJobQueue
 from chatsys.infra.settings import Settings
 

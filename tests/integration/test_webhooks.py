@@ -30,10 +30,9 @@ from chatsys.bootstrap import (
     retry_policy,
     webhook_sender,
 )
-from chatsys.domain.model import TaskStatus
-from chatsys.domain.tasks import Task
-from chatsys.domain.webhook_delivery import DeliverWebhook
-from chatsys.domain.webhooks import DeliveryStatus, WebhookDelivery, new_secret
+from chatsys.domain.tasks.model import Task, TaskStatus
+from chatsys.domain.webhooks.delivery import DeliverWebhook
+from chatsys.domain.webhooks.model import DeliveryStatus, WebhookDelivery, new_secret
 from chatsys.infra.settings import (
     AuthSettings,
     DatabaseSettings,

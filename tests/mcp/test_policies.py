@@ -12,7 +12,7 @@ from chatsys.agents.mcp.config import McpDefaults, ServerConfig
 from chatsys.agents.mcp.invoker import McpToolInvoker
 from chatsys.agents.mcp.manager import McpManager
 from chatsys.agents.mcp.workspace import SERVER_NAME, Workspaces, build_workspace_server
-from chatsys.domain.approvals import ToolPolicy
+from chatsys.domain.approvals.model import ToolPolicy
 
 
 @pytest.fixture

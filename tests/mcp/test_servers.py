@@ -22,7 +22,7 @@ import uvicorn
 from chatsys.agents.mcp.config import McpDefaults, ServerConfig, parse_server
 from chatsys.agents.mcp.manager import McpManager
 from chatsys.agents.mcp.workspace import Workspaces, build_workspace_server
-from chatsys.domain.errors import Conflict, InvalidInput, NotFound, Unavailable
+from chatsys.domain.shared.errors import Conflict, InvalidInput, NotFound, Unavailable
 from tests.mcp.support import workspace_manager
 from tests.support import ROOT, free_port
 

@@ -8,18 +8,13 @@ from types import TracebackType
 from typing import Self
 from uuid import UUID
 
-from chatsys.domain.identity import AuditEntry
-from chatsys.domain.model import Conversation
-from chatsys.domain.ports import (
-    ApiKeyRepository,
-    ApprovalRepository,
-    EventLog,
-    MessageRepository,
-    Outbox,
-    TaskRepository,
-    WebhookDeliveryRepository,
-    WebhookEndpointRepository,
-)
+from chatsys.domain.access.model import AuditEntry
+from chatsys.domain.access.ports import ApiKeyRepository
+from chatsys.domain.approvals.ports import ApprovalRepository
+from chatsys.domain.conversations.model import Conversation
+from chatsys.domain.conversations.ports import MessageRepository
+from chatsys.domain.tasks.ports import EventLog, Outbox, TaskRepository
+from chatsys.domain.webhooks.ports import WebhookDeliveryRepository, WebhookEndpointRepository
 
 
 class FakeClock:

@@ -13,10 +13,10 @@ from chatsys.agents.agent import RoleAgent
 from chatsys.agents.config import GatewayConfig
 from chatsys.agents.gateway import LiteLLMGateway
 from chatsys.agents.tools import BuiltinTools, evaluate_arithmetic
-from chatsys.domain.approvals import Approval
-from chatsys.domain.errors import InvalidInput
-from chatsys.domain.executor import StepInput
-from chatsys.domain.llm import Completion, TextDelta
+from chatsys.domain.approvals.model import Approval
+from chatsys.domain.llm.ports import Completion, TextDelta
+from chatsys.domain.planning.executor import StepInput
+from chatsys.domain.shared.errors import InvalidInput
 
 
 class Sink:

@@ -12,10 +12,10 @@ import pytest
 
 from chatsys.agents.agent import RoleAgent
 from chatsys.agents.mcp.config import parse_server, tool_policy
-from chatsys.domain.approvals import Approval, ApprovalStatus, ToolPolicy, arguments_digest
-from chatsys.domain.errors import InvalidInput
-from chatsys.domain.executor import StepInput
-from chatsys.domain.llm import Completion, LLMEvent, Message, ToolCall, ToolResult, ToolSpec
+from chatsys.domain.approvals.model import Approval, ApprovalStatus, ToolPolicy, arguments_digest
+from chatsys.domain.llm.ports import Completion, LLMEvent, Message, ToolCall, ToolResult, ToolSpec
+from chatsys.domain.planning.executor import StepInput
+from chatsys.domain.shared.errors import InvalidInput
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

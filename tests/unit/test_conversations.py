@@ -4,14 +4,13 @@ import uuid
 
 import pytest
 
-from chatsys.domain.conversations import (
+from chatsys.domain.conversations.use_cases import (
     GetConversation,
     ListConversations,
     StartConversation,
-    decode_cursor,
-    encode_cursor,
 )
-from chatsys.domain.errors import InvalidInput, NotFound
+from chatsys.domain.shared.errors import InvalidInput, NotFound
+from chatsys.domain.shared.pagination import decode_cursor, encode_cursor
 from tests.unit.fakes import FakeClock, FakeUnitOfWork
 
 

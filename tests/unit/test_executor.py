@@ -9,11 +9,17 @@ from typing import Any
 
 import pytest
 
-from chatsys.domain.approvals import Approval
-from chatsys.domain.errors import LLMError
-from chatsys.domain.executor import PlanExecutor, StepFailed, StepInput, StepOutput, StepSink
-from chatsys.domain.planner import Planner
-from chatsys.domain.tasks import Usage
+from chatsys.domain.approvals.model import Approval
+from chatsys.domain.planning.executor import (
+    PlanExecutor,
+    StepFailed,
+    StepInput,
+    StepOutput,
+    StepSink,
+)
+from chatsys.domain.planning.planner import Planner
+from chatsys.domain.shared.errors import LLMError
+from chatsys.domain.tasks.model import Usage
 
 
 class Journal:

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from chatsys.domain.errors import LLMError
-from chatsys.domain.llm import Completion, LLMEvent, Message
+from chatsys.domain.llm.ports import Completion, LLMEvent, Message
 from chatsys.domain.nlu import Intent
 from chatsys.domain.nlu.llm_analyzer import LLMAnalyzer
+from chatsys.domain.shared.errors import LLMError
 
 
 class ScriptedLLM:

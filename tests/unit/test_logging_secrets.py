@@ -8,7 +8,7 @@ import sys
 
 import structlog
 
-from chatsys.domain.webhooks import new_secret
+from chatsys.domain.webhooks.model import new_secret
 from chatsys.infra.logging import _traceback_without_locals
 
 

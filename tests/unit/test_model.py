@@ -4,8 +4,9 @@ import itertools
 
 import pytest
 
-from chatsys.domain.errors import InvalidInput
-from chatsys.domain.model import TaskStatus, Title, can_transition
+from chatsys.domain.shared.errors import InvalidInput
+from chatsys.domain.shared.text import Title
+from chatsys.domain.tasks.model import TaskStatus, can_transition
 
 
 @pytest.mark.parametrize("terminal", [s for s in TaskStatus if s.is_terminal])

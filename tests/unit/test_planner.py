@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from chatsys.domain.errors import InvalidInput
 from chatsys.domain.nlu import Intent, RuleBasedAnalyzer
-from chatsys.domain.planner import ANSWER_KEY, ROUTES, Planner, Role, topological_order
+from chatsys.domain.planning.planner import ANSWER_KEY, ROUTES, Planner, Role, topological_order
+from chatsys.domain.shared.errors import InvalidInput
 
 analyzer = RuleBasedAnalyzer()
 

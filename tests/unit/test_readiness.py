@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from chatsys.domain.health import CheckReadiness, ComponentState, ProbeResult
+from chatsys.domain.health.readiness import CheckReadiness, ComponentState, ProbeResult
 
 
 class Probe:

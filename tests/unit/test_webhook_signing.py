@@ -10,8 +10,8 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from chatsys.domain.errors import InvalidInput
-from chatsys.domain.webhooks import (
+from chatsys.domain.shared.errors import InvalidInput
+from chatsys.domain.webhooks.model import (
     DEFAULT_RETRY_SCHEDULE,
     RetryPolicy,
     new_secret,

@@ -11,8 +11,8 @@ from typing import Any
 import httpcore
 import pytest
 
-from chatsys.domain.errors import InvalidInput
-from chatsys.domain.webhook_urls import (
+from chatsys.domain.shared.errors import InvalidInput
+from chatsys.domain.webhooks.urls import (
     check_address,
     embedded_ipv4,
     forbidden_reason,

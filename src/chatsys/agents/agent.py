@@ -7,12 +7,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chatsys.agents.profiles import PROFILES
-from chatsys.domain.approvals import ApprovalStatus, ToolPolicy, denied_by_policy
-from chatsys.domain.errors import LLMError
-from chatsys.domain.executor import StepInput, StepOutput, StepSink
-from chatsys.domain.llm import LLM, Completion, Message, TextDelta, ToolCall, ToolInvoker
-from chatsys.domain.planner import parse_role
-from chatsys.domain.tasks import Usage
+from chatsys.domain.approvals.model import ApprovalStatus, ToolPolicy, denied_by_policy
+from chatsys.domain.llm.ports import LLM, Completion, Message, TextDelta, ToolCall, ToolInvoker
+from chatsys.domain.planning.executor import StepInput, StepOutput, StepSink
+from chatsys.domain.planning.planner import parse_role
+from chatsys.domain.shared.errors import LLMError
+from chatsys.domain.tasks.model import Usage
 
 MAX_TOOL_ROUNDS = 5
 DEPENDENCY_CHARS = 12_000  # per earlier step, so a long chain cannot blow the context window

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from chatsys.domain.planner import Role
+from chatsys.domain.planning.planner import Role
 
 OFFLINE_PROVIDER = "chatsys-offline"
 OFFLINE_MODEL = f"{OFFLINE_PROVIDER}/team"

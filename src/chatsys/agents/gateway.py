@@ -20,10 +20,10 @@ from litellm.router import Router
 
 from chatsys.agents.config import GatewayConfig
 from chatsys.agents.offline import register_offline_model
-from chatsys.domain.errors import InvalidInput, LLMError
-from chatsys.domain.llm import Completion, LLMEvent, Message, TextDelta, ToolCall
-from chatsys.domain.planner import Role
-from chatsys.domain.tasks import Usage
+from chatsys.domain.llm.ports import Completion, LLMEvent, Message, TextDelta, ToolCall
+from chatsys.domain.planning.planner import Role
+from chatsys.domain.shared.errors import InvalidInput, LLMError
+from chatsys.domain.tasks.model import Usage
 
 _RETRYABLE = (
     litellm.exceptions.Timeout,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-from chatsys.domain.planner import Role
+from chatsys.domain.planning.planner import Role
 
 _COMMON = (
     " You are one member of a team of agents working on a user's request inside chatsys."

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chatsys.agents.profiles import tool_allowed
-from chatsys.domain.llm import ToolResult, ToolSpec
-from chatsys.domain.planner import parse_role
+from chatsys.domain.llm.ports import ToolResult, ToolSpec
+from chatsys.domain.planning.planner import parse_role
 
 _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,

@@ -20,8 +20,8 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatsys.api.errors import PROBLEM_MEDIA_TYPE, problem_body
-from chatsys.domain.identity import Principal, Role
-from chatsys.domain.ports import RateDecision, RateLimiter, TicketStore
+from chatsys.domain.access.model import Principal, Role
+from chatsys.domain.access.ports import RateDecision, RateLimiter, TicketStore
 
 PUBLIC = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
 UNLIMITED = frozenset({"/healthz", "/readyz"})  # probes: polled by orchestrators

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatsys.domain.approvals import REASON_MAX, Approval
+from chatsys.domain.approvals.model import REASON_MAX, Approval
 
 ApprovalStatusName = Literal["pending", "approved", "denied", "expired"]
 

@@ -17,7 +17,7 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from chatsys.api.services import ApiServices
-from chatsys.domain.identity import Principal, Role
+from chatsys.domain.access.model import Principal, Role
 
 
 # Dependencies are ``async def``: FastAPI runs plain ``def`` dependencies in a thread

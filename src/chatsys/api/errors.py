@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from chatsys.domain.errors import (
+from chatsys.domain.shared.errors import (
     Conflict,
     DomainError,
     Forbidden,

@@ -8,12 +8,12 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatsys.domain.mcp import McpServerInfo, McpToolInfo
-from chatsys.domain.model import TITLE_MAX
-from chatsys.domain.planner import MAX_STEPS
-from chatsys.domain.ports import StoredMessage
-from chatsys.domain.submission import TaskRequest
-from chatsys.domain.tasks import StepRecord, Task, TaskEvent, Usage
+from chatsys.domain.conversations.ports import StoredMessage
+from chatsys.domain.mcp.ports import McpServerInfo, McpToolInfo
+from chatsys.domain.planning.planner import MAX_STEPS
+from chatsys.domain.shared.text import TITLE_MAX
+from chatsys.domain.tasks.model import StepRecord, Task, TaskEvent, Usage
+from chatsys.domain.tasks.submission import TaskRequest
 
 TaskStatusName = Literal[
     "queued", "running", "awaiting_approval", "succeeded", "failed", "cancelled"

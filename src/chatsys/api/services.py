@@ -9,24 +9,24 @@ from uuid import UUID
 
 from chatsys.api.access import AccessServices
 from chatsys.api.streaming import StreamConfig
-from chatsys.domain.access import CreateApiKey, ListApiKeys, ListAuditLogs, RevokeApiKey
-from chatsys.domain.approval_decisions import DecideApproval, ListApprovals
-from chatsys.domain.conversations import GetConversation, ListConversations, StartConversation
-from chatsys.domain.health import CheckReadiness
-from chatsys.domain.identity import Role
-from chatsys.domain.mcp import McpServers
-from chatsys.domain.streaming import FollowConversation, FollowTask
-from chatsys.domain.submission import SubmitTask, TaskQuota
-from chatsys.domain.task_queries import (
-    AnalyzeText,
-    CancelTask,
-    GetTask,
-    ListMessages,
-    ListTaskEvents,
-    ListTasks,
+from chatsys.domain.access.model import Role
+from chatsys.domain.access.use_cases import CreateApiKey, ListApiKeys, ListAuditLogs, RevokeApiKey
+from chatsys.domain.approvals.decisions import DecideApproval, ListApprovals
+from chatsys.domain.conversations.messages import ListMessages
+from chatsys.domain.conversations.use_cases import (
+    GetConversation,
+    ListConversations,
+    StartConversation,
 )
-from chatsys.domain.webhook_delivery import GetDelivery, ListDeliveries, Redeliver
-from chatsys.domain.webhook_endpoints import (
+from chatsys.domain.health.readiness import CheckReadiness
+from chatsys.domain.mcp.ports import McpServers
+from chatsys.domain.nlu.analyze_text import AnalyzeText
+from chatsys.domain.streaming.follow import FollowConversation, FollowTask
+from chatsys.domain.tasks.cancel import CancelTask
+from chatsys.domain.tasks.queries import GetTask, ListTaskEvents, ListTasks
+from chatsys.domain.tasks.submission import SubmitTask, TaskQuota
+from chatsys.domain.webhooks.delivery import GetDelivery, ListDeliveries, Redeliver
+from chatsys.domain.webhooks.endpoints import (
     CreateWebhook,
     DeleteWebhook,
     GetWebhook,

@@ -20,8 +20,8 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from chatsys.domain.streaming import GoingAway, Idle, StreamInterrupted
-from chatsys.domain.tasks import TaskEvent
+from chatsys.domain.streaming.follow import GoingAway, Idle, StreamInterrupted
+from chatsys.domain.tasks.model import TaskEvent
 
 # WebSocket close codes (documented in the README).
 CLOSE_NORMAL = 1000  # the task finished; every event was sent

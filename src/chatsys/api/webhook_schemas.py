@@ -9,8 +9,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatsys.domain.webhook_endpoints import DESCRIPTION_MAX, MAX_ROTATION_GRACE
-from chatsys.domain.webhooks import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
+from chatsys.domain.webhooks.endpoints import DESCRIPTION_MAX, MAX_ROTATION_GRACE
+from chatsys.domain.webhooks.model import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
 
 WebhookEventName = Literal["task.succeeded", "task.failed", "task.cancelled", "approval.requested"]
 DeliveryStatusName = Literal["pending", "delivering", "succeeded", "failed"]

@@ -3,7 +3,7 @@
 Channels: ``chatsys:ev:task:<id>`` carries every event of a task and
 ``chatsys:ev:conv:<id>`` every event of the tasks in a conversation. A message is
 one event as JSON. Pub/sub is at most once; the durable log in Postgres is the
-truth, and ``chatsys.domain.streaming`` heals any gap from it.
+truth, and ``chatsys.domain.streaming.follow`` heals any gap from it.
 
 Each API process holds one pub/sub connection (``RedisEventHub``): a channel is
 subscribed in Redis once, however many local subscribers it has, and each
@@ -26,8 +26,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from chatsys.domain.ports import LiveSignal, LiveSubscription
-from chatsys.domain.tasks import TaskEvent
+from chatsys.domain.streaming.ports import LiveSignal, LiveSubscription
+from chatsys.domain.tasks.model import TaskEvent
 from chatsys.infra.logging import get_logger
 from chatsys.infra.redis import KEY_PREFIX
 

@@ -15,7 +15,7 @@ import uuid
 
 from redis.asyncio import Redis
 
-from chatsys.domain.health import ProbeResult
+from chatsys.domain.health.readiness import ProbeResult
 from chatsys.infra.logging import get_logger
 from chatsys.infra.redis import WORKERS_KEY
 

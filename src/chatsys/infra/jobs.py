@@ -12,9 +12,10 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chatsys.domain.running import RequeueStale, RunTask
-from chatsys.domain.submission import Dispatcher
-from chatsys.domain.webhook_delivery import DeliverWebhook, RelayWebhooks
+from chatsys.domain.tasks.recovery import RequeueStale
+from chatsys.domain.tasks.running import RunTask
+from chatsys.domain.tasks.submission import Dispatcher
+from chatsys.domain.webhooks.delivery import DeliverWebhook, RelayWebhooks
 from chatsys.infra.logging import get_logger
 
 log = get_logger(__name__)

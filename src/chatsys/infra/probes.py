@@ -6,7 +6,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chatsys.domain.health import ProbeResult
+from chatsys.domain.health.readiness import ProbeResult
 
 
 class PostgresProbe:

@@ -19,8 +19,8 @@ from uuid import UUID
 import orjson
 from redis.asyncio import Redis
 
-from chatsys.domain.identity import Principal, Role
-from chatsys.domain.ports import RateDecision
+from chatsys.domain.access.model import Principal, Role
+from chatsys.domain.access.ports import RateDecision
 from chatsys.infra.redis import KEY_PREFIX
 
 # KEYS[1]: the client's key. ARGV: emission interval (ms), period (ms), cost (tokens).

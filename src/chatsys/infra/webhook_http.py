@@ -1,7 +1,7 @@
 """Webhook HTTP: an SSRF-safe sender, and the URL guard that resolves host names.
 
 The host is resolved once per attempt and every address it resolves to is checked
-(``chatsys.domain.webhook_urls``); the connection is then made to those checked
+(``chatsys.domain.webhooks.urls``); the connection is then made to those checked
 addresses only (a pinned network backend under httpcore: no second DNS lookup
 between check and connect, so DNS rebinding gains nothing), while the request
 keeps the URL's host in its ``Host`` header and, for https, in SNI and the
@@ -21,15 +21,15 @@ from typing import Any
 
 import httpcore
 
-from chatsys.domain.errors import InvalidInput
-from chatsys.domain.webhook_urls import (
+from chatsys.domain.shared.errors import InvalidInput
+from chatsys.domain.webhooks.model import SendResult
+from chatsys.domain.webhooks.urls import (
     DEFAULT_MAX_URL_LENGTH,
     IPAddress,
     WebhookTarget,
     check_address,
     parse_webhook_url,
 )
-from chatsys.domain.webhooks import SendResult
 
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 

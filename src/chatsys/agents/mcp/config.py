@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from chatsys.domain.approvals import ToolPolicy
-from chatsys.domain.errors import InvalidInput
+from chatsys.domain.approvals.model import ToolPolicy
+from chatsys.domain.shared.errors import InvalidInput
 
 RESERVED_NAMES = frozenset({"chatsys", "workspace"})  # built-in tools and the workspace server
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"

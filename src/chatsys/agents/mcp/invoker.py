@@ -8,8 +8,8 @@ from typing import Any
 from chatsys.agents.mcp.manager import McpManager
 from chatsys.agents.profiles import tool_allowed
 from chatsys.agents.tools import BuiltinTools
-from chatsys.domain.llm import ToolResult, ToolSpec
-from chatsys.domain.planner import parse_role
+from chatsys.domain.llm.ports import ToolResult, ToolSpec
+from chatsys.domain.planning.planner import parse_role
 
 BUILTIN_PREFIX = "chatsys__"
 

@@ -39,10 +39,10 @@ from chatsys.agents.mcp.config import McpDefaults, ServerConfig, parse_server, t
 from chatsys.agents.mcp.connection import McpCallError, ServerConnection, ServerState
 from chatsys.agents.mcp.store import McpStore, MemoryMcpStore
 from chatsys.agents.mcp.workspace import META_KEY
-from chatsys.domain.approvals import ToolPolicy, denied_by_policy
-from chatsys.domain.errors import Conflict, NotFound, Unavailable
-from chatsys.domain.llm import ToolResult, ToolSpec
-from chatsys.domain.mcp import McpServerInfo, McpToolInfo
+from chatsys.domain.approvals.model import ToolPolicy, denied_by_policy
+from chatsys.domain.llm.ports import ToolResult, ToolSpec
+from chatsys.domain.mcp.ports import McpServerInfo, McpToolInfo
+from chatsys.domain.shared.errors import Conflict, NotFound, Unavailable
 
 log: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(__name__)
 

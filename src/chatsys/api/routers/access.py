@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatsys.api.deps import AdminDep, PrincipalDep, ServicesDep
-from chatsys.domain.identity import NAME_MAX, ApiKey, AuditEntry, Role
+from chatsys.domain.access.model import NAME_MAX, ApiKey, AuditEntry, Role
 
 router = APIRouter(tags=["access"])
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatsys.api.deps import ReaderDep, ServicesDep
-from chatsys.domain.errors import InvalidInput
+from chatsys.domain.shared.errors import InvalidInput
 
 router = APIRouter(tags=["analysis"])
 

@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chatsys.api.deps import ReaderDep, ServicesDep, WriterDep
 from chatsys.api.schemas import MessageCreate, MessageOut, MessagePageOut, TaskCreatedOut
-from chatsys.domain.conversations import METADATA_MAX_KEYS
-from chatsys.domain.model import TITLE_MAX, Conversation
+from chatsys.domain.conversations.model import Conversation
+from chatsys.domain.conversations.use_cases import METADATA_MAX_KEYS
+from chatsys.domain.shared.text import TITLE_MAX
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 

@@ -44,7 +44,8 @@ from chatsys.api.streaming import (
     receive_until_disconnect,
     run_until_stopped,
 )
-from chatsys.domain.errors import (
+from chatsys.domain.access.model import Principal
+from chatsys.domain.shared.errors import (
     Conflict,
     DomainError,
     Forbidden,
@@ -53,8 +54,7 @@ from chatsys.domain.errors import (
     TooManyRequests,
     Unavailable,
 )
-from chatsys.domain.identity import Principal
-from chatsys.domain.streaming import Idle, StreamInterrupted
+from chatsys.domain.streaming.follow import Idle, StreamInterrupted
 
 router = APIRouter(tags=["streams"])
 

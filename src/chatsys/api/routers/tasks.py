@@ -19,8 +19,8 @@ from chatsys.api.schemas import (
     TaskSummary,
 )
 from chatsys.api.streaming import EventStreamResponse
-from chatsys.domain.errors import InvalidInput
-from chatsys.domain.model import TaskStatus
+from chatsys.domain.shared.errors import InvalidInput
+from chatsys.domain.tasks.model import TaskStatus
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 
 from chatsys.api.deps import ServicesDep, SubjectDep, WriterDep
 from chatsys.api.webhook_schemas import DeliveryOut, DeliveryPageOut, DeliveryStatusName
-from chatsys.domain.webhooks import DeliveryStatus
+from chatsys.domain.webhooks.model import DeliveryStatus
 
 router = APIRouter(prefix="/v1/webhook-deliveries", tags=["webhook-deliveries"])
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from chatsys.domain.llm import LLM, Completion
+from chatsys.domain.llm.ports import LLM, Completion
 from chatsys.domain.nlu.analyzer import Analysis, RuleBasedAnalyzer
 from chatsys.domain.nlu.intents import Intent
 

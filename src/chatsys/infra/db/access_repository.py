@@ -10,8 +10,8 @@ from uuid import UUID
 from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chatsys.domain.identity import ApiKey, AuditEntry, Role
-from chatsys.domain.tasks import EventType
+from chatsys.domain.access.model import ApiKey, AuditEntry, Role
+from chatsys.domain.tasks.model import EventType
 from chatsys.infra.db.models import ApiKeyRow, AuditLogRow
 
 TOUCH_EVERY = timedelta(seconds=60)

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chatsys.domain.approvals import Approval, ApprovalStatus
+from chatsys.domain.approvals.model import Approval, ApprovalStatus
 from chatsys.infra.db.models import ApprovalRow
 
 _PENDING = ApprovalStatus.PENDING.value

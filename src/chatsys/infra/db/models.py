@@ -26,10 +26,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from chatsys.domain.approvals import ApprovalStatus
-from chatsys.domain.identity import Role
-from chatsys.domain.model import MessageRole, StepStatus, TaskStatus
-from chatsys.domain.webhooks import DeliveryStatus
+from chatsys.domain.access.model import Role
+from chatsys.domain.approvals.model import ApprovalStatus
+from chatsys.domain.conversations.model import MessageRole
+from chatsys.domain.tasks.model import StepStatus, TaskStatus
+from chatsys.domain.webhooks.model import DeliveryStatus
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

@@ -11,8 +11,8 @@ from uuid import UUID
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from chatsys.domain.model import Conversation
-from chatsys.domain.tasks import TaskEvent
+from chatsys.domain.conversations.model import Conversation
+from chatsys.domain.tasks.model import TaskEvent
 from chatsys.infra.db.access_repository import SqlApiKeys, SqlAuditLog
 from chatsys.infra.db.approval_repository import SqlApprovalRepository
 from chatsys.infra.db.models import ConversationRow

@@ -23,10 +23,11 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chatsys.domain.errors import DuplicateRequest
-from chatsys.domain.model import MessageRole, StepStatus, TaskStatus
-from chatsys.domain.ports import Lease, StoredMessage
-from chatsys.domain.tasks import StepRecord, Task, TaskEvent, Usage
+from chatsys.domain.conversations.model import MessageRole
+from chatsys.domain.conversations.ports import StoredMessage
+from chatsys.domain.shared.errors import DuplicateRequest
+from chatsys.domain.tasks.model import StepRecord, StepStatus, Task, TaskEvent, TaskStatus, Usage
+from chatsys.domain.tasks.ports import Lease
 from chatsys.infra.db.access_repository import AUDITED_EVENTS, audit_details
 from chatsys.infra.db.models import (
     AuditLogRow,

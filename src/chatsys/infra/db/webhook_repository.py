@@ -10,14 +10,14 @@ from uuid import UUID
 from sqlalchemy import and_, case, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chatsys.domain.ports import AttemptRecord
-from chatsys.domain.webhooks import (
+from chatsys.domain.webhooks.model import (
     DeliveryAttempt,
     DeliveryStatus,
     OutgoingDelivery,
     WebhookDelivery,
     WebhookEndpoint,
 )
+from chatsys.domain.webhooks.ports import AttemptRecord
 from chatsys.infra.db.models import (
     TaskRow,
     WebhookAttemptRow,

@@ -1,0 +1,7 @@
+"""JSON-ready values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+JsonDict = dict[str, Any]

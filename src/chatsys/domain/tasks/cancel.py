@@ -1,0 +1,64 @@
+"""Cancelling a task."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from chatsys.domain.access.model import AuditEntry
+from chatsys.domain.shared.clock import Clock
+from chatsys.domain.shared.errors import Conflict, NotFound
+from chatsys.domain.shared.uow import Factory
+from chatsys.domain.tasks.ending import Callbacks, finish_task
+from chatsys.domain.tasks.model import EventType, Task, TaskStatus
+from chatsys.domain.tasks.uow import TasksUnitOfWork
+
+
+class CancelTask:
+    """Cancel a task.
+
+    Rules: a queued task is cancelled at once; a running one is flagged and its
+    runner stops it at its next heartbeat (well within 2 s); a finished task
+    cannot be cancelled (conflict). A task cancelled here calls its webhooks.
+    """
+
+    def __init__(self, uow: Factory[TasksUnitOfWork], clock: Clock, callbacks: Callbacks) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._callbacks = callbacks
+
+    async def execute(self, task_id: UUID, *, owner: str | None, actor: str = "system") -> Task:
+        deliveries: list[UUID] = []
+        async with self._uow() as uow:
+            owned = await uow.tasks.get(task_id, owner=owner)
+            if owned is None:
+                raise NotFound(f"task {task_id} does not exist")
+            task = await uow.tasks.lock(task_id)
+            assert task is not None
+            if task.status.is_terminal:
+                raise Conflict(f"task {task_id} is already {task.status.value}")
+            if task.status is TaskStatus.QUEUED:
+                task.finished_at = self._clock.now()
+                deliveries = await finish_task(
+                    uow,
+                    task,
+                    TaskStatus.CANCELLED,
+                    EventType.TASK_CANCELLED,
+                    {"reason": "cancelled before it started"},
+                    callbacks=self._callbacks,
+                )
+            else:
+                await uow.tasks.request_cancel(task_id)
+                task.cancel_requested = True
+            await uow.audit.add(
+                AuditEntry(
+                    "task.cancel",
+                    actor,
+                    target=f"task:{task_id}",
+                    task_id=task_id,
+                    details={"status": task.status.value},
+                )
+            )
+            await uow.commit()
+        await self._callbacks.dispatch(deliveries)
+        task.steps = owned.steps
+        return task

@@ -1,0 +1,141 @@
+"""How a task ends, and the webhooks its end calls for.
+
+Rules:
+- every terminal transition (succeeded, failed, cancelled: by its runner, by a
+  cancel of a queued task, by the sweeper, by a worker shutting down) goes through
+  ``finish_task``, which writes the status, expires the task's pending approvals,
+  appends the terminal event and records the webhook deliveries it calls for, all
+  in the caller's transaction: a task never ends without its deliveries, and no
+  delivery exists for an end that was rolled back;
+- a delivery goes to the task's own ``webhook_url`` and to each enabled endpoint of
+  the task's owner subscribed to the event; its body, ``{type, timestamp, data:
+  {task}}`` with the task as ``GET /v1/tasks/{id}`` shows it at that moment, is
+  fixed when it is recorded and sent unchanged on every attempt;
+- after the commit, ``dispatch`` enqueues the first attempts; if that fails the
+  worker's relay finds the deliveries in Postgres.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from chatsys.domain.approvals.decisions import expire_pending
+from chatsys.domain.shared.clock import Clock
+from chatsys.domain.tasks.model import EventType, Task, TaskEvent, TaskStatus
+from chatsys.domain.tasks.ports import TaskRenderer
+from chatsys.domain.tasks.uow import TasksUnitOfWork
+from chatsys.domain.webhooks.model import (
+    WEBHOOK_EVENTS,
+    DeliveryStatus,
+    RetryPolicy,
+    WebhookDelivery,
+    new_webhook_id,
+)
+from chatsys.domain.webhooks.ports import WebhookQueue
+
+
+class Callbacks:
+    """Records the webhook deliveries a task event calls for, and dispatches them."""
+
+    def __init__(
+        self, render: TaskRenderer, queue: WebhookQueue, retry: RetryPolicy | None = None
+    ) -> None:
+        self._render = render
+        self._queue = queue
+        self._retry = retry or RetryPolicy()
+
+    async def record(self, uow: TasksUnitOfWork, task: Task, event: TaskEvent) -> list[UUID]:
+        """In the caller's transaction: one delivery per destination; their ids."""
+        if event.type not in WEBHOOK_EVENTS:
+            return []
+        endpoints = await uow.webhooks.subscribed(task.owner, event.type)
+        targets: list[tuple[UUID | None, str]] = [(e.id, e.url) for e in endpoints]
+        if task.webhook_url:
+            targets.insert(0, (None, task.webhook_url))
+        if not targets:
+            return []
+        current = await uow.tasks.get(task.id, owner=None)  # as GET shows it, steps included
+        body = self.body(event, current or task)
+        due = event.created_at + timedelta(seconds=self._retry.first_delay())
+        ids = []
+        for endpoint_id, url in targets:
+            delivery_id = uuid4()
+            await uow.deliveries.add(
+                WebhookDelivery(
+                    id=delivery_id,
+                    owner=task.owner,
+                    task_id=task.id,
+                    webhook_id=new_webhook_id(delivery_id),
+                    event_type=event.type,
+                    url=url,
+                    body=body,
+                    status=DeliveryStatus.PENDING,
+                    created_at=event.created_at,
+                    next_attempt_at=due,
+                    endpoint_id=endpoint_id,
+                )
+            )
+            ids.append(delivery_id)
+        return ids
+
+    def body(self, event: TaskEvent, task: Task) -> str:
+        payload: dict[str, Any] = {
+            "type": event.type,
+            "timestamp": _iso(event),
+            "data": {"task": self._render(task)},
+        }
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+    async def dispatch(self, delivery_ids: Sequence[UUID]) -> None:
+        """After the commit: the first attempts' jobs. A failure is left to the relay."""
+        delay = self._retry.first_delay()
+        for delivery_id in delivery_ids:
+            try:
+                await self._queue.enqueue_delivery(delivery_id, 0, delay=delay)
+            except Exception:  # Redis is down: the relay sends it from Postgres
+                return
+
+
+def _iso(event: TaskEvent) -> str:
+    return event.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+async def finish_task(
+    uow: TasksUnitOfWork,
+    task: Task,
+    status: TaskStatus,
+    event: str,
+    data: dict[str, Any],
+    *,
+    callbacks: Callbacks,
+) -> list[UUID]:
+    """End ``task`` (its ``finished_at`` set by the caller) in the caller's transaction:
+    status, terminal event, webhook deliveries. Returns the deliveries to dispatch
+    after the commit. Approvals of the task still pending expire with it."""
+    if not status.is_terminal:
+        raise ValueError(f"{status.value} is not a terminal status")
+    task.status = status
+    task.worker_id = None
+    await uow.tasks.update(task)
+    await expire_pending(uow, task, task.finished_at or datetime.now(UTC))
+    appended = await uow.events.append(task.id, event, data)
+    return await callbacks.record(uow, task, appended)
+
+
+async def cancel_requested_task(
+    uow: TasksUnitOfWork, task: Task, clock: Clock, callbacks: Callbacks
+) -> list[UUID]:
+    """End ``task`` as cancelled: its runner stopped, or died, with a cancel requested."""
+    task.finished_at = clock.now()
+    return await finish_task(
+        uow,
+        task,
+        TaskStatus.CANCELLED,
+        EventType.TASK_CANCELLED,
+        {"reason": "cancel requested"},
+        callbacks=callbacks,
+    )

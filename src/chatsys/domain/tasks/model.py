@@ -1,0 +1,172 @@
+"""Tasks, their state machine, their steps, usage and the event vocabulary.
+
+The vocabularies live here so that every adapter (SQL check constraints, API
+schemas) takes them from one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+
+_TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
+    TaskStatus.QUEUED: frozenset({TaskStatus.RUNNING, TaskStatus.CANCELLED, TaskStatus.FAILED}),
+    TaskStatus.RUNNING: frozenset(
+        {
+            TaskStatus.AWAITING_APPROVAL,
+            TaskStatus.SUCCEEDED,
+            TaskStatus.FAILED,
+            TaskStatus.CANCELLED,
+            TaskStatus.QUEUED,  # re-queued by the sweeper after a worker died
+        }
+    ),
+    TaskStatus.AWAITING_APPROVAL: frozenset(
+        {
+            TaskStatus.RUNNING,
+            TaskStatus.FAILED,
+            TaskStatus.CANCELLED,
+            TaskStatus.QUEUED,  # re-queued: its worker died, or shut down, while it waited
+        }
+    ),
+    TaskStatus.SUCCEEDED: frozenset(),
+    TaskStatus.FAILED: frozenset(),
+    TaskStatus.CANCELLED: frozenset(),
+}
+
+
+def can_transition(current: TaskStatus, new: TaskStatus) -> bool:
+    """Whether a task may move from ``current`` to ``new``. Terminal states never change."""
+    return new in _TASK_TRANSITIONS[current]
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class EventType(StrEnum):
+    TASK_CREATED = "task.created"
+    TASK_STARTED = "task.started"
+    TASK_ANALYZED = "task.analyzed"
+    TASK_PLANNED = "task.planned"
+    TASK_REQUEUED = "task.requeued"
+    STEP_STARTED = "step.started"
+    MESSAGE_DELTA = "message.delta"
+    MESSAGE_COMPLETED = "message.completed"
+    TOOL_CALL_STARTED = "tool.call.started"
+    TOOL_CALL_COMPLETED = "tool.call.completed"
+    APPROVAL_REQUESTED = "approval.requested"
+    APPROVAL_DECIDED = "approval.decided"
+    STEP_RETRYING = "step.retrying"
+    STEP_COMPLETED = "step.completed"
+    STEP_FAILED = "step.failed"
+    PLAN_DEGRADED = "plan.degraded"
+    USAGE_UPDATED = "usage.updated"
+    TASK_SUCCEEDED = "task.succeeded"
+    TASK_FAILED = "task.failed"
+    TASK_CANCELLED = "task.cancelled"
+
+
+TERMINAL_EVENTS = frozenset(
+    {EventType.TASK_SUCCEEDED, EventType.TASK_FAILED, EventType.TASK_CANCELLED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            round(self.cost_usd + other.cost_usd, 8),
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "cost_usd": self.cost_usd,
+        }
+
+
+@dataclass(slots=True)
+class StepRecord:
+    key: str
+    agent: str
+    instruction: str
+    depends_on: tuple[str, ...]
+    status: StepStatus = StepStatus.PENDING
+    output: str | None = None
+    error: dict[str, Any] | None = None
+    attempt: int = 0
+    usage: Usage = field(default_factory=Usage)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class Task:
+    id: UUID
+    owner: str
+    input: str
+    status: TaskStatus
+    created_at: datetime
+    conversation_id: UUID | None = None
+    title: str | None = None
+    analysis: dict[str, Any] | None = None
+    plan: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    usage: Usage = field(default_factory=Usage)
+    webhook_url: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)  # signs its webhook_url calls
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    cancel_requested: bool = False
+    worker_id: str | None = None
+    steps: list[StepRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    task_id: UUID
+    seq: int
+    type: str
+    data: dict[str, Any]
+    created_at: datetime

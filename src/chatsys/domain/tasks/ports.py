@@ -1,0 +1,129 @@
+"""Ports of tasks: their rows, their event log, the outbox and the run queue."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from chatsys.domain.tasks.model import StepRecord, Task, TaskEvent, TaskStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """What a running task's heartbeat learns: is it still ours, was it cancelled?"""
+
+    owned: bool
+    cancel_requested: bool
+
+
+class TaskRepository(Protocol):
+    async def add(self, task: Task) -> None: ...
+
+    async def get(self, task_id: UUID, *, owner: str | None) -> Task | None:
+        """``owner=None`` reads any task (the worker); otherwise only the owner's."""
+        ...
+
+    async def lock(self, task_id: UUID) -> Task | None:
+        """Read the task and hold its row lock until the transaction ends."""
+        ...
+
+    async def by_idempotency_key(self, owner: str, key: str) -> Task | None: ...
+
+    async def list_for_owner(
+        self,
+        owner: str | None,
+        *,
+        limit: int,
+        before: tuple[datetime, UUID] | None,
+        status: TaskStatus | None = None,
+        conversation_id: UUID | None = None,
+    ) -> Sequence[Task]: ...
+
+    async def update(self, task: Task) -> None:
+        """Write the task's mutable fields (status, analysis, plan, result, usage, ...)."""
+        ...
+
+    async def save_steps(self, task_id: UUID, steps: Sequence[StepRecord]) -> None: ...
+
+    async def steps(self, task_id: UUID) -> list[StepRecord]: ...
+
+    async def claim(self, task_id: UUID, worker_id: str, *, stale_after: float) -> Task | None:
+        """Make ``worker_id`` the one runner of a queued task (or of a running one whose
+        heartbeat lapsed). None when another worker holds it or it is finished."""
+        ...
+
+    async def heartbeat(self, task_id: UUID, worker_id: str) -> Lease: ...
+
+    async def release(self, task_id: UUID, worker_id: str) -> None:
+        """Stop being the task's runner (its status is the caller's business)."""
+        ...
+
+    async def request_cancel(self, task_id: UUID) -> None:
+        """Flag a running task for cancellation; its runner sees it at its next heartbeat."""
+        ...
+
+    async def stale(self, *, stale_after: float, limit: int) -> Sequence[UUID]:
+        """Running tasks whose heartbeat lapsed, locked for this transaction."""
+        ...
+
+    async def count_active(self, owner: str) -> int:
+        """The owner's queued, running and waiting tasks; holds a per-owner lock until the
+        transaction ends, so concurrent submissions are counted one after the other."""
+        ...
+
+    async def tokens_since(self, owner: str, seconds: float) -> int:
+        """Tokens used by the owner's steps that finished in the last ``seconds``."""
+        ...
+
+    async def progress(self, task_id: UUID) -> tuple[int, TaskStatus] | None:
+        """The task's last event ``seq`` and its status (None: no such task)."""
+        ...
+
+
+class EventLog(Protocol):
+    """The durable, gapless event log of each task.
+
+    Events appended in a unit of work are published live (see ``LiveFeed``) after
+    that unit of work commits, never before: a subscriber never sees an event that
+    could still be rolled back.
+    """
+
+    async def append(
+        self, task_id: UUID, type: str, data: dict[str, Any], *, runner: str | None = None
+    ) -> TaskEvent:
+        """Append with the next gapless ``seq`` (serialised per task by its row lock).
+
+        With ``runner``, append only while that worker runs the task; ``LookupError``
+        otherwise (the fence of a runner that may have lost its lease).
+        """
+        ...
+
+    async def after(self, task_id: UUID, after: int, *, limit: int) -> Sequence[TaskEvent]: ...
+
+
+class Outbox(Protocol):
+    async def add(self, task_id: UUID) -> int:
+        """A new entry, stamped as being dispatched now (its dispatch follows the commit)."""
+        ...
+
+    async def pending(
+        self, *, older_than: float, lease: float, limit: int
+    ) -> Sequence[tuple[int, UUID]]:
+        """Entries to (re)send, locked: never dispatched and at least ``older_than``
+        seconds old, or dispatched over ``lease`` seconds ago for a task still queued."""
+        ...
+
+    async def mark_dispatched(self, ids: Sequence[int]) -> None: ...
+
+    async def mark_undispatched(self, ids: Sequence[int]) -> None: ...
+
+
+class JobQueue(Protocol):
+    async def enqueue_run(self, task_id: UUID, dispatch_id: int) -> None: ...
+
+
+TaskRenderer = Callable[[Task], dict[str, Any]]
+"""A task as the API shows it (``GET /v1/tasks/{id}``), as JSON-ready data."""

@@ -1,0 +1,401 @@
+"""Running a task on a worker: claim, analyse, plan, execute, finish.
+
+Rules:
+- the database lets one runner hold a task: ``claim`` succeeds for a queued
+  task, or for a running (or awaiting_approval) one whose heartbeat lapsed (its
+  worker died);
+- while running, and while a step waits for a tool approval (the task is then
+  ``awaiting_approval``, see ``chatsys.domain.approvals.gate``), a heartbeat every
+  ``heartbeat_interval`` seconds keeps the claim and notices a cancellation
+  request (so cancelling takes effect within about one interval) or a lost
+  claim (the runner stops, writing nothing);
+- analysis and plan are computed once and stored; completed steps are
+  checkpointed and never run again when the task resumes on another worker;
+- recovery, in order: the executor retries a failing step; then the plan is
+  degraded to one ``assistant`` step; then the task fails with the error;
+- a task never stays ``running`` when its runner stops: it ends succeeded,
+  failed or cancelled, or (worker shutting down) it is handed back to the
+  queue without spending an attempt; only a killed worker leaves it running,
+  and then its heartbeat lapses and the sweeper re-queues it;
+- after ``max_attempts`` claims the task fails instead of running again, and an
+  attempt running longer than ``max_runtime`` seconds fails the task (so a task
+  too long for its limit cannot loop between workers); time spent waiting for
+  approvals counts, and an approval expires by that limit at the latest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from chatsys.domain.approvals.gate import ApprovalGate
+from chatsys.domain.conversations.model import MessageRole
+from chatsys.domain.conversations.ports import StoredMessage
+from chatsys.domain.nlu import Analysis
+from chatsys.domain.nlu.llm_analyzer import TaskAnalyzer
+from chatsys.domain.planning.executor import PlanExecutor, StepFailed, StepInput, Turn
+from chatsys.domain.planning.journal import LeaseLost, TaskJournal
+from chatsys.domain.planning.planner import Plan, Planner, PlanStep, Role
+from chatsys.domain.shared.clock import Clock
+from chatsys.domain.shared.errors import InvalidInput, LLMError
+from chatsys.domain.shared.uow import Factory
+from chatsys.domain.tasks.ending import Callbacks, cancel_requested_task, finish_task
+from chatsys.domain.tasks.model import EventType, StepRecord, StepStatus, Task, TaskStatus, Usage
+from chatsys.domain.tasks.submission import Dispatcher
+from chatsys.domain.tasks.uow import TasksUnitOfWork
+
+FALLBACK_KEY = "fallback"
+HISTORY_MESSAGES = 20
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class _TimedOut(Exception):
+    pass
+
+
+class RunTask:
+    def __init__(
+        self,
+        uow: Factory[TasksUnitOfWork],
+        clock: Clock,
+        *,
+        analyzer: TaskAnalyzer,
+        planner: Planner,
+        executor: PlanExecutor,
+        dispatcher: Dispatcher,
+        callbacks: Callbacks,
+        worker_id: str,
+        heartbeat_interval: float = 0.5,
+        stale_after: float = 10.0,
+        max_attempts: int = 5,
+        max_runtime: float = 1800.0,
+        approval_timeout: float = 600.0,
+        approval_poll: float = 0.5,
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._analyzer = analyzer
+        self._planner = planner
+        self._executor = executor
+        self._dispatcher = dispatcher
+        self._callbacks = callbacks
+        self._worker_id = worker_id
+        self._heartbeat_interval = heartbeat_interval
+        self._stale_after = stale_after
+        self._max_attempts = max_attempts
+        self._max_runtime = max_runtime
+        self._approval_timeout = approval_timeout
+        self._approval_poll = approval_poll
+
+    async def execute(self, task_id: UUID) -> TaskStatus | None:
+        """Run the task if this runner can claim it; returns its final status, or None."""
+        async with self._uow() as uow:
+            task = await uow.tasks.claim(task_id, self._worker_id, stale_after=self._stale_after)
+            if task is None:
+                return None
+            task.steps = await uow.tasks.steps(task_id)
+            await uow.events.append(
+                task_id,
+                EventType.TASK_STARTED,
+                {"attempt": task.attempt, "worker": self._worker_id},
+            )
+            await uow.commit()
+        if task.attempt > self._max_attempts:
+            message = f"gave up after {self._max_attempts} attempts (workers kept stopping)"
+            return await self._finish_failed(task, {"message": message, "type": "attempts"})
+
+        stop: list[Exception] = []  # why the heartbeat stopped the work, if it did
+        deadline = self._clock.now() + timedelta(seconds=self._max_runtime)
+        work = asyncio.create_task(self._run(task, stop, deadline), name=f"task:{task_id}")
+        watch = asyncio.create_task(self._watch(task_id, work, stop), name=f"heartbeat:{task_id}")
+        try:
+            return await work
+        except _Cancelled:
+            return await self._finish_cancelled(task)
+        except _TimedOut:
+            message = f"the task ran longer than its limit of {self._max_runtime:g} s"
+            return await self._finish_failed(task, {"message": message, "type": "timeout"})
+        except LeaseLost:
+            return None
+        except asyncio.CancelledError:  # the worker is shutting down
+            await asyncio.shield(self._hand_back(task))
+            raise
+        finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watch
+
+    async def _watch(
+        self, task_id: UUID, work: asyncio.Task[TaskStatus], stop: list[Exception]
+    ) -> None:
+        """The heartbeat: keeps the claim; a cancel request, a lost claim or the time
+        limit stops the work."""
+        deadline = asyncio.get_running_loop().time() + self._max_runtime
+        while not work.done():
+            await asyncio.sleep(self._heartbeat_interval)
+            async with self._uow() as uow:
+                lease = await uow.tasks.heartbeat(task_id, self._worker_id)
+                await uow.commit()
+            if not lease.owned or lease.cancel_requested:
+                stop.append(_Cancelled() if lease.owned else LeaseLost(str(task_id)))
+                work.cancel()
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                stop.append(_TimedOut())
+                work.cancel()
+                return
+
+    async def _run(self, task: Task, stop: list[Exception], deadline: datetime) -> TaskStatus:
+        try:
+            return await self._pipeline(task, deadline)
+        except asyncio.CancelledError:
+            if stop:
+                raise stop[0] from None
+            raise
+
+    async def _history(self, task: Task) -> list[Turn]:
+        if task.conversation_id is None:
+            return []
+        async with self._uow() as uow:
+            messages = await uow.messages.recent(task.conversation_id, limit=HISTORY_MESSAGES + 1)
+        turns = []
+        for m in messages:
+            if m.task_id == task.id and m.role is MessageRole.USER:
+                continue  # the request itself is given separately
+            if m.role in (MessageRole.USER, MessageRole.ASSISTANT):
+                turns.append(Turn(m.role.value, m.content))
+        return turns[-HISTORY_MESSAGES:]
+
+    def _plan_for(self, task: Task, analysis: Analysis) -> Plan:
+        options = task.options
+        if "plan" in options:
+            return Plan.from_dict(options["plan"])
+        if "agents" in options:
+            return self._planner.plan_for_agents(options["agents"])
+        return self._planner.plan(analysis)
+
+    async def _pipeline(self, task: Task, deadline: datetime) -> TaskStatus:
+        history = await self._history(task)
+        if task.analysis is None or task.plan is None:
+            analysis = await self._analyzer.analyze_request(
+                task.input, [t.content for t in history if t.role == "user"]
+            )
+        if task.analysis is None:
+            task.analysis = analysis.as_dict()
+            await self._save(task, EventType.TASK_ANALYZED, {"analysis": task.analysis})
+        if task.plan is None:
+            plan = self._plan_for(task, analysis)
+            task.plan = plan.as_dict()
+            task.steps = [_record(s) for s in plan.steps]
+            await self._save(task, EventType.TASK_PLANNED, {"plan": task.plan}, steps=task.steps)
+        plan = Plan.from_dict(task.plan)
+        template = StepInput(
+            task_id=task.id,
+            key="",
+            role=Role.ASSISTANT.value,
+            instruction="",
+            request=task.input,
+            history=history,
+            analysis=task.analysis,
+            model=task.options.get("model"),
+            workspace=str(task.conversation_id or task.id),
+        )
+        gate = ApprovalGate(
+            self._uow,
+            self._clock,
+            task.id,
+            self._worker_id,
+            self._callbacks,
+            timeout=self._approval_timeout,
+            poll_interval=self._approval_poll,
+            deadline=deadline,
+        )
+        journal = TaskJournal(self._uow, self._clock, task.id, self._worker_id,
+                              {s.key: s for s in task.steps}, approvals=gate)  # fmt: skip
+        try:
+            outputs = await self._executor.execute(plan, template, journal, _done(task.steps))
+        except StepFailed as failure:
+            await journal.close()
+            if plan.shape == "degraded" or len(plan.steps) == 1:
+                return await self._finish_failed(task, _error(failure), journal)
+            return await self._degrade(task, plan, failure, template, journal)
+        except (LLMError, InvalidInput) as exc:
+            await journal.close()
+            return await self._finish_failed(task, {"message": exc.detail, "type": "llm"}, journal)
+        except BaseException:
+            await asyncio.shield(journal.close())
+            raise
+        return await self._finish_succeeded(task, plan, outputs, journal)
+
+    async def _degrade(
+        self, task: Task, plan: Plan, failure: StepFailed, template: StepInput, journal: TaskJournal
+    ) -> TaskStatus:
+        fallback = Plan(
+            (
+                PlanStep(
+                    FALLBACK_KEY,
+                    Role.ASSISTANT,
+                    "The team could not finish this request. Answer it directly and completely "
+                    "on your own.",
+                ),
+            ),
+            "degraded",
+        )
+        record = _record(fallback.steps[0])
+        task.plan = {**fallback.as_dict(), "degraded_from": plan.as_dict()}
+        task.steps = [*task.steps, record]
+        journal.steps[FALLBACK_KEY] = record
+        await self._save(
+            task,
+            EventType.PLAN_DEGRADED,
+            {"failed_step": failure.key, "reason": failure.message, "plan": fallback.as_dict()},
+            steps=[record],
+        )
+        try:
+            outputs = await self._executor.execute(fallback, template, journal)
+        except StepFailed as second:
+            error = _error(failure)
+            error["message"] += f"; the single-assistant fallback also failed: {second.message}"
+            return await self._finish_failed(task, error, journal)
+        return await self._finish_succeeded(task, fallback, outputs, journal)
+
+    async def _save(
+        self,
+        task: Task,
+        event: str,
+        data: dict[str, Any],
+        *,
+        steps: Sequence[StepRecord] = (),
+    ) -> None:
+        async with self._uow() as uow:
+            current = await uow.tasks.lock(task.id)
+            if current is None or current.worker_id != self._worker_id:
+                raise LeaseLost(str(task.id))
+            await uow.tasks.update(_keep_worker(task, self._worker_id))
+            if steps:
+                await uow.tasks.save_steps(task.id, steps)
+            await uow.events.append(task.id, event, data)
+            await uow.commit()
+
+    async def _finish(
+        self,
+        task: Task,
+        status: TaskStatus,
+        event: EventType,
+        data: dict[str, Any],
+        *,
+        answer: str | None = None,
+        answer_agent: str | None = None,
+    ) -> TaskStatus:
+        task.finished_at = self._clock.now()
+        async with self._uow() as uow:
+            current = await uow.tasks.lock(task.id)
+            if current is None or current.status.is_terminal:
+                return current.status if current else status
+            if current.worker_id not in (None, self._worker_id):
+                raise LeaseLost(str(task.id))
+            if answer is not None and task.conversation_id is not None:
+                await uow.messages.add(
+                    StoredMessage(
+                        uuid4(),
+                        task.conversation_id,
+                        MessageRole.ASSISTANT,
+                        answer,
+                        self._clock.now(),
+                        task.id,
+                        answer_agent,
+                    )
+                )
+            deliveries = await finish_task(
+                uow, task, status, event, data, callbacks=self._callbacks
+            )
+            await uow.commit()
+        await self._callbacks.dispatch(deliveries)
+        return status
+
+    async def _finish_succeeded(
+        self, task: Task, plan: Plan, outputs: dict[str, str], journal: TaskJournal
+    ) -> TaskStatus:
+        final = plan.final
+        task.result = {"text": outputs[final.key], "step": final.key, "agent": final.agent.value}
+        task.usage = journal.total_usage()
+        data = {"result": task.result, "usage": task.usage.as_dict()}
+        return await self._finish(
+            task,
+            TaskStatus.SUCCEEDED,
+            EventType.TASK_SUCCEEDED,
+            data,
+            answer=outputs[final.key],
+            answer_agent=final.agent.value,
+        )
+
+    async def _finish_failed(
+        self, task: Task, error: dict[str, Any], journal: TaskJournal | None = None
+    ) -> TaskStatus:
+        task.error = error
+        if journal is not None:
+            task.usage = journal.total_usage()
+        return await self._finish(
+            task, TaskStatus.FAILED, EventType.TASK_FAILED, {"error": error,
+                                                              "usage": task.usage.as_dict()}
+        )  # fmt: skip
+
+    async def _finish_cancelled(self, task: Task) -> TaskStatus:
+        async with self._uow() as uow:
+            task.steps = await uow.tasks.steps(task.id)
+        task.usage = sum((s.usage for s in task.steps), Usage())
+        return await self._finish(
+            task, TaskStatus.CANCELLED, EventType.TASK_CANCELLED, {"reason": "cancel requested"}
+        )
+
+    async def _hand_back(self, task: Task) -> None:
+        """The worker is shutting down: return the task to the queue, attempt unspent."""
+        async with self._uow() as uow:
+            current = await uow.tasks.lock(task.id)
+            if current is None or current.status.is_terminal:
+                return
+            if current.worker_id != self._worker_id:
+                return
+            if current.cancel_requested:  # nobody would claim it again: finish it here
+                deliveries = await cancel_requested_task(uow, current, self._clock, self._callbacks)
+                await uow.commit()
+                await self._callbacks.dispatch(deliveries)
+                return
+            current.status = TaskStatus.QUEUED
+            current.worker_id = None
+            current.attempt = max(0, current.attempt - 1)
+            await uow.tasks.update(current)
+            await uow.events.append(
+                task.id, EventType.TASK_REQUEUED, {"reason": "worker shutting down"}
+            )
+            entry = await uow.outbox.add(task.id)
+            await uow.commit()
+        await self._dispatcher.dispatch(entry, task.id)
+
+
+def _record(step: PlanStep) -> StepRecord:
+    return StepRecord(step.key, step.agent.value, step.instruction, step.depends_on)
+
+
+def _done(steps: Sequence[StepRecord]) -> dict[str, str]:
+    return {
+        s.key: s.output or ""
+        for s in steps
+        if s.status is StepStatus.SUCCEEDED and s.output is not None
+    }
+
+
+def _error(failure: StepFailed) -> dict[str, Any]:
+    return {"message": str(failure), "step": failure.key, "type": "llm"}
+
+
+def _keep_worker(task: Task, worker_id: str) -> Task:
+    task.worker_id = worker_id
+    return task

@@ -1,0 +1,215 @@
+"""Sending webhook deliveries, finding the lost ones, and the delivery log.
+
+Rules:
+- Postgres is the source of truth: a delivery is a row; a job is only a nudge.
+  An attempt leases the row (``delivering`` until the lease ends), so one attempt
+  runs at a time, and a worker dying mid-attempt only delays the next one;
+- each attempt is signed afresh (new ``webhook-timestamp`` and signature), always
+  with the same ``webhook-id``; during a secret rotation with both secrets;
+- a 2xx answer is success; anything else (3xx included: redirects are never
+  followed), a network error or a timeout is a failed attempt, retried on the
+  retry schedule with jitter; after the last attempt the delivery has failed (dead
+  letter); an address the service must not reach fails it at once; a 410 Gone fails
+  it at once and disables its endpoint;
+- a delivery whose endpoint was deleted or disabled is not sent;
+- the relay (every worker's maintenance loop) re-sends the jobs of deliveries that
+  are overdue or whose lease expired, so deliveries survive worker and Redis
+  restarts; jobs are idempotent (one job id per attempt, and the lease).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable
+from datetime import timedelta
+from uuid import UUID
+
+from chatsys.domain.shared.clock import Clock
+from chatsys.domain.shared.errors import Conflict, NotFound
+from chatsys.domain.shared.pagination import Page, cut_page, decode_cursor
+from chatsys.domain.shared.uow import Factory
+from chatsys.domain.webhooks.model import (
+    DeliveryAttempt,
+    DeliveryStatus,
+    OutgoingDelivery,
+    RetryPolicy,
+    SendResult,
+    WebhookDelivery,
+    signed_headers,
+)
+from chatsys.domain.webhooks.ports import (
+    AttemptRecord,
+    WebhookQueue,
+    WebhookSender,
+    WebhooksUnitOfWork,
+)
+
+GONE_REASON = "the receiver answered 410 Gone"
+
+
+class DeliverWebhook:
+    """One attempt of one delivery (the arq job's body)."""
+
+    def __init__(
+        self,
+        uow: Factory[WebhooksUnitOfWork],
+        clock: Clock,
+        sender: WebhookSender,
+        queue: WebhookQueue,
+        retry: RetryPolicy | None = None,
+        *,
+        lease: float = 60.0,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._sender = sender
+        self._queue = queue
+        self._retry = retry or RetryPolicy()
+        self._lease = lease
+        self._rand = rand
+
+    async def execute(self, delivery_id: UUID) -> DeliveryStatus | None:
+        """The delivery's status after this attempt; None when it was not ours to try."""
+        async with self._uow() as uow:
+            outgoing = await uow.deliveries.claim(delivery_id, lease=self._lease)
+            await uow.commit()
+        if outgoing is None:
+            return None
+        result = await self._attempt(outgoing)
+        now = self._clock.now()
+        number = outgoing.attempt_count + 1
+        attempt = DeliveryAttempt(number, now, result.status_code, result.latency_ms, result.error)
+        delay = None
+        if result.ok:
+            status = DeliveryStatus.SUCCEEDED
+        elif result.retryable:
+            delay = self._retry.delay_after(outgoing.round_attempts + 1, self._rand)
+            status = DeliveryStatus.FAILED if delay is None else DeliveryStatus.PENDING
+        else:
+            status = DeliveryStatus.FAILED
+        next_at = None if delay is None else now + timedelta(seconds=delay)
+        async with self._uow() as uow:
+            await uow.deliveries.record(AttemptRecord(outgoing.id, attempt, status, next_at))
+            if result.gone and outgoing.endpoint_id is not None:
+                await uow.webhooks.disable(outgoing.endpoint_id, reason=GONE_REASON, at=now)
+            await uow.commit()
+        if delay is not None:
+            with contextlib.suppress(Exception):  # the relay sends it once it is overdue
+                await self._queue.enqueue_delivery(outgoing.id, number, delay=delay)
+        return status
+
+    async def _attempt(self, outgoing: OutgoingDelivery) -> SendResult:
+        if outgoing.refusal is not None:
+            return SendResult(None, 0.0, outgoing.refusal, retryable=False)
+        body = outgoing.body.encode()
+        timestamp = int(self._clock.now().timestamp())
+        headers = signed_headers(outgoing.secrets, outgoing.webhook_id, timestamp, body)
+        result = await self._sender.send(outgoing.url, headers, body)
+        if result.gone:
+            return SendResult(410, result.latency_ms, GONE_REASON, retryable=False)
+        return result
+
+
+class RelayWebhooks:
+    """Re-sends the jobs of deliveries that are overdue (their job lost with Redis, or
+    never sent) or whose attempt's lease expired (its worker died)."""
+
+    def __init__(
+        self,
+        uow: Factory[WebhooksUnitOfWork],
+        queue: WebhookQueue,
+        *,
+        grace: float = 2.0,
+        redispatch_after: float = 30.0,
+    ) -> None:
+        self._uow = uow
+        self._queue = queue
+        self._grace = grace
+        self._redispatch_after = redispatch_after
+
+    async def execute(self, *, limit: int = 200) -> int:
+        sent: list[UUID] = []
+        async with self._uow() as uow:
+            due = await uow.deliveries.due(
+                grace=self._grace, redispatch_after=self._redispatch_after, limit=limit
+            )
+            try:
+                for delivery_id, attempts in due:
+                    await self._queue.enqueue_delivery(delivery_id, attempts, delay=0)
+                    sent.append(delivery_id)
+            finally:
+                # Un-stamp what could not be enqueued, so the next pass tries it again.
+                await uow.deliveries.mark_undispatched([d for d, _ in due if d not in sent])
+                await uow.commit()
+        return len(sent)
+
+
+class ListDeliveries:
+    """The owner's deliveries, newest first, keyset-paginated, each with its attempts."""
+
+    def __init__(self, uow: Factory[WebhooksUnitOfWork]) -> None:
+        self._uow = uow
+
+    async def execute(
+        self,
+        *,
+        owner: str,
+        limit: int,
+        cursor: str | None,
+        task_id: UUID | None = None,
+        status: DeliveryStatus | None = None,
+    ) -> Page[WebhookDelivery]:
+        before = decode_cursor(cursor) if cursor else None
+        async with self._uow() as uow:
+            rows = await uow.deliveries.list_for_owner(
+                owner, limit=limit + 1, before=before, task_id=task_id, status=status
+            )
+        return cut_page(rows, limit)
+
+
+class GetDelivery:
+    def __init__(self, uow: Factory[WebhooksUnitOfWork]) -> None:
+        self._uow = uow
+
+    async def execute(self, delivery_id: UUID, *, owner: str) -> WebhookDelivery:
+        async with self._uow() as uow:
+            found = await uow.deliveries.get(delivery_id, owner=owner)
+        if found is None:
+            raise NotFound(f"webhook delivery {delivery_id} does not exist")
+        return found
+
+
+class Redeliver:
+    """Send a finished delivery again: same body, same ``webhook-id``, a fresh retry
+    schedule. A delivery still under way cannot be redelivered (conflict), nor one whose
+    endpoint was deleted or is disabled."""
+
+    def __init__(self, uow: Factory[WebhooksUnitOfWork], clock: Clock, queue: WebhookQueue) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._queue = queue
+
+    async def execute(self, delivery_id: UUID, *, owner: str) -> WebhookDelivery:
+        async with self._uow() as uow:
+            found = await uow.deliveries.get(delivery_id, owner=owner)
+            if found is None:
+                raise NotFound(f"webhook delivery {delivery_id} does not exist")
+            if not found.status.is_final:
+                raise Conflict(f"webhook delivery {delivery_id} is still {found.status.value}")
+            if found.endpoint_id is not None:
+                endpoint = await uow.webhooks.get(found.endpoint_id, owner=owner)
+                if endpoint is None:
+                    raise Conflict("its webhook endpoint was deleted")
+                if not endpoint.enabled:
+                    raise Conflict(f"its webhook endpoint is disabled: {endpoint.disabled_reason}")
+            now = self._clock.now()
+            await uow.deliveries.reschedule(delivery_id, at=now)
+            await uow.commit()
+        found.status = DeliveryStatus.PENDING
+        found.next_attempt_at = now
+        found.finished_at = None
+        with contextlib.suppress(Exception):  # the relay sends it
+            await self._queue.enqueue_delivery(delivery_id, found.attempt_count, delay=0)
+        return found
