@@ -24,11 +24,11 @@ from chatsys.agents.mcp.config import McpDefaults, ServerConfig, load_servers
 from chatsys.agents.mcp.manager import McpManager
 from chatsys.agents.mcp.workspace import SERVER_NAME, Workspaces, build_workspace_server
 from chatsys.agents.profiles import PROFILES
-from chatsys.api.access import AccessConfig, AccessServices
+from chatsys.api.access.middleware import AccessConfig, AccessServices
 from chatsys.api.app import WebConfig, create_app
-from chatsys.api.schemas import task_json
 from chatsys.api.services import ApiServices
-from chatsys.api.streaming import StreamConfig
+from chatsys.api.streaming.sse import StreamConfig
+from chatsys.api.tasks.schemas import task_json
 from chatsys.domain.access.model import ApiKey, Role
 from chatsys.domain.access.use_cases import (
     Authenticate,

@@ -17,22 +17,20 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from chatsys.api.access import AccessMiddleware, SecurityHeadersMiddleware
+from chatsys.api.access import router as access
+from chatsys.api.access.middleware import AccessMiddleware, SecurityHeadersMiddleware
+from chatsys.api.approvals import router as approvals
+from chatsys.api.conversations import router as conversations
 from chatsys.api.errors import install_error_handlers
+from chatsys.api.health import router as health
+from chatsys.api.mcp import router as mcp
 from chatsys.api.middleware import RequestContextMiddleware
-from chatsys.api.routers import (
-    access,
-    analysis,
-    approvals,
-    conversations,
-    health,
-    mcp,
-    streams,
-    tasks,
-    webhook_deliveries,
-    webhooks,
-)
+from chatsys.api.nlu import router as analysis
 from chatsys.api.services import ApiServices
+from chatsys.api.streaming import router as streams
+from chatsys.api.tasks import router as tasks
+from chatsys.api.webhooks import deliveries as webhook_deliveries
+from chatsys.api.webhooks import router as webhooks
 
 __all__ = ["ApiServices", "create_app"]
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from chatsys.api.access import AccessServices
-from chatsys.api.streaming import StreamConfig
+from chatsys.api.access.middleware import AccessServices
+from chatsys.api.streaming.sse import StreamConfig
 from chatsys.domain.access.model import Role
 from chatsys.domain.access.use_cases import CreateApiKey, ListApiKeys, ListAuditLogs, RevokeApiKey
 from chatsys.domain.approvals.decisions import DecideApproval, ListApprovals

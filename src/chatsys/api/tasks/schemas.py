@@ -1,4 +1,4 @@
-"""Request and response models shared by the task and conversation routers."""
+"""Request and response models of tasks and their events."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatsys.domain.conversations.ports import StoredMessage
-from chatsys.domain.mcp.ports import McpServerInfo, McpToolInfo
 from chatsys.domain.planning.planner import MAX_STEPS
 from chatsys.domain.shared.text import TITLE_MAX
 from chatsys.domain.tasks.model import StepRecord, Task, TaskEvent, Usage
@@ -69,10 +67,6 @@ class TaskOptions(BaseModel):
 class TaskCreate(TaskOptions):
     input: str = Field(description="what you want done (at most 32 KiB by default)")
     conversation_id: UUID | None = None
-
-
-class MessageCreate(TaskOptions):
-    content: str = Field(description="the user's message; it starts a task in the conversation")
 
 
 class UsageOut(BaseModel):
@@ -221,126 +215,3 @@ class EventPageOut(BaseModel):
     items: list[EventOut]
     last_seq: int = Field(description="pass as `after` to continue")
     done: bool = Field(description="true once the page ends with the task's terminal event")
-
-
-class MessageOut(BaseModel):
-    id: UUID
-    role: str
-    content: str
-    agent: str | None
-    task_id: UUID | None
-    created_at: datetime
-
-    @classmethod
-    def of(cls, message: StoredMessage) -> MessageOut:
-        return cls(
-            id=message.id,
-            role=message.role.value,
-            content=message.content,
-            agent=message.agent,
-            task_id=message.task_id,
-            created_at=message.created_at,
-        )
-
-
-class MessagePageOut(BaseModel):
-    items: list[MessageOut]
-    next_cursor: str | None
-
-
-class McpServerCreate(BaseModel):
-    """An MCP server to register: ``command`` (stdio) or ``url`` (streamable HTTP)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=32, examples=["time"])
-    transport: Literal["stdio", "streamable-http"] | None = None
-    command: str | None = Field(default=None, max_length=4096, examples=["mcp-server-time"])
-    args: list[str] = Field(default_factory=list, max_length=256)
-    env: dict[str, str] = Field(default_factory=dict, max_length=100)
-    cwd: str | None = Field(default=None, max_length=4096)
-    url: str | None = Field(default=None, max_length=2048)
-    headers: dict[str, str] = Field(default_factory=dict, max_length=100)
-    roles: list[str] = Field(default_factory=lambda: ["*"], max_length=20)
-    tools: list[str] = Field(default_factory=lambda: ["*"], max_length=100)
-    timeout: float | None = Field(default=None, gt=0, le=3600)
-    max_result_chars: int | None = Field(default=None, ge=100, le=1_000_000)
-    lazy: bool = True
-
-
-class McpServerOut(BaseModel):
-    name: str
-    transport: str
-    source: Literal["settings", "api", "builtin"] | str
-    state: Literal["stopped", "starting", "ready", "failed", "stopping"] | str
-    tools: int
-    quarantined: int
-    last_error: str | None
-    restarts: int
-    pid: int | None
-    definition: dict[str, Any] = Field(description="env and header values are hidden")
-
-    @classmethod
-    def of(cls, info: McpServerInfo) -> McpServerOut:
-        return cls(
-            name=info.name,
-            transport=info.transport,
-            source=info.source,
-            state=info.state,
-            tools=info.tools,
-            quarantined=info.quarantined,
-            last_error=info.last_error,
-            restarts=info.restarts,
-            pid=info.pid,
-            definition=dict(info.definition),
-        )
-
-
-class McpServerListOut(BaseModel):
-    items: list[McpServerOut]
-
-
-class McpToolOut(BaseModel):
-    server: str
-    name: str
-    qualified_name: str = Field(description="the name agents see: server__tool")
-    description: str
-    input_schema: dict[str, Any]
-    status: Literal["active", "quarantined"] | str
-    digest: str = Field(description="sha256 of the description and input schema")
-    policy: Literal["auto", "ask", "deny"] | str = Field(
-        default="auto", description="auto: runs; ask: each call needs an approval; deny: never"
-    )
-
-    @classmethod
-    def of(cls, info: McpToolInfo) -> McpToolOut:
-        return cls(
-            server=info.server,
-            name=info.name,
-            qualified_name=info.qualified_name,
-            description=info.description,
-            input_schema=dict(info.input_schema),
-            status=info.status,
-            digest=info.digest,
-            policy=info.policy,
-        )
-
-
-class McpToolListOut(BaseModel):
-    items: list[McpToolOut]
-
-
-class McpToolCall(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    arguments: dict[str, Any] = Field(default_factory=dict)
-    workspace: str | None = Field(
-        default=None,
-        max_length=64,
-        description="for the workspace tools: the workspace (a conversation or task id)",
-    )
-
-
-class McpToolResultOut(BaseModel):
-    content: str
-    is_error: bool

@@ -9,8 +9,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response, status
 
-from chatsys.api.deps import ServicesDep, admin
-from chatsys.api.schemas import (
+from chatsys.api.access.deps import ServicesDep, admin
+from chatsys.api.mcp.schemas import (
     McpServerCreate,
     McpServerListOut,
     McpServerOut,

@@ -9,8 +9,9 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatsys.api.deps import ReaderDep, ServicesDep, WriterDep
-from chatsys.api.schemas import MessageCreate, MessageOut, MessagePageOut, TaskCreatedOut
+from chatsys.api.access.deps import ReaderDep, ServicesDep, WriterDep
+from chatsys.api.conversations.schemas import MessageCreate, MessageOut, MessagePageOut
+from chatsys.api.tasks.schemas import TaskCreatedOut
 from chatsys.domain.conversations.model import Conversation
 from chatsys.domain.conversations.use_cases import METADATA_MAX_KEYS
 from chatsys.domain.shared.text import TITLE_MAX

@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatsys.api.deps import ReaderDep, ServicesDep
+from chatsys.api.access.deps import ReaderDep, ServicesDep
 from chatsys.domain.shared.errors import InvalidInput
 
 router = APIRouter(tags=["analysis"])

@@ -7,8 +7,8 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Response, status
 
-from chatsys.api.deps import ServicesDep, SubjectDep, WriterDep
-from chatsys.api.webhook_schemas import (
+from chatsys.api.access.deps import ServicesDep, SubjectDep, WriterDep
+from chatsys.api.webhooks.schemas import (
     SecretRotation,
     WebhookCreate,
     WebhookOut,

@@ -7,8 +7,8 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, status
 
-from chatsys.api.deps import ServicesDep, SubjectDep, WriterDep
-from chatsys.api.webhook_schemas import DeliveryOut, DeliveryPageOut, DeliveryStatusName
+from chatsys.api.access.deps import ServicesDep, SubjectDep, WriterDep
+from chatsys.api.webhooks.schemas import DeliveryOut, DeliveryPageOut, DeliveryStatusName
 from chatsys.domain.webhooks.model import DeliveryStatus
 
 router = APIRouter(prefix="/v1/webhook-deliveries", tags=["webhook-deliveries"])

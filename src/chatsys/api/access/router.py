@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatsys.api.deps import AdminDep, PrincipalDep, ServicesDep
+from chatsys.api.access.deps import AdminDep, PrincipalDep, ServicesDep
 from chatsys.domain.access.model import NAME_MAX, ApiKey, AuditEntry, Role
 
 router = APIRouter(tags=["access"])

@@ -29,10 +29,9 @@ import orjson
 from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from chatsys.api.deps import PrincipalDep, ReaderDep, ServicesDep
-from chatsys.api.schemas import TaskOptions
+from chatsys.api.access.deps import PrincipalDep, ReaderDep, ServicesDep
 from chatsys.api.services import ApiServices
-from chatsys.api.streaming import (
+from chatsys.api.streaming.sse import (
     CLOSE_BAD_REQUEST,
     CLOSE_NORMAL,
     CLOSE_NOT_FOUND,
@@ -44,6 +43,7 @@ from chatsys.api.streaming import (
     receive_until_disconnect,
     run_until_stopped,
 )
+from chatsys.api.tasks.schemas import TaskOptions
 from chatsys.domain.access.model import Principal
 from chatsys.domain.shared.errors import (
     Conflict,

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from chatsys import __version__
-from chatsys.api.deps import ServicesDep
+from chatsys.api.access.deps import ServicesDep
 
 router = APIRouter(tags=["health"])
 

@@ -6,8 +6,8 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
-from chatsys.api.approval_schemas import ApprovalDecisionIn, ApprovalListOut, ApprovalOut
-from chatsys.api.deps import ReaderDep, ServicesDep, WriterDep
+from chatsys.api.access.deps import ReaderDep, ServicesDep, WriterDep
+from chatsys.api.approvals.schemas import ApprovalDecisionIn, ApprovalListOut, ApprovalOut
 
 router = APIRouter(prefix="/v1/tasks", tags=["approvals"])
 

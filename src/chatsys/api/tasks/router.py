@@ -7,8 +7,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Response, status
 
-from chatsys.api.deps import ReaderDep, ServicesDep, WriterDep
-from chatsys.api.schemas import (
+from chatsys.api.access.deps import ReaderDep, ServicesDep, WriterDep
+from chatsys.api.streaming.sse import EventStreamResponse
+from chatsys.api.tasks.schemas import (
     EventOut,
     EventPageOut,
     TaskCreate,
@@ -18,7 +19,6 @@ from chatsys.api.schemas import (
     TaskStatusName,
     TaskSummary,
 )
-from chatsys.api.streaming import EventStreamResponse
 from chatsys.domain.shared.errors import InvalidInput
 from chatsys.domain.tasks.model import TaskStatus
 
