@@ -32,10 +32,12 @@ from sqlalchemy import text
 from standardwebhooks import Webhook
 
 from bench.startup import clean_env, process, say
-from chatsys.bootstrap import Resources, SystemClock, webhook_callbacks
+from chatsys.bootstrap import Resources
+from chatsys.bootstrap.components import webhook_callbacks
 from chatsys.domain.tasks.cancel import CancelTask
 from chatsys.domain.tasks.model import Task, TaskStatus
 from chatsys.domain.webhooks.model import new_secret, signed_headers
+from chatsys.infra.clock import SystemClock
 from chatsys.infra.redis import WORKERS_KEY
 from chatsys.infra.settings import (
     DatabaseSettings,

@@ -26,7 +26,8 @@ def _fail(message: str) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from chatsys.bootstrap import load_settings, local_admin_key
+    from chatsys.bootstrap import load_settings
+    from chatsys.bootstrap.cli import local_admin_key
     from chatsys.infra.supervisor import DevSupervisor
 
     settings = load_settings()
@@ -42,7 +43,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from chatsys.bootstrap import load_settings, service_urls
+    from chatsys.bootstrap import load_settings
+    from chatsys.bootstrap.components import service_urls
     from chatsys.infra.logging import configure_logging
 
     settings = load_settings()
@@ -114,7 +116,8 @@ def cmd_openapi(args: argparse.Namespace) -> int:
 def cmd_keys_create(args: argparse.Namespace) -> int:
     import asyncio
 
-    from chatsys.bootstrap import create_key, load_settings
+    from chatsys.bootstrap import load_settings
+    from chatsys.bootstrap.cli import create_key
     from chatsys.domain.access.model import Role
 
     settings = load_settings()

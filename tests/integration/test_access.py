@@ -15,7 +15,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIWebSocketRoute
 from websockets.asyncio.client import connect
 
-from chatsys.bootstrap import ConfigurationError, build_app, create_key
+from chatsys.bootstrap import ConfigurationError, build_app
+from chatsys.bootstrap.cli import create_key
 from chatsys.domain.access.model import Role
 from chatsys.infra.settings import AuthSettings, Environment, LimitSettings, Settings
 from tests.streams import read_sse, read_ws, serve

@@ -6,12 +6,16 @@ from __future__ import annotations
 from arq.connections import ArqRedis
 from sqlalchemy import text
 
-from chatsys.bootstrap import Resources, SystemClock
+from chatsys.bootstrap import Resources
+from chatsys.domain.access.model import Role
 from chatsys.domain.planning.planner import Planner
-from chatsys.domain.tasks.submission import Dispatcher, SubmitTask, TaskRequest
+from chatsys.domain.tasks.submission import Dispatcher, SubmitTask, TaskQuota, TaskRequest
+from chatsys.infra.clock import SystemClock
 from chatsys.infra.queue import ArqJobQueue
 from chatsys.infra.settings import Settings
 from tests.support import free_port
+
+ANY_ROLE = {Role.MEMBER: TaskQuota()}
 
 
 async def _queued_jobs(resources: Resources, settings: Settings) -> int:
@@ -25,8 +29,12 @@ async def test_a_redis_outage_at_submit_loses_nothing(settings: Settings) -> Non
     try:
         queue_name = settings.worker.queue_name
         broken = Dispatcher(resources.unit_of_work, ArqJobQueue(dead, queue_name=queue_name))
-        submit = SubmitTask(resources.unit_of_work, SystemClock(), Planner(), broken)
-        _, created = await submit.execute(owner="local", request=TaskRequest(input="hi"))
+        submit = SubmitTask(
+            resources.unit_of_work, SystemClock(), Planner(), broken, quotas=ANY_ROLE
+        )
+        _, created = await submit.execute(
+            owner="local", request=TaskRequest(input="hi"), role=Role.MEMBER
+        )
         assert created
         assert await _queued_jobs(resources, settings) == 0  # the enqueue failed
 
@@ -46,8 +54,12 @@ async def test_a_lost_job_is_sent_again_after_the_lease(settings: Settings) -> N
     try:
         queue = ArqJobQueue(resources.redis, queue_name=settings.worker.queue_name)
         dispatcher = Dispatcher(resources.unit_of_work, queue)
-        submit = SubmitTask(resources.unit_of_work, SystemClock(), Planner(), dispatcher)
-        task, _ = await submit.execute(owner="local", request=TaskRequest(input="hi"))
+        submit = SubmitTask(
+            resources.unit_of_work, SystemClock(), Planner(), dispatcher, quotas=ANY_ROLE
+        )
+        task, _ = await submit.execute(
+            owner="local", request=TaskRequest(input="hi"), role=Role.MEMBER
+        )
         assert await dispatcher.relay(older_than=0, lease=60) == 0  # dispatched, lease fresh
         await resources.redis.flushdb()  # Redis lost the job
         async with resources.engine.begin() as conn:

@@ -223,7 +223,7 @@ async def test_sse_keepalive_while_idle_and_going_away(
     async with connect(url) as ws:
         sse = asyncio.create_task(read_sse(http, f"/v1/tasks/{task_id}/events"))
         await asyncio.sleep(3.5)  # keep-alive 1 s: an idle stream says so every 1-2 s
-        app.state.services.going_away()
+        app.state.going_away()
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 5)
         assert ws.close_code == 1001

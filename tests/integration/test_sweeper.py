@@ -8,10 +8,12 @@ from uuid import uuid4
 
 from sqlalchemy import text
 
-from chatsys.bootstrap import Resources, SystemClock, webhook_callbacks
+from chatsys.bootstrap import Resources
+from chatsys.bootstrap.components import webhook_callbacks
 from chatsys.domain.tasks.model import Task, TaskStatus
 from chatsys.domain.tasks.recovery import RequeueStale
 from chatsys.domain.tasks.submission import Dispatcher
+from chatsys.infra.clock import SystemClock
 from chatsys.infra.queue import ArqJobQueue
 from chatsys.infra.settings import Settings
 

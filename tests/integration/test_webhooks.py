@@ -22,17 +22,12 @@ from pydantic import SecretStr
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from chatsys.bootstrap import (
-    Resources,
-    SystemClock,
-    build_app,
-    build_worker,
-    retry_policy,
-    webhook_sender,
-)
+from chatsys.bootstrap import Resources, build_app, build_worker
+from chatsys.bootstrap.components import retry_policy, webhook_sender
 from chatsys.domain.tasks.model import Task, TaskStatus
 from chatsys.domain.webhooks.delivery import DeliverWebhook
 from chatsys.domain.webhooks.model import DeliveryStatus, WebhookDelivery, new_secret
+from chatsys.infra.clock import SystemClock
 from chatsys.infra.settings import (
     AuthSettings,
     DatabaseSettings,

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from chatsys.bootstrap import ConfigurationError, load_settings, service_urls
+from chatsys.bootstrap import ConfigurationError, load_settings
+from chatsys.bootstrap.components import service_urls
 from chatsys.infra.settings import Settings
 
 

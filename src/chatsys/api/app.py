@@ -13,11 +13,13 @@ from types import FrameType
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from chatsys.api.access import router as access
+from chatsys.api.access.deps import access_services
 from chatsys.api.access.middleware import AccessMiddleware, SecurityHeadersMiddleware
 from chatsys.api.approvals import router as approvals
 from chatsys.api.conversations import router as conversations
@@ -26,15 +28,24 @@ from chatsys.api.health import router as health
 from chatsys.api.mcp import router as mcp
 from chatsys.api.middleware import RequestContextMiddleware
 from chatsys.api.nlu import router as analysis
-from chatsys.api.services import ApiServices
 from chatsys.api.streaming import router as streams
 from chatsys.api.tasks import router as tasks
 from chatsys.api.webhooks import deliveries as webhook_deliveries
 from chatsys.api.webhooks import router as webhooks
+from chatsys.api.wiring import Provider, Wiring
 
-__all__ = ["ApiServices", "create_app"]
+__all__ = ["Started", "Wire", "create_app"]
 
-ServicesFactory = Callable[[], AbstractAsyncContextManager[ApiServices]]
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """What the composition root hands back once it has wired the app."""
+
+    going_away: Callable[[], None]  # shutdown begins: end every live stream now
+
+
+Wire = Callable[[Wiring], AbstractAsyncContextManager[Started]]
+"""Opens the process' resources, fills the app's wiring, yields, then closes them."""
 
 
 def operation_id(route: APIRoute) -> str:
@@ -96,25 +107,30 @@ class WebConfig:
 
 
 def create_app(
-    services: ServicesFactory,
+    wire: Wire,
     *,
     version: str,
     shutdown_signals: bool = False,
     web: WebConfig | None = None,
 ) -> FastAPI:
-    """Build the app. ``services`` is entered in the lifespan: resources are opened
-    when the server starts, not when the app object is built."""
+    """Build the app. ``wire`` is entered in the lifespan: resources are opened when
+    the server starts, not when the app object is built."""
+    wiring = Wiring()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with services() as built:
-            app.state.services = built
-            undo = _on_shutdown_signals(built.going_away) if shutdown_signals else None
+        async with wire(wiring) as started:
+            missing = wiring.missing(_providers(app) | {access_services})
+            if missing:
+                raise RuntimeError("the app's wiring provides no " + ", ".join(missing))
+            app.state.going_away = started.going_away  # what a shutdown signal calls first
+            undo = _on_shutdown_signals(started.going_away) if shutdown_signals else None
             try:
                 yield
             finally:
                 if undo is not None:
                     undo()
+                wiring.clear()
 
     app = FastAPI(
         title="chatsys",
@@ -126,10 +142,11 @@ def create_app(
         redoc_url=None,
         openapi_url="/openapi.json",
     )
+    app.state.wiring = wiring  # read by each route's providers, one object each
     web = web or WebConfig()
     install_error_handlers(app)
     # Added innermost first: the last one added sees a request first.
-    app.add_middleware(AccessMiddleware)
+    app.add_middleware(AccessMiddleware, access=wiring.getter(access_services))
     if web.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -155,6 +172,25 @@ def create_app(
     app.include_router(webhook_deliveries.router)
     _document_security(app)
     return app
+
+
+def providers_of(dependant: Dependant) -> set[Provider[Any]]:
+    """Every provider a route's dependency tree asks for."""
+    found: set[Provider[Any]] = set()
+    for sub in dependant.dependencies:
+        if isinstance(sub.call, Provider):
+            found.add(sub.call)
+        found |= providers_of(sub)
+    return found
+
+
+def _providers(app: FastAPI) -> set[Provider[Any]]:
+    found: set[Provider[Any]] = set()
+    for route in app.routes:
+        dependant = getattr(route, "dependant", None)
+        if isinstance(dependant, Dependant):
+            found |= providers_of(dependant)
+    return found
 
 
 def _document_security(app: FastAPI) -> None:

@@ -1,11 +1,12 @@
 """arq job functions and the worker's maintenance loop. Each job takes arq's ``ctx``,
-filled by the worker's start-up hook (the worker's composition root)."""
+whose ``WorkerContext`` the worker's start-up hook (its composition root) puts there."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -20,14 +21,31 @@ from chatsys.infra.logging import get_logger
 
 log = get_logger(__name__)
 
+CONTEXT = "chatsys"  # the key of the WorkerContext in arq's ctx
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerContext:
+    """What the jobs of one worker process use, built once at its start-up."""
+
+    worker_id: str
+    engine: AsyncEngine
+    run_task: RunTask
+    deliver_webhook: DeliverWebhook
+
+
+def context(ctx: dict[str, Any]) -> WorkerContext:
+    worker: WorkerContext = ctx[CONTEXT]
+    return worker
+
 
 async def ping(ctx: dict[str, Any]) -> dict[str, Any]:
     """Round trip through the queue: proves a worker consumes jobs and reaches Postgres."""
-    engine: AsyncEngine = ctx["engine"]
-    async with engine.connect() as conn:
+    worker = context(ctx)
+    async with worker.engine.connect() as conn:
         one = await conn.scalar(text("SELECT 1"))
     return {
-        "worker_id": ctx["worker_id"],
+        "worker_id": worker.worker_id,
         "pid": os.getpid(),
         "database": "ok" if one == 1 else "unexpected answer",
         "job_try": ctx.get("job_try"),
@@ -35,7 +53,7 @@ async def ping(ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 async def run_task(ctx: dict[str, Any], task_id: str) -> str | None:
-    runner: RunTask = ctx["run_task"]
+    runner = context(ctx).run_task
     import structlog
 
     with structlog.contextvars.bound_contextvars(task_id=task_id):
@@ -57,7 +75,7 @@ async def run_task(ctx: dict[str, Any], task_id: str) -> str | None:
 
 async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> str | None:
     """One attempt of a webhook delivery (the row in Postgres says whether it is due)."""
-    deliver: DeliverWebhook = ctx["deliver_webhook"]
+    deliver = context(ctx).deliver_webhook
     import structlog
 
     with structlog.contextvars.bound_contextvars(delivery_id=delivery_id):

@@ -11,20 +11,18 @@ any route runs; these aliases only read it and apply the role rules:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
+from uuid import UUID
 
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from chatsys.api.services import ApiServices
+from chatsys.api.access.middleware import AccessServices
+from chatsys.api.wiring import Provider
 from chatsys.domain.access.model import Principal, Role
-
-
-# Dependencies are ``async def``: FastAPI runs plain ``def`` dependencies in a thread
-# pool, a thread hop per request for nothing (it showed in the submit profile).
-async def get_services(connection: HTTPConnection) -> ApiServices:
-    services: ApiServices = connection.app.state.services
-    return services
+from chatsys.domain.access.ports import TicketStore
+from chatsys.domain.access.use_cases import CreateApiKey, ListApiKeys, ListAuditLogs, RevokeApiKey
 
 
 async def current_principal(connection: HTTPConnection) -> Principal:
@@ -55,8 +53,31 @@ async def admin(principal: PrincipalDep) -> Principal:
     return principal
 
 
-ServicesDep = Annotated[ApiServices, Depends(get_services)]
 ReaderDep = Annotated[str | None, Depends(read_scope)]
 SubjectDep = Annotated[str, Depends(own_subject)]
 WriterDep = Annotated[Principal, Depends(writer)]
 AdminDep = Annotated[Principal, Depends(admin)]
+
+ForgetKey = Callable[[UUID], None]
+"""Drops a revoked key from this process' authentication cache."""
+
+create_key = Provider[CreateApiKey]("create_key")
+CreateApiKeyDep = Annotated[CreateApiKey, Depends(create_key)]
+
+list_keys = Provider[ListApiKeys]("list_keys")
+ListApiKeysDep = Annotated[ListApiKeys, Depends(list_keys)]
+
+revoke_key = Provider[RevokeApiKey]("revoke_key")
+RevokeApiKeyDep = Annotated[RevokeApiKey, Depends(revoke_key)]
+
+forget_key = Provider[ForgetKey]("forget_key")
+ForgetKeyDep = Annotated[ForgetKey, Depends(forget_key)]
+
+audit_logs = Provider[ListAuditLogs]("audit_logs")
+ListAuditLogsDep = Annotated[ListAuditLogs, Depends(audit_logs)]
+
+tickets = Provider[TicketStore]("tickets")
+TicketStoreDep = Annotated[TicketStore, Depends(tickets)]
+
+access_services = Provider[AccessServices]("access_services")
+"""For ``AccessMiddleware`` (authentication, rate limits), not for routes."""

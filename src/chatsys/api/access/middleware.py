@@ -93,14 +93,19 @@ def rate_headers(decision: RateDecision, period: float) -> list[tuple[bytes, byt
 
 
 class AccessMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    """Body cap, authentication, rate limits. ``access`` gives this app's access
+    components; it is called per request because they exist only once the app has
+    started (the middleware is built before that)."""
+
+    def __init__(self, app: ASGIApp, *, access: Callable[[], AccessServices]) -> None:
         self.app = app
+        self._access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        access: AccessServices = scope["app"].state.services.access
+        access = self._access()
         config = access.config
         path: str = scope["path"]
 

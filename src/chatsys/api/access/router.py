@@ -9,7 +9,16 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatsys.api.access.deps import AdminDep, PrincipalDep, ServicesDep
+from chatsys.api.access.deps import (
+    AdminDep,
+    CreateApiKeyDep,
+    ForgetKeyDep,
+    ListApiKeysDep,
+    ListAuditLogsDep,
+    PrincipalDep,
+    RevokeApiKeyDep,
+    TicketStoreDep,
+)
 from chatsys.domain.access.model import NAME_MAX, ApiKey, AuditEntry, Role
 
 router = APIRouter(tags=["access"])
@@ -113,9 +122,9 @@ class AuditPageOut(BaseModel):
     summary="Create an API key (admin); the key is shown once",
 )
 async def create_api_key(
-    body: ApiKeyCreate, services: ServicesDep, principal: AdminDep, response: Response
+    body: ApiKeyCreate, create_key: CreateApiKeyDep, principal: AdminDep, response: Response
 ) -> ApiKeyCreatedOut:
-    key, full = await services.create_key.execute(
+    key, full = await create_key.execute(
         name=body.name, role=body.role, subject=body.subject, actor=principal.actor
     )
     response.headers["Location"] = f"/v1/api-keys/{key.id}"
@@ -124,12 +133,12 @@ async def create_api_key(
 
 @router.get("/v1/api-keys", response_model=ApiKeyPageOut, summary="List API keys (admin)")
 async def list_api_keys(
-    services: ServicesDep,
+    list_keys: ListApiKeysDep,
     _: AdminDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> ApiKeyPageOut:
-    page = await services.list_keys.execute(limit=limit, cursor=cursor)
+    page = await list_keys.execute(limit=limit, cursor=cursor)
     return ApiKeyPageOut(items=[ApiKeyOut.of(k) for k in page.items], next_cursor=page.next_cursor)
 
 
@@ -138,9 +147,11 @@ async def list_api_keys(
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Revoke an API key (admin); revoking again is a no-op",
 )
-async def revoke_api_key(key_id: UUID, services: ServicesDep, principal: AdminDep) -> Response:
-    await services.revoke_key.execute(key_id, actor=principal.actor)
-    services.forget_key(key_id)
+async def revoke_api_key(
+    key_id: UUID, forget_key: ForgetKeyDep, revoke_key: RevokeApiKeyDep, principal: AdminDep
+) -> Response:
+    await revoke_key.execute(key_id, actor=principal.actor)
+    forget_key(key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -155,15 +166,14 @@ async def me(principal: PrincipalDep) -> MeOut:
     response_model=TicketOut,
     summary="A short-lived ticket for streams opened where headers cannot be set",
 )
-async def create_stream_ticket(services: ServicesDep, principal: PrincipalDep) -> TicketOut:
-    tickets = services.access.tickets
+async def create_stream_ticket(tickets: TicketStoreDep, principal: PrincipalDep) -> TicketOut:
     ticket = await tickets.issue(principal)
     return TicketOut(ticket=ticket, expires_at=datetime.now(UTC) + timedelta(seconds=tickets.ttl))
 
 
 @router.get("/v1/audit-logs", response_model=AuditPageOut, summary="The audit trail (admin)")
 async def list_audit_logs(
-    services: ServicesDep,
+    audit_logs: ListAuditLogsDep,
     _: AdminDep,
     actor: Annotated[str | None, Query(max_length=200, description="e.g. key:<id>")] = None,
     action: Annotated[str | None, Query(max_length=100, description="e.g. task.cancel")] = None,
@@ -173,7 +183,7 @@ async def list_audit_logs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> AuditPageOut:
-    page = await services.audit_logs.execute(
+    page = await audit_logs.execute(
         limit=limit, cursor=cursor, actor=actor, action=action,
         task_id=task_id, since=since, until=until,
     )  # fmt: skip

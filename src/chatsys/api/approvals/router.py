@@ -6,7 +6,8 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
-from chatsys.api.access.deps import ReaderDep, ServicesDep, WriterDep
+from chatsys.api.access.deps import ReaderDep, WriterDep
+from chatsys.api.approvals.deps import DecideApprovalDep, ListApprovalsDep
 from chatsys.api.approvals.schemas import ApprovalDecisionIn, ApprovalListOut, ApprovalOut
 
 router = APIRouter(prefix="/v1/tasks", tags=["approvals"])
@@ -17,8 +18,10 @@ router = APIRouter(prefix="/v1/tasks", tags=["approvals"])
     response_model=ApprovalListOut,
     summary="The task's tool approvals, oldest first",
 )
-async def list_approvals(task_id: UUID, services: ServicesDep, owner: ReaderDep) -> ApprovalListOut:
-    approvals = await services.list_approvals.execute(task_id, owner=owner)
+async def list_approvals(
+    task_id: UUID, list_approvals: ListApprovalsDep, owner: ReaderDep
+) -> ApprovalListOut:
+    approvals = await list_approvals.execute(task_id, owner=owner)
     return ApprovalListOut(items=[ApprovalOut.of(a) for a in approvals])
 
 
@@ -31,10 +34,10 @@ async def decide_approval(
     task_id: UUID,
     approval_id: UUID,
     body: ApprovalDecisionIn,
-    services: ServicesDep,
+    decide_approval: DecideApprovalDep,
     principal: WriterDep,
 ) -> ApprovalOut:
-    approval = await services.decide_approval.execute(
+    approval = await decide_approval.execute(
         task_id,
         approval_id,
         owner=principal.scope,

@@ -9,8 +9,15 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatsys.api.access.deps import ReaderDep, ServicesDep, WriterDep
+from chatsys.api.access.deps import ReaderDep, WriterDep
+from chatsys.api.conversations.deps import (
+    GetConversationDep,
+    ListConversationsDep,
+    ListMessagesDep,
+    StartConversationDep,
+)
 from chatsys.api.conversations.schemas import MessageCreate, MessageOut, MessagePageOut
+from chatsys.api.tasks.deps import SubmitTaskDep
 from chatsys.api.tasks.schemas import TaskCreatedOut
 from chatsys.domain.conversations.model import Conversation
 from chatsys.domain.conversations.use_cases import METADATA_MAX_KEYS
@@ -58,9 +65,12 @@ class ConversationPage(BaseModel):
     summary="Start a conversation",
 )
 async def create_conversation(
-    body: ConversationCreate, services: ServicesDep, principal: WriterDep, response: Response
+    body: ConversationCreate,
+    start_conversation: StartConversationDep,
+    principal: WriterDep,
+    response: Response,
 ) -> ConversationOut:
-    conversation = await services.start_conversation.execute(
+    conversation = await start_conversation.execute(
         owner=principal.subject, title=body.title, metadata=body.metadata, actor=principal.actor
     )
     response.headers["Location"] = f"/v1/conversations/{conversation.id}"
@@ -69,12 +79,12 @@ async def create_conversation(
 
 @router.get("", response_model=ConversationPage, summary="List conversations, newest first")
 async def list_conversations(
-    services: ServicesDep,
+    list_conversations: ListConversationsDep,
     owner: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=100, description="page size")] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> ConversationPage:
-    page = await services.list_conversations.execute(owner=owner, limit=limit, cursor=cursor)
+    page = await list_conversations.execute(owner=owner, limit=limit, cursor=cursor)
     return ConversationPage(
         items=[ConversationOut.of(c) for c in page.items], next_cursor=page.next_cursor
     )
@@ -82,9 +92,9 @@ async def list_conversations(
 
 @router.get("/{conversation_id}", response_model=ConversationOut, summary="Get a conversation")
 async def get_conversation(
-    conversation_id: UUID, services: ServicesDep, owner: ReaderDep
+    conversation_id: UUID, get_conversation: GetConversationDep, owner: ReaderDep
 ) -> ConversationOut:
-    return ConversationOut.of(await services.get_conversation.execute(conversation_id, owner=owner))
+    return ConversationOut.of(await get_conversation.execute(conversation_id, owner=owner))
 
 
 @router.get(
@@ -94,14 +104,12 @@ async def get_conversation(
 )
 async def list_messages(
     conversation_id: UUID,
-    services: ServicesDep,
+    list_messages: ListMessagesDep,
     owner: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> MessagePageOut:
-    page = await services.list_messages.execute(
-        conversation_id, owner=owner, limit=limit, cursor=cursor
-    )
+    page = await list_messages.execute(conversation_id, owner=owner, limit=limit, cursor=cursor)
     return MessagePageOut(
         items=[MessageOut.of(m) for m in page.items], next_cursor=page.next_cursor
     )
@@ -116,16 +124,16 @@ async def list_messages(
 async def post_message(
     conversation_id: UUID,
     body: MessageCreate,
-    services: ServicesDep,
+    submit_task: SubmitTaskDep,
     principal: WriterDep,
     response: Response,
 ) -> TaskCreatedOut:
     request = body.to_request(body.content, conversation_id)
-    task, _ = await services.submit_task.execute(
+    task, _ = await submit_task.execute(
         owner=principal.subject,
         request=request,
         actor=principal.actor,
-        quota=services.quotas.get(principal.role),
+        role=principal.role,
     )
     response.headers["Location"] = f"/v1/tasks/{task.id}"
     return TaskCreatedOut.created(task)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from chatsys import __version__
-from chatsys.api.access.deps import ServicesDep
+from chatsys.api.health.deps import CheckReadinessDep, LlmInfoDep
 
 router = APIRouter(tags=["health"])
 
@@ -43,8 +43,11 @@ async def healthz() -> Liveness:
     summary="Readiness: Postgres, Redis and a worker all answer",
     responses={503: {"model": Readiness, "description": "a component is down"}},
 )
-async def readyz(services: ServicesDep) -> JSONResponse:
-    report = await services.readiness.execute()
+async def readyz(
+    llm: LlmInfoDep,
+    readiness: CheckReadinessDep,
+) -> JSONResponse:
+    report = await readiness.execute()
     body = Readiness(
         status="ready" if report.ready else "unavailable",
         components={
@@ -56,7 +59,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
             )
             for c in report.components
         },
-        llm=services.llm,
+        llm=llm,
         version=__version__,
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if report.ready else 503)

@@ -9,7 +9,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response, status
 
-from chatsys.api.access.deps import ServicesDep, admin
+from chatsys.api.access.deps import admin
+from chatsys.api.mcp.deps import McpServersDep
 from chatsys.api.mcp.schemas import (
     McpServerCreate,
     McpServerListOut,
@@ -27,8 +28,10 @@ ToolName = Annotated[str, Path(min_length=1, max_length=128)]
 
 
 @router.get("", response_model=McpServerListOut, summary="MCP servers with their state")
-async def list_servers(services: ServicesDep) -> McpServerListOut:
-    return McpServerListOut(items=[McpServerOut.of(s) for s in await services.mcp.servers()])
+async def list_servers(
+    mcp: McpServersDep,
+) -> McpServerListOut:
+    return McpServerListOut(items=[McpServerOut.of(s) for s in await mcp.servers()])
 
 
 @router.post(
@@ -39,9 +42,9 @@ async def list_servers(services: ServicesDep) -> McpServerListOut:
     summary="Register an MCP server (started at once, so a bad command shows as failed)",
 )
 async def create_server(
-    body: McpServerCreate, services: ServicesDep, response: Response
+    body: McpServerCreate, mcp: McpServersDep, response: Response
 ) -> McpServerOut:
-    info = await services.mcp.add(body.model_dump(exclude_none=True))
+    info = await mcp.add(body.model_dump(exclude_none=True))
     response.headers["Location"] = f"/v1/mcp/servers/{info.name}"
     return McpServerOut.of(info)
 
@@ -52,8 +55,11 @@ async def create_server(
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Remove a server registered through the API (settings ones: 409)",
 )
-async def delete_server(name: ServerName, services: ServicesDep) -> Response:
-    await services.mcp.remove(name)
+async def delete_server(
+    name: ServerName,
+    mcp: McpServersDep,
+) -> Response:
+    await mcp.remove(name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -62,8 +68,11 @@ async def delete_server(name: ServerName, services: ServicesDep) -> Response:
     response_model=McpToolListOut,
     summary="The server's tools (it is started if needed), with their approval status",
 )
-async def list_tools(name: ServerName, services: ServicesDep) -> McpToolListOut:
-    return McpToolListOut(items=[McpToolOut.of(t) for t in await services.mcp.tools(name)])
+async def list_tools(
+    name: ServerName,
+    mcp: McpServersDep,
+) -> McpToolListOut:
+    return McpToolListOut(items=[McpToolOut.of(t) for t in await mcp.tools(name)])
 
 
 @router.post(
@@ -72,8 +81,12 @@ async def list_tools(name: ServerName, services: ServicesDep) -> McpToolListOut:
     response_model=McpToolOut,
     summary="Accept the tool's current definition (ends its quarantine)",
 )
-async def accept_tool(name: ServerName, tool: ToolName, services: ServicesDep) -> McpToolOut:
-    return McpToolOut.of(await services.mcp.accept(name, tool))
+async def accept_tool(
+    name: ServerName,
+    tool: ToolName,
+    mcp: McpServersDep,
+) -> McpToolOut:
+    return McpToolOut.of(await mcp.accept(name, tool))
 
 
 @router.post(
@@ -83,7 +96,10 @@ async def accept_tool(name: ServerName, tool: ToolName, services: ServicesDep) -
     summary="Call a tool directly (for debugging); a tool error is a result, not an HTTP error",
 )
 async def call_tool(
-    name: ServerName, tool: ToolName, body: McpToolCall, services: ServicesDep
+    name: ServerName,
+    tool: ToolName,
+    body: McpToolCall,
+    mcp: McpServersDep,
 ) -> McpToolResultOut:
-    result = await services.mcp.call(name, tool, body.arguments, workspace=body.workspace)
+    result = await mcp.call(name, tool, body.arguments, workspace=body.workspace)
     return McpToolResultOut(content=result.content, is_error=result.is_error)

@@ -8,7 +8,8 @@ from uuid import UUID
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatsys.api.access.deps import ReaderDep, ServicesDep
+from chatsys.api.access.deps import ReaderDep
+from chatsys.api.nlu.deps import AgentCatalogueDep, AnalyzeTextDep
 from chatsys.domain.shared.errors import InvalidInput
 
 router = APIRouter(tags=["analysis"])
@@ -26,15 +27,15 @@ class AgentsOut(BaseModel):
 
 
 @router.post("/v1/analyze", summary="Intent, entities and complexity of a text; no task")
-async def analyze(body: AnalyzeIn, services: ServicesDep, owner: ReaderDep) -> dict[str, Any]:
+async def analyze(body: AnalyzeIn, analyze: AnalyzeTextDep, owner: ReaderDep) -> dict[str, Any]:
     if not body.text.strip():
         raise InvalidInput("text must not be blank")
-    result = await services.analyze.execute(
-        body.text, owner=owner, conversation_id=body.conversation_id
-    )
+    result = await analyze.execute(body.text, owner=owner, conversation_id=body.conversation_id)
     return result.as_dict()
 
 
 @router.get("/v1/agents", response_model=AgentsOut, summary="The role agents and their models")
-async def list_agents(services: ServicesDep) -> AgentsOut:
-    return AgentsOut(items=services.agents)
+async def list_agents(
+    agents: AgentCatalogueDep,
+) -> AgentsOut:
+    return AgentsOut(items=agents)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -29,13 +30,14 @@ import orjson
 from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from chatsys.api.access.deps import PrincipalDep, ReaderDep, ServicesDep
-from chatsys.api.services import ApiServices
+from chatsys.api.access.deps import PrincipalDep, ReaderDep
+from chatsys.api.streaming.deps import FollowConversationDep, FollowTaskDep, StreamConfigDep
 from chatsys.api.streaming.sse import (
     CLOSE_BAD_REQUEST,
     CLOSE_NORMAL,
     CLOSE_NOT_FOUND,
     Stream,
+    StreamConfig,
     close_for,
     close_websocket,
     dumps,
@@ -43,6 +45,7 @@ from chatsys.api.streaming.sse import (
     receive_until_disconnect,
     run_until_stopped,
 )
+from chatsys.api.tasks.deps import SubmitTaskDep
 from chatsys.api.tasks.schemas import TaskOptions
 from chatsys.domain.access.model import Principal
 from chatsys.domain.shared.errors import (
@@ -54,7 +57,8 @@ from chatsys.domain.shared.errors import (
     TooManyRequests,
     Unavailable,
 )
-from chatsys.domain.streaming.follow import Idle, StreamInterrupted
+from chatsys.domain.streaming.follow import FollowConversation, FollowTask, Idle, StreamInterrupted
+from chatsys.domain.tasks.submission import SubmitTask
 
 router = APIRouter(tags=["streams"])
 
@@ -68,11 +72,14 @@ def _parse_after(raw: str | None) -> int | None:
 
 @router.websocket("/v1/tasks/{task_id}/stream")
 async def task_stream(
-    websocket: WebSocket, task_id: str, services: ServicesDep, owner: ReaderDep
+    websocket: WebSocket,
+    task_id: str,
+    follow_task: FollowTaskDep,
+    config: StreamConfigDep,
+    owner: ReaderDep,
 ) -> None:
     """One task's events as JSON frames ``{task_id, seq, type, data, ts}`` after
     ``?after=N``; closes with 1000 after the terminal event."""
-    config = services.stream
     await websocket.accept()
     after = _parse_after(websocket.query_params.get("after"))
     if after is None:
@@ -81,7 +88,7 @@ async def task_stream(
         return
     try:
         task = UUID(task_id)
-        await services.follow_task.check(task, owner=owner)
+        await follow_task.check(task, owner=owner)
     except (ValueError, NotFound):
         reason = f"task {task_id} does not exist"
         await close_websocket(websocket, CLOSE_NOT_FOUND, reason, config.close_timeout)
@@ -96,7 +103,7 @@ async def task_stream(
                 await websocket.send_text(event_text(item))
                 sent = item.seq
 
-    async with services.follow_task.open(task, after=after) as stream:
+    async with follow_task.open(task, after=after) as stream:
         stopped = await run_until_stopped(pump(stream), stream, receive_until_disconnect(websocket))
     code, reason = close_for(stopped, sent) if stopped else (CLOSE_NORMAL, "task finished")
     await close_websocket(websocket, code, reason, config.close_timeout)
@@ -174,15 +181,25 @@ def _error_code(exc: DomainError) -> str:
     return "error"
 
 
+@dataclass(frozen=True, slots=True)
+class _Uses:
+    """What one ``/v1/ws`` connection may do."""
+
+    follow_task: FollowTask
+    follow_conversation: FollowConversation
+    submit_task: SubmitTask
+    config: StreamConfig
+
+
 class _Connection:
     """One ``/v1/ws`` client: its subscriptions, paced by one outbound queue."""
 
-    def __init__(self, websocket: WebSocket, services: ApiServices, principal: Principal) -> None:
+    def __init__(self, websocket: WebSocket, uses: _Uses, principal: Principal) -> None:
         self.ws = websocket
-        self.services = services
+        self.uses = uses
         self.principal = principal
         self.owner = principal.scope
-        self.config = services.stream
+        self.config = uses.config
         self.outbound: asyncio.Queue[str] = asyncio.Queue(maxsize=64)
         self.subscriptions: dict[tuple[str, UUID], asyncio.Task[None]] = {}
         self.stopped: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
@@ -270,14 +287,14 @@ class _Connection:
             await self.error(frame.id, "too_many_subscriptions", f"at most {limit} at a time")
             return
         if frame.task_id is not None:
-            await self.services.follow_task.check(frame.task_id, owner=self.owner)
-            opened: contextlib.AbstractAsyncContextManager[Stream] = self.services.follow_task.open(
+            await self.uses.follow_task.check(frame.task_id, owner=self.owner)
+            opened: contextlib.AbstractAsyncContextManager[Stream] = self.uses.follow_task.open(
                 frame.task_id, after=frame.after
             )
         else:
             assert frame.conversation_id is not None
-            await self.services.follow_conversation.check(frame.conversation_id, owner=self.owner)
-            opened = self.services.follow_conversation.open(frame.conversation_id)
+            await self.uses.follow_conversation.check(frame.conversation_id, owner=self.owner)
+            opened = self.uses.follow_conversation.open(frame.conversation_id)
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.subscriptions[key] = asyncio.create_task(self._follow(key, frame.id, opened, ready))
         await ready  # "subscribed" is sent once the live subscription is active
@@ -328,11 +345,11 @@ class _Connection:
     async def _send_message(self, frame: SendMessageFrame) -> None:
         request = frame.to_request(frame.content, frame.conversation_id)
         self.principal.require_writer()
-        task, _ = await self.services.submit_task.execute(
+        task, _ = await self.uses.submit_task.execute(
             owner=self.principal.subject,
             request=request,
             actor=self.principal.actor,
-            quota=self.services.quotas.get(self.principal.role),
+            role=self.principal.role,
         )
         await self.send(
             {
@@ -345,7 +362,15 @@ class _Connection:
 
 
 @router.websocket("/v1/ws")
-async def multiplexed(websocket: WebSocket, services: ServicesDep, principal: PrincipalDep) -> None:
+async def multiplexed(
+    websocket: WebSocket,
+    principal: PrincipalDep,
+    follow_task: FollowTaskDep,
+    follow_conversation: FollowConversationDep,
+    submit_task: SubmitTaskDep,
+    config: StreamConfigDep,
+) -> None:
     """One connection for many streams: see the module doc and the README."""
     await websocket.accept()
-    await _Connection(websocket, services, principal).run()
+    uses = _Uses(follow_task, follow_conversation, submit_task, config)
+    await _Connection(websocket, uses, principal).run()

@@ -7,8 +7,16 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Response, status
 
-from chatsys.api.access.deps import ReaderDep, ServicesDep, WriterDep
+from chatsys.api.access.deps import ReaderDep, WriterDep
+from chatsys.api.streaming.deps import FollowTaskDep, StreamConfigDep
 from chatsys.api.streaming.sse import EventStreamResponse
+from chatsys.api.tasks.deps import (
+    CancelTaskDep,
+    GetTaskDep,
+    ListTaskEventsDep,
+    ListTasksDep,
+    SubmitTaskDep,
+)
 from chatsys.api.tasks.schemas import (
     EventOut,
     EventPageOut,
@@ -43,38 +51,39 @@ IdempotencyKey = Annotated[
 )
 async def create_task(
     body: TaskCreate,
-    services: ServicesDep,
+    get_task: GetTaskDep,
+    submit_task: SubmitTaskDep,
     principal: WriterDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> TaskCreatedOut:
     request = body.to_request(body.input, body.conversation_id)
-    task, created = await services.submit_task.execute(
+    task, created = await submit_task.execute(
         owner=principal.subject,
         request=request,
         idempotency_key=idempotency_key,
         actor=principal.actor,
-        quota=services.quotas.get(principal.role),
+        role=principal.role,
     )
     response.headers["Location"] = f"/v1/tasks/{task.id}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
         secret = task.webhook_secret  # a replay answers what the first request did
-        task = await services.get_task.execute(task.id, owner=principal.subject)
+        task = await get_task.execute(task.id, owner=principal.subject)
         task.webhook_secret = secret
     return TaskCreatedOut.created(task)
 
 
 @router.get("", response_model=TaskPageOut, summary="List tasks, newest first")
 async def list_tasks(
-    services: ServicesDep,
+    list_tasks: ListTasksDep,
     owner: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     status_filter: Annotated[TaskStatusName | None, Query(alias="status")] = None,
     conversation_id: UUID | None = None,
 ) -> TaskPageOut:
-    page = await services.list_tasks.execute(
+    page = await list_tasks.execute(
         owner=owner,
         limit=limit,
         cursor=cursor,
@@ -85,8 +94,8 @@ async def list_tasks(
 
 
 @router.get("/{task_id}", response_model=TaskOut, summary="Get a task with its steps")
-async def get_task(task_id: UUID, services: ServicesDep, owner: ReaderDep) -> TaskOut:
-    return TaskOut.of(await services.get_task.execute(task_id, owner=owner))
+async def get_task(task_id: UUID, get_task: GetTaskDep, owner: ReaderDep) -> TaskOut:
+    return TaskOut.of(await get_task.execute(task_id, owner=owner))
 
 
 @router.post(
@@ -94,10 +103,8 @@ async def get_task(task_id: UUID, services: ServicesDep, owner: ReaderDep) -> Ta
     response_model=TaskOut,
     summary="Cancel a task (409 when it has already finished)",
 )
-async def cancel_task(task_id: UUID, services: ServicesDep, principal: WriterDep) -> TaskOut:
-    cancelled = await services.cancel_task.execute(
-        task_id, owner=principal.scope, actor=principal.actor
-    )
+async def cancel_task(task_id: UUID, cancel_task: CancelTaskDep, principal: WriterDep) -> TaskOut:
+    cancelled = await cancel_task.execute(task_id, owner=principal.scope, actor=principal.actor)
     return TaskOut.of(cancelled)
 
 
@@ -132,7 +139,9 @@ shutting-down server sends `reconnect`. Both carry the `after` to resume from.
 )
 async def list_task_events(
     task_id: UUID,
-    services: ServicesDep,
+    follow_task: FollowTaskDep,
+    list_events: ListTaskEventsDep,
+    stream: StreamConfigDep,
     owner: ReaderDep,
     after: Annotated[int, Query(ge=0, description="return events with seq > after")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="page size (JSON only)")] = 200,
@@ -150,12 +159,12 @@ async def list_task_events(
                     f"not {last_event_id!r}"
                 )
             after = int(last_event_id)
-        follow = services.follow_task
+        follow = follow_task
         await follow.check(task_id, owner=owner)
         if await follow.is_exhausted(task_id, after):
             return Response(status_code=status.HTTP_204_NO_CONTENT)
-        return EventStreamResponse(follow.open(task_id, after=after), services.stream, after=after)
-    page = await services.list_events.execute(task_id, owner=owner, after=after, limit=limit)
+        return EventStreamResponse(follow.open(task_id, after=after), stream, after=after)
+    page = await list_events.execute(task_id, owner=owner, after=after, limit=limit)
     return EventPageOut(
         items=[EventOut.of(e) for e in page.items], last_seq=page.last_seq, done=page.done
     )

@@ -7,7 +7,8 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, status
 
-from chatsys.api.access.deps import ServicesDep, SubjectDep, WriterDep
+from chatsys.api.access.deps import SubjectDep, WriterDep
+from chatsys.api.webhooks.deps import GetDeliveryDep, ListDeliveriesDep, RedeliverDep
 from chatsys.api.webhooks.schemas import DeliveryOut, DeliveryPageOut, DeliveryStatusName
 from chatsys.domain.webhooks.model import DeliveryStatus
 
@@ -20,14 +21,14 @@ router = APIRouter(prefix="/v1/webhook-deliveries", tags=["webhook-deliveries"])
     summary="Webhook deliveries, newest first, each with every attempt",
 )
 async def list_deliveries(
-    services: ServicesDep,
+    list_deliveries: ListDeliveriesDep,
     owner: SubjectDep,
     task_id: UUID | None = None,
     status_filter: Annotated[DeliveryStatusName | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> DeliveryPageOut:
-    page = await services.list_deliveries.execute(
+    page = await list_deliveries.execute(
         owner=owner,
         limit=limit,
         cursor=cursor,
@@ -40,8 +41,10 @@ async def list_deliveries(
 
 
 @router.get("/{delivery_id}", response_model=DeliveryOut, summary="Get a webhook delivery")
-async def get_delivery(delivery_id: UUID, services: ServicesDep, owner: SubjectDep) -> DeliveryOut:
-    return DeliveryOut.of(await services.get_delivery.execute(delivery_id, owner=owner))
+async def get_delivery(
+    delivery_id: UUID, get_delivery: GetDeliveryDep, owner: SubjectDep
+) -> DeliveryOut:
+    return DeliveryOut.of(await get_delivery.execute(delivery_id, owner=owner))
 
 
 @router.post(
@@ -50,5 +53,7 @@ async def get_delivery(delivery_id: UUID, services: ServicesDep, owner: SubjectD
     response_model=DeliveryOut,
     summary="Send a finished delivery again (same body and webhook-id, a fresh schedule)",
 )
-async def redeliver(delivery_id: UUID, services: ServicesDep, principal: WriterDep) -> DeliveryOut:
-    return DeliveryOut.of(await services.redeliver.execute(delivery_id, owner=principal.subject))
+async def redeliver(
+    delivery_id: UUID, redeliver: RedeliverDep, principal: WriterDep
+) -> DeliveryOut:
+    return DeliveryOut.of(await redeliver.execute(delivery_id, owner=principal.subject))

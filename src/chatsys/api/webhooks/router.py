@@ -7,7 +7,14 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Response, status
 
-from chatsys.api.access.deps import ServicesDep, SubjectDep, WriterDep
+from chatsys.api.access.deps import SubjectDep, WriterDep
+from chatsys.api.webhooks.deps import (
+    CreateWebhookDep,
+    DeleteWebhookDep,
+    GetWebhookDep,
+    ListWebhooksDep,
+    RotateWebhookSecretDep,
+)
 from chatsys.api.webhooks.schemas import (
     SecretRotation,
     WebhookCreate,
@@ -26,9 +33,9 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
     summary="Register a webhook endpoint; the answer shows its secret, once",
 )
 async def create_webhook(
-    body: WebhookCreate, services: ServicesDep, principal: WriterDep, response: Response
+    body: WebhookCreate, create_webhook: CreateWebhookDep, principal: WriterDep, response: Response
 ) -> WebhookWithSecretOut:
-    endpoint = await services.create_webhook.execute(
+    endpoint = await create_webhook.execute(
         owner=principal.subject,
         url=body.url,
         event_types=body.event_types,
@@ -40,20 +47,22 @@ async def create_webhook(
 
 @router.get("", response_model=WebhookPageOut, summary="List webhook endpoints, newest first")
 async def list_webhooks(
-    services: ServicesDep,
+    list_webhooks: ListWebhooksDep,
     owner: SubjectDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> WebhookPageOut:
-    page = await services.list_webhooks.execute(owner=owner, limit=limit, cursor=cursor)
+    page = await list_webhooks.execute(owner=owner, limit=limit, cursor=cursor)
     return WebhookPageOut(
         items=[WebhookOut.of(e) for e in page.items], next_cursor=page.next_cursor
     )
 
 
 @router.get("/{webhook_id}", response_model=WebhookOut, summary="Get a webhook endpoint")
-async def get_webhook(webhook_id: UUID, services: ServicesDep, owner: SubjectDep) -> WebhookOut:
-    return WebhookOut.of(await services.get_webhook.execute(webhook_id, owner=owner))
+async def get_webhook(
+    webhook_id: UUID, get_webhook: GetWebhookDep, owner: SubjectDep
+) -> WebhookOut:
+    return WebhookOut.of(await get_webhook.execute(webhook_id, owner=owner))
 
 
 @router.delete(
@@ -62,8 +71,10 @@ async def get_webhook(webhook_id: UUID, services: ServicesDep, owner: SubjectDep
     response_class=Response,
     summary="Delete a webhook endpoint (its unfinished deliveries end as failed)",
 )
-async def delete_webhook(webhook_id: UUID, services: ServicesDep, principal: WriterDep) -> Response:
-    await services.delete_webhook.execute(webhook_id, owner=principal.subject)
+async def delete_webhook(
+    webhook_id: UUID, delete_webhook: DeleteWebhookDep, principal: WriterDep
+) -> Response:
+    await delete_webhook.execute(webhook_id, owner=principal.subject)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -74,11 +85,11 @@ async def delete_webhook(webhook_id: UUID, services: ServicesDep, principal: Wri
 )
 async def rotate_webhook_secret(
     webhook_id: UUID,
-    services: ServicesDep,
+    rotate_webhook_secret: RotateWebhookSecretDep,
     principal: WriterDep,
     body: SecretRotation | None = None,
 ) -> WebhookWithSecretOut:
-    endpoint = await services.rotate_webhook_secret.execute(
+    endpoint = await rotate_webhook_secret.execute(
         webhook_id, owner=principal.subject, grace_seconds=body.grace_seconds if body else None
     )
     return WebhookWithSecretOut.revealed(endpoint)

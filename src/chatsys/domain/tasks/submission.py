@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from chatsys.domain.access.model import AuditEntry
+from chatsys.domain.access.model import AuditEntry, Role
 from chatsys.domain.conversations.model import MessageRole
 from chatsys.domain.conversations.ports import StoredMessage
 from chatsys.domain.planning.planner import Planner
@@ -18,6 +18,7 @@ from chatsys.domain.shared.clock import Clock
 from chatsys.domain.shared.errors import (
     Conflict,
     DuplicateRequest,
+    Forbidden,
     InvalidInput,
     NotFound,
     TooManyRequests,
@@ -126,6 +127,8 @@ class SubmitTask:
       task); ``model`` must be one the service is configured with;
     - a conversation must exist and belong to the caller; the input is recorded
       as the user's message in it;
+    - the caller's role decides its quota (active tasks, tokens per minute), checked
+      in the transaction that stores the task; a role with no quota may not submit;
     - an ``Idempotency-Key`` seen before with the same body returns the same
       task; with a different body it is a conflict;
     - the task, its ``task.created`` event and its outbox entry are written in
@@ -141,11 +144,13 @@ class SubmitTask:
         planner: Planner,
         dispatcher: Dispatcher,
         *,
+        quotas: Mapping[Role, TaskQuota],
         allowed_models: Sequence[str] = (),
         max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
         url_guard: UrlGuard | None = None,
     ) -> None:
         self._uow = uow
+        self._quotas = dict(quotas)
         self._url_guard = url_guard or LiteralUrlGuard()
         self._clock = clock
         self._planner = planner
@@ -182,10 +187,16 @@ class SubmitTask:
         owner: str,
         request: TaskRequest,
         idempotency_key: str | None = None,
+        role: Role,
         actor: str = "system",
-        quota: TaskQuota | None = None,
     ) -> tuple[Task, bool]:
-        """Returns the task and whether it was created now (False: an idempotent replay)."""
+        """Returns the task and whether it was created now (False: an idempotent replay).
+
+        ``role`` picks the quota; a role the quota table does not name may not submit
+        (the table fails closed, so a new role has no unlimited default)."""
+        quota = self._quotas.get(role)
+        if quota is None:
+            raise Forbidden(f"the {role.value} role may not submit tasks")
         options = self._validate(request)
         if request.webhook_url is not None:
             await self._url_guard.check(request.webhook_url)
@@ -229,11 +240,10 @@ class SubmitTask:
         return earlier
 
     async def _store(
-        self, task: Task, owner: str, now: datetime, actor: str, quota: TaskQuota | None
+        self, task: Task, owner: str, now: datetime, actor: str, quota: TaskQuota
     ) -> int:
         async with self._uow() as uow:
-            if quota is not None:
-                await quota.check(uow, owner)
+            await quota.check(uow, owner)
             if task.conversation_id is not None:
                 found = await uow.conversations.get(task.conversation_id, owner=owner)
                 if found is None:

@@ -1,0 +1,174 @@
+"""The worker process' composition root: arq's start-up hook builds what the jobs use.
+
+Everything the start-up opens is entered on one ``AsyncExitStack``: when a step of
+the start-up fails, what was opened before it (engine, Redis, MCP child processes,
+the heartbeat) is closed before the error propagates, and the shutdown hook closes
+all of it in reverse order even when one of the closings fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from arq.worker import Worker, func
+
+from chatsys.bootstrap.components import (
+    Resources,
+    gateway_config,
+    load_settings,
+    mcp_manager,
+    retry_policy,
+    service_urls,
+    webhook_callbacks,
+    webhook_sender,
+)
+from chatsys.domain.nlu.llm_analyzer import LLMAnalyzer, RulesTaskAnalyzer, TaskAnalyzer
+from chatsys.domain.planning.planner import Planner
+from chatsys.domain.tasks.recovery import RequeueStale
+from chatsys.domain.tasks.running import RunTask
+from chatsys.domain.tasks.submission import Dispatcher
+from chatsys.domain.webhooks.delivery import DeliverWebhook, RelayWebhooks
+from chatsys.infra import jobs
+from chatsys.infra.clock import SystemClock
+from chatsys.infra.heap import settle_heap
+from chatsys.infra.heartbeat import WorkerHeartbeat, new_worker_id
+from chatsys.infra.logging import configure_logging, get_logger
+from chatsys.infra.queue import DELIVER_WEBHOOK, RUN_TASK
+from chatsys.infra.redis import arq_redis_settings
+from chatsys.infra.settings import Settings
+
+log = get_logger(__name__)
+
+_STACK = "chatsys.exit_stack"  # arq's ctx key of what on_shutdown closes
+
+
+async def _start(
+    settings: Settings, worker_id: str, stack: contextlib.AsyncExitStack, *, tune_gc: bool
+) -> jobs.WorkerContext:
+    from chatsys.agents.agent import RoleAgent
+    from chatsys.agents.gateway import LiteLLMGateway
+    from chatsys.agents.mcp.invoker import McpToolInvoker
+    from chatsys.domain.planning.executor import PlanExecutor
+
+    resources = await Resources.open(settings, role="worker")
+    stack.push_async_callback(resources.close)
+    clock = SystemClock()
+    uow = resources.unit_of_work
+    dispatcher = Dispatcher(uow, resources.queue())
+    callbacks = webhook_callbacks(resources)
+    llm = settings.llm
+    gateway = LiteLLMGateway(gateway_config(settings))
+    analyzer: TaskAnalyzer = (
+        LLMAnalyzer(gateway) if settings.features.llm_nlu else RulesTaskAnalyzer()
+    )
+    mcp = mcp_manager(settings, resources)
+    stack.push_async_callback(mcp.close)  # every MCP server process is stopped there
+    await mcp.start()
+    executor = PlanExecutor(
+        RoleAgent(gateway, McpToolInvoker(mcp)),
+        max_parallel=llm.max_parallel_steps,
+        max_attempts=llm.step_attempts,
+        backoff=llm.step_backoff,
+    )
+    run = RunTask(
+        uow,
+        clock,
+        analyzer=analyzer,
+        planner=Planner(),
+        executor=executor,
+        dispatcher=dispatcher,
+        callbacks=callbacks,
+        worker_id=worker_id,
+        heartbeat_interval=settings.worker.task_heartbeat,
+        stale_after=settings.worker.task_stale_after,
+        max_attempts=settings.worker.task_max_attempts,
+        max_runtime=settings.worker.task_timeout,
+        approval_timeout=settings.mcp.approval_timeout,
+        approval_poll=settings.mcp.approval_poll_interval,
+    )
+    sweeper = RequeueStale(
+        uow, dispatcher, clock, callbacks=callbacks, stale_after=settings.worker.task_stale_after
+    )
+    hooks = settings.webhooks
+    deliver = DeliverWebhook(
+        uow, clock, webhook_sender(settings), resources.queue(), retry_policy(settings),
+        lease=hooks.lease,
+    )  # fmt: skip
+    relay = RelayWebhooks(
+        uow, resources.queue(), grace=hooks.relay_grace, redispatch_after=hooks.redispatch_after
+    )
+    maintenance = jobs.Maintenance(
+        dispatcher, sweeper, relay, interval=settings.worker.maintenance_interval
+    )
+    heartbeat = WorkerHeartbeat(
+        resources.redis,
+        worker_id,
+        interval=settings.worker.heartbeat_interval,
+        ttl=settings.worker.heartbeat_ttl,
+    )
+    if tune_gc:  # before the heartbeat, so the pause is over before it reports ready
+        settle_heap()
+    await heartbeat.start()
+    stack.push_async_callback(heartbeat.stop)
+    maintenance.start()
+    stack.push_async_callback(maintenance.stop)
+    return jobs.WorkerContext(worker_id, resources.engine, run, deliver)
+
+
+def build_worker(
+    settings: Settings | None = None, *, burst: bool = False, tune_gc: bool = False
+) -> Worker:
+    """The arq worker; its start-up hook is the worker's composition root.
+    ``tune_gc``: the worker process settles its heap (``chatsys.infra.heap``)."""
+    settings = settings or load_settings()
+    configure_logging(settings)
+    _, redis_url = service_urls(settings)
+    worker_id = new_worker_id()
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        stack = contextlib.AsyncExitStack()
+        try:
+            ctx[jobs.CONTEXT] = await _start(settings, worker_id, stack, tune_gc=tune_gc)
+        except BaseException:
+            await stack.aclose()
+            raise
+        ctx[_STACK] = stack
+        log.info("chatsys.worker.started", worker_id=worker_id, queue=settings.worker.queue_name)
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        stack: contextlib.AsyncExitStack | None = ctx.pop(_STACK, None)
+        try:
+            if stack is not None:
+                await stack.aclose()
+        finally:
+            log.info("chatsys.worker.stopped", worker_id=worker_id)
+
+    return Worker(
+        functions=[
+            func(jobs.ping, name="chatsys.ping", timeout=30, max_tries=1),
+            # The task enforces its own time limit; arq's must never fire first.
+            func(
+                jobs.run_task, name=RUN_TASK, max_tries=3, timeout=settings.worker.task_timeout + 60
+            ),
+            # Results are not kept: a job id is free again once its attempt is over, so the
+            # relay can always re-send it; the delivery row is the record.
+            func(
+                jobs.deliver_webhook,
+                name=DELIVER_WEBHOOK,
+                max_tries=3,
+                keep_result=0,
+                timeout=settings.webhooks.timeout + settings.webhooks.connect_timeout + 30,
+            ),
+        ],
+        queue_name=settings.worker.queue_name,
+        redis_settings=arq_redis_settings(redis_url),
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
+        max_jobs=settings.worker.max_jobs,
+        job_timeout=settings.worker.job_timeout,
+        burst=burst,
+        handle_signals=not burst,
+        health_check_interval=max(settings.worker.heartbeat_interval, 1.0),
+        poll_delay=settings.worker.poll_delay,
+    )
