@@ -189,4 +189,9 @@ def _as_llm_error(exc: Exception) -> LLMError:
         message = message[:497] + "..."
     prefix = f"{type(exc).__name__}" + (f" ({status})" if status else "")
     retryable = isinstance(exc, _RETRYABLE) or (isinstance(status, int) and status >= 500)
-    return LLMError(f"{prefix}: {message}", retryable=retryable)
+    provider = getattr(exc, "llm_provider", None)
+    return LLMError(
+        f"{prefix}: {message}",
+        retryable=retryable,
+        provider=provider if isinstance(provider, str) and provider else None,
+    )

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import FrameType
@@ -17,6 +17,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.routing import BaseRoute
 
 from chatsys.api.access import router as access
 from chatsys.api.access.deps import access_services
@@ -184,12 +185,26 @@ def providers_of(dependant: Dependant) -> set[Provider[Any]]:
     return found
 
 
-def _providers(app: FastAPI) -> set[Provider[Any]]:
-    found: set[Provider[Any]] = set()
-    for route in app.routes:
+def route_dependants(routes: Sequence[BaseRoute], prefix: str = "") -> list[tuple[str, Dependant]]:
+    """(path, dependency tree) of every route, those of included routers too (FastAPI
+    keeps an included router whole and resolves its routes lazily)."""
+    found: list[tuple[str, Dependant]] = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            context = getattr(route, "include_context", None)
+            found += route_dependants(inner.routes, prefix + (getattr(context, "prefix", "") or ""))
+            continue
         dependant = getattr(route, "dependant", None)
         if isinstance(dependant, Dependant):
-            found |= providers_of(dependant)
+            found.append((prefix + getattr(route, "path", ""), dependant))
+    return found
+
+
+def _providers(app: FastAPI) -> set[Provider[Any]]:
+    found: set[Provider[Any]] = set()
+    for _, dependant in route_dependants(app.routes):
+        found |= providers_of(dependant)
     return found
 
 

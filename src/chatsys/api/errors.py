@@ -6,6 +6,7 @@ import math
 from http import HTTPStatus
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -16,15 +17,20 @@ from chatsys.domain.shared.errors import (
     DomainError,
     Forbidden,
     InvalidInput,
+    LLMError,
     NotFound,
     TooManyRequests,
     Unavailable,
 )
 
+log = structlog.stdlib.get_logger("chatsys.api")
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "urn:chatsys:problem:"
 
-# The one table: domain error -> (status, problem type slug).
+# The one table: domain error -> (status, problem type slug). HTTP answers use both;
+# WebSocket ``error`` frames use the slug as their code (``not_found``). A domain error
+# the table does not name is a server-side failure: 500, its text not shown.
 DOMAIN_ERRORS: dict[type[DomainError], tuple[int, str]] = {
     NotFound: (404, "not-found"),
     Conflict: (409, "conflict"),
@@ -32,7 +38,18 @@ DOMAIN_ERRORS: dict[type[DomainError], tuple[int, str]] = {
     Unavailable: (503, "unavailable"),
     Forbidden: (403, "forbidden"),
     TooManyRequests: (429, "too-many-requests"),
+    LLMError: (502, "provider-error"),
 }
+UNMAPPED = (500, "internal-error")
+
+
+def classify(exc: DomainError) -> tuple[int, str]:
+    """The status and problem type slug of a domain error (the most specific match)."""
+    for kind in type(exc).__mro__:
+        if kind in DOMAIN_ERRORS:
+            return DOMAIN_ERRORS[kind]
+    return UNMAPPED
+
 
 _SLUGS = {
     400: "bad-request",
@@ -46,6 +63,7 @@ _SLUGS = {
     422: "validation-error",
     429: "too-many-requests",
     500: "internal-error",
+    502: "provider-error",
     503: "unavailable",
 }
 
@@ -156,14 +174,19 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DomainError)
-        for kind in type(exc).__mro__:
-            if kind in DOMAIN_ERRORS:
-                status, slug = DOMAIN_ERRORS[kind]
-                headers = None
-                if isinstance(exc, TooManyRequests):
-                    headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
-                return problem(request, status, exc.detail, slug=slug, headers=headers)
-        return problem(request, 400, exc.detail)
+        status, slug = classify(exc)
+        if (status, slug) == UNMAPPED:
+            log.error("chatsys.api.unmapped_domain_error", error=type(exc).__name__)
+            return problem(request, status, "internal error; the request id is in the log")
+        headers = None
+        extra = None
+        if isinstance(exc, TooManyRequests):
+            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+        if isinstance(exc, LLMError):
+            provider = exc.provider or "the model provider"
+            slug = f"{slug}:{exc.provider}" if exc.provider else slug
+            extra = {"provider": provider, "retryable": exc.retryable}
+        return problem(request, status, exc.detail, slug=slug, headers=headers, extra=extra)
 
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

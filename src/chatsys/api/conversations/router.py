@@ -136,4 +136,4 @@ async def post_message(
         role=principal.role,
     )
     response.headers["Location"] = f"/v1/tasks/{task.id}"
-    return TaskCreatedOut.created(task)
+    return TaskCreatedOut.created(task, webhook_secret=task.webhook_secret)

@@ -31,6 +31,7 @@ from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from chatsys.api.access.deps import PrincipalDep, ReaderDep
+from chatsys.api.errors import classify
 from chatsys.api.streaming.deps import FollowConversationDep, FollowTaskDep, StreamConfigDep
 from chatsys.api.streaming.sse import (
     CLOSE_BAD_REQUEST,
@@ -49,13 +50,8 @@ from chatsys.api.tasks.deps import SubmitTaskDep
 from chatsys.api.tasks.schemas import TaskOptions
 from chatsys.domain.access.model import Principal
 from chatsys.domain.shared.errors import (
-    Conflict,
     DomainError,
-    Forbidden,
-    InvalidInput,
     NotFound,
-    TooManyRequests,
-    Unavailable,
 )
 from chatsys.domain.streaming.follow import FollowConversation, FollowTask, Idle, StreamInterrupted
 from chatsys.domain.tasks.submission import SubmitTask
@@ -164,21 +160,11 @@ def _frame_error(exc: ValidationError) -> str:
 
 
 _FRAME_TYPES = {"subscribe", "unsubscribe", "send_message", "ping"}
-_ERROR_CODES: dict[type[DomainError], str] = {
-    NotFound: "not_found",
-    Conflict: "conflict",
-    InvalidInput: "invalid_input",
-    Unavailable: "unavailable",
-    Forbidden: "forbidden",
-    TooManyRequests: "too_many_requests",
-}
 
 
 def _error_code(exc: DomainError) -> str:
-    for kind in type(exc).__mro__:
-        if kind in _ERROR_CODES:
-            return _ERROR_CODES[kind]
-    return "error"
+    """The ``error`` frame's code: the problem type slug of the one error table."""
+    return classify(exc)[1].split(":")[0].replace("-", "_")
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,12 +66,11 @@ async def create_task(
         role=principal.role,
     )
     response.headers["Location"] = f"/v1/tasks/{task.id}"
-    if not created:
+    if not created:  # the task as it is now, with the secret the first answer showed
         response.headers["Idempotent-Replayed"] = "true"
-        secret = task.webhook_secret  # a replay answers what the first request did
-        task = await get_task.execute(task.id, owner=principal.subject)
-        task.webhook_secret = secret
-    return TaskCreatedOut.created(task)
+        now = await get_task.execute(task.id, owner=principal.subject)
+        return TaskCreatedOut.created(now, webhook_secret=task.webhook_secret)
+    return TaskCreatedOut.created(task, webhook_secret=task.webhook_secret)
 
 
 @router.get("", response_model=TaskPageOut, summary="List tasks, newest first")

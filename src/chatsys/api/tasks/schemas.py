@@ -167,8 +167,8 @@ class TaskCreatedOut(TaskOut):
     )
 
     @classmethod
-    def created(cls, task: Task) -> TaskCreatedOut:
-        return cls(**TaskOut.of(task).__dict__, webhook_secret=task.webhook_secret)
+    def created(cls, task: Task, *, webhook_secret: str | None) -> TaskCreatedOut:
+        return cls(**TaskOut.of(task).__dict__, webhook_secret=webhook_secret)
 
 
 class TaskSummary(BaseModel):

@@ -29,11 +29,13 @@ class InvalidInput(DomainError):
 
 class LLMError(DomainError):
     """A model call failed. ``retryable`` errors (timeouts, rate limits, 5xx) may succeed
-    when tried again; the others (bad credentials, bad request) will not."""
+    when tried again; the others (bad credentials, bad request) will not. ``provider``
+    names the model provider when the failure came from one (``openai``, ...)."""
 
-    def __init__(self, detail: str, *, retryable: bool) -> None:
+    def __init__(self, detail: str, *, retryable: bool, provider: str | None = None) -> None:
         super().__init__(detail)
         self.retryable = retryable
+        self.provider = provider
 
 
 class Unavailable(DomainError):
