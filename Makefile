@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: check install run test test-unit test-integration test-e2e lint fmt bench lock audit clean
+.PHONY: check install run test test-unit test-integration test-e2e lint lint-fast fmt bench lock audit clean
 
 check: lint test ## lint + types + tests (the default goal)
 
@@ -37,13 +37,15 @@ test-integration: $(STAMP)
 test-e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e
 
-lint: $(STAMP) ## ruff, format check, mypy strict, import contracts, migration drift, dependency audit
+lint: lint-fast ## lint-fast, then migration drift and the dependency audit
+	$(BIN)/python -m tests.tools.alembic_check
+	$(MAKE) --no-print-directory audit
+
+lint-fast: $(STAMP) ## ruff, format check, mypy strict, import contracts (the pre-commit hook)
 	$(BIN)/ruff check src tests bench alembic
 	$(BIN)/ruff format --check src tests bench alembic
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/python -m tests.tools.alembic_check
-	$(MAKE) --no-print-directory audit
 
 audit: $(STAMP) ## known-vulnerability audit of the locked dependencies
 	$(BIN)/python -m tests.tools.audit
