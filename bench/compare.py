@@ -89,9 +89,7 @@ def main() -> int:
         try:
             report = compare(old, ROOT, scenarios, args.rounds)
         finally:
-            subprocess.run(
-                ["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, check=False
-            )
+            subprocess.run([git, "worktree", "remove", "--force", str(old)], cwd=ROOT, check=False)
     for scenario, table in report.items():
         print(f"\n{scenario} (median of {args.rounds} rounds; old = {args.old}, new = this tree)")
         print(f"  {'metric':<48}{'old':>12}{'new':>12}{'new/old':>10}")
