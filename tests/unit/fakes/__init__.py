@@ -10,7 +10,7 @@ from tests.unit.fakes.access import FakeApiKeyRepository, FakeAuditLog, FakeRate
 from tests.unit.fakes.approvals import FakeApprovalRepository
 from tests.unit.fakes.clock import FakeClock
 from tests.unit.fakes.conversations import FakeConversationRepository, FakeMessageRepository
-from tests.unit.fakes.llm import FakeTools, LLMCall, ScriptedLLM, ToolCallMade
+from tests.unit.fakes.llm import BlockingLLM, FakeTools, LLMCall, ScriptedLLM, ToolCallMade
 from tests.unit.fakes.tables import Tables
 from tests.unit.fakes.tasks import FakeEventLog, FakeJobQueue, FakeOutbox, FakeTaskRepository
 from tests.unit.fakes.uow import FakeDatabase, FakeUnitOfWork
@@ -23,6 +23,7 @@ from tests.unit.fakes.webhooks import (
 )
 
 __all__ = [
+    "BlockingLLM",
     "FakeApiKeyRepository",
     "FakeApprovalRepository",
     "FakeAuditLog",

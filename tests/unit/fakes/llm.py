@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -114,3 +115,18 @@ class FakeTools:
     ) -> ToolResult:
         self.calls.append(ToolCallMade(role, name, dict(arguments), approved))
         return ToolResult(self.result)
+
+
+class BlockingLLM(ScriptedLLM):
+    """Echoes, but holds every call for step ``held`` until ``release`` is set (a step
+    that is still running when the test acts)."""
+
+    def __init__(self, held: str) -> None:
+        self.held = held
+        self.release = asyncio.Event()
+        super().__init__(self._answer)
+
+    async def _answer(self, call: LLMCall) -> Completion:
+        if call.step == self.held:
+            await self.release.wait()
+        return echo(call)
