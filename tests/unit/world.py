@@ -1,0 +1,122 @@
+"""The unit tests' composition root: the real use cases wired to the fakes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from chatsys.agents.agent import RoleAgent
+from chatsys.domain.approvals.decisions import DecideApproval
+from chatsys.domain.nlu.llm_analyzer import RulesTaskAnalyzer
+from chatsys.domain.planning.executor import PlanExecutor
+from chatsys.domain.planning.planner import Planner
+from chatsys.domain.tasks.cancel import CancelTask
+from chatsys.domain.tasks.ending import Callbacks
+from chatsys.domain.tasks.model import Task
+from chatsys.domain.tasks.recovery import RequeueStale
+from chatsys.domain.tasks.running import RunTask
+from chatsys.domain.tasks.submission import Dispatcher, SubmitTask, TaskQuota, TaskRequest
+from chatsys.domain.webhooks.model import RetryPolicy
+from tests.unit.fakes import (
+    FakeClock,
+    FakeDatabase,
+    FakeJobQueue,
+    FakeTools,
+    FakeUrlGuard,
+    FakeWebhookQueue,
+    ScriptedLLM,
+)
+
+STALE_AFTER = 10.0
+MODELS = ("fake-model",)
+
+
+def render(task: Task) -> dict[str, Any]:
+    """A stand-in for the API's view of a task (``TaskRenderer``)."""
+    return {"id": str(task.id), "status": task.status.value, "result": task.result}
+
+
+async def no_sleep(_: float) -> None:
+    return None
+
+
+class World:
+    def __init__(self, *, retry: RetryPolicy | None = None) -> None:
+        self.clock = FakeClock()
+        self.db = FakeDatabase(self.clock)
+        self.jobs = FakeJobQueue()
+        self.webhook_jobs = FakeWebhookQueue()
+        self.url_guard = FakeUrlGuard()
+        self.planner = Planner()
+        self.dispatcher = Dispatcher(self.db.uow, self.jobs)
+        self.callbacks = Callbacks(render, self.webhook_jobs, retry)
+        self.submit = SubmitTask(
+            self.db.uow,
+            self.clock,
+            self.planner,
+            self.dispatcher,
+            allowed_models=MODELS,
+            url_guard=self.url_guard,
+        )
+        self.cancel = CancelTask(self.db.uow, self.clock, self.callbacks)
+        self.sweeper = RequeueStale(
+            self.db.uow, self.dispatcher, self.clock, callbacks=self.callbacks,
+            stale_after=STALE_AFTER,
+        )  # fmt: skip
+        self.decide = DecideApproval(self.db.uow, self.clock)
+
+    def runner(
+        self,
+        worker_id: str,
+        llm: ScriptedLLM | None = None,
+        tools: FakeTools | None = None,
+        **options: Any,
+    ) -> RunTask:
+        agents = RoleAgent(llm or ScriptedLLM(), tools or FakeTools())
+        settings: dict[str, Any] = {
+            "heartbeat_interval": 0.01,
+            "stale_after": STALE_AFTER,
+            "approval_poll": 0.01,
+            **options,
+        }
+        return RunTask(
+            self.db.uow,
+            self.clock,
+            analyzer=RulesTaskAnalyzer(),
+            planner=self.planner,
+            executor=PlanExecutor(agents, sleep=no_sleep),
+            dispatcher=self.dispatcher,
+            callbacks=self.callbacks,
+            worker_id=worker_id,
+            **settings,
+        )
+
+    async def submitted(
+        self, text: str = "Write a haiku about queues", *, owner: str = "ann", **fields: Any
+    ) -> UUID:
+        task, _ = await self.submit.execute(owner=owner, request=TaskRequest(text, **fields))
+        return task.id
+
+    async def submit_with_quota(self, quota: TaskQuota, *, owner: str = "ann") -> Task:
+        task, _ = await self.submit.execute(
+            owner=owner, request=TaskRequest("Summarise the design"), quota=quota
+        )
+        return task
+
+    def task(self, task_id: UUID) -> Task:
+        """The task as committed, with its steps."""
+        return self.db.committed.task(task_id)
+
+    def events(self, task_id: UUID) -> list[str]:
+        return self.db.committed.event_types(task_id)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait (up to 5 s) for ``condition`` to hold: work running in other asyncio tasks."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the condition did not come true within 5 s")
