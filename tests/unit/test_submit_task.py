@@ -6,8 +6,15 @@ import asyncio
 
 import pytest
 
+from chatsys.domain.access.model import Role
 from chatsys.domain.conversations.use_cases import StartConversation
-from chatsys.domain.shared.errors import Conflict, InvalidInput, NotFound, TooManyRequests
+from chatsys.domain.shared.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooManyRequests,
+)
 from chatsys.domain.tasks.model import EventType, TaskStatus
 from chatsys.domain.tasks.submission import TaskQuota, TaskRequest
 from tests.unit.world import World
@@ -17,7 +24,7 @@ REQUEST = TaskRequest("Write a haiku about queues", metadata={"ticket": "T-1"})
 
 async def test_the_task_its_created_event_and_its_outbox_entry_are_committed_at_once() -> None:
     w = World()
-    task, created = await w.submit.execute(owner="ann", request=REQUEST)
+    task, created = await w.submit.execute(role=Role.MEMBER, owner="ann", request=REQUEST)
 
     assert created
     assert w.db.commits == 1
@@ -42,7 +49,9 @@ async def test_a_failure_midway_leaves_nothing_half_written() -> None:
 
     with pytest.raises(RuntimeError, match="went away"):
         await w.submit.execute(
-            owner="ann", request=TaskRequest("Write a haiku", conversation_id=conversation.id)
+            role=Role.MEMBER,
+            owner="ann",
+            request=TaskRequest("Write a haiku", conversation_id=conversation.id),
         )
 
     assert w.db.committed.tasks == {}
@@ -57,24 +66,30 @@ async def test_the_input_becomes_the_users_message_in_its_conversation() -> None
         owner="ann", title="Poems", metadata=None
     )
     task, _ = await w.submit.execute(
-        owner="ann", request=TaskRequest("Write a haiku", conversation_id=conversation.id)
+        role=Role.MEMBER,
+        owner="ann",
+        request=TaskRequest("Write a haiku", conversation_id=conversation.id),
     )
     [message] = w.db.committed.messages
     assert (message.role, message.content, message.task_id) == ("user", "Write a haiku", task.id)
 
     with pytest.raises(NotFound):  # someone else's conversation
         await w.submit.execute(
-            owner="bob", request=TaskRequest("Hi", conversation_id=conversation.id)
+            role=Role.MEMBER,
+            owner="bob",
+            request=TaskRequest("Hi", conversation_id=conversation.id),
         )
     assert len(w.db.committed.tasks) == 1
 
 
 async def test_the_same_key_and_body_return_the_same_task_without_a_second_row() -> None:
     w = World()
-    first, created = await w.submit.execute(owner="ann", request=REQUEST, idempotency_key="k-1")
+    first, created = await w.submit.execute(
+        role=Role.MEMBER, owner="ann", request=REQUEST, idempotency_key="k-1"
+    )
     replay = TaskRequest("Write a haiku about queues", metadata={"ticket": "T-1"})
     again, created_again = await w.submit.execute(
-        owner="ann", request=replay, idempotency_key="k-1"
+        role=Role.MEMBER, owner="ann", request=replay, idempotency_key="k-1"
     )
 
     assert (created, created_again) == (True, False)
@@ -87,10 +102,15 @@ async def test_the_same_key_and_body_return_the_same_task_without_a_second_row()
 
 async def test_the_same_key_with_another_body_is_a_conflict() -> None:
     w = World()
-    first, _ = await w.submit.execute(owner="ann", request=REQUEST, idempotency_key="k-1")
+    first, _ = await w.submit.execute(
+        role=Role.MEMBER, owner="ann", request=REQUEST, idempotency_key="k-1"
+    )
     with pytest.raises(Conflict, match="different request body"):
         await w.submit.execute(
-            owner="ann", request=TaskRequest("Write a limerick"), idempotency_key="k-1"
+            role=Role.MEMBER,
+            owner="ann",
+            request=TaskRequest("Write a limerick"),
+            idempotency_key="k-1",
         )
     assert list(w.db.committed.tasks) == [first.id]
     assert len(w.db.committed.outbox) == 1
@@ -98,8 +118,12 @@ async def test_the_same_key_with_another_body_is_a_conflict() -> None:
 
 async def test_a_key_belongs_to_its_owner() -> None:
     w = World()
-    ann, _ = await w.submit.execute(owner="ann", request=REQUEST, idempotency_key="k-1")
-    bob, created = await w.submit.execute(owner="bob", request=REQUEST, idempotency_key="k-1")
+    ann, _ = await w.submit.execute(
+        role=Role.MEMBER, owner="ann", request=REQUEST, idempotency_key="k-1"
+    )
+    bob, created = await w.submit.execute(
+        role=Role.MEMBER, owner="bob", request=REQUEST, idempotency_key="k-1"
+    )
     assert created
     assert bob.id != ann.id
 
@@ -107,7 +131,10 @@ async def test_a_key_belongs_to_its_owner() -> None:
 async def test_concurrent_submissions_with_one_key_make_one_task() -> None:
     w = World()
     results = await asyncio.gather(
-        *(w.submit.execute(owner="ann", request=REQUEST, idempotency_key="k-1") for _ in range(3))
+        *(
+            w.submit.execute(role=Role.MEMBER, owner="ann", request=REQUEST, idempotency_key="k-1")
+            for _ in range(3)
+        )
     )
     assert len({task.id for task, _ in results}) == 1
     assert sorted(created for _, created in results) == [False, False, True]
@@ -177,14 +204,14 @@ async def test_invalid_requests_are_refused_before_anything_is_stored(
 ) -> None:
     w = World()
     with pytest.raises(InvalidInput, match=message):
-        await w.submit.execute(owner="ann", request=request_)
+        await w.submit.execute(role=Role.MEMBER, owner="ann", request=request_)
     assert w.db.commits == 0
 
 
 async def test_a_job_the_queue_refused_is_relayed_from_the_outbox() -> None:
     w = World()
     w.jobs.down = True
-    task, created = await w.submit.execute(owner="ann", request=REQUEST)
+    task, created = await w.submit.execute(role=Role.MEMBER, owner="ann", request=REQUEST)
     assert created  # the task is stored even though its job could not be enqueued
     [entry] = w.db.committed.outbox_for(task.id)
     assert entry.dispatched_at is None
@@ -195,3 +222,13 @@ async def test_a_job_the_queue_refused_is_relayed_from_the_outbox() -> None:
     assert await w.dispatcher.relay() == 1
     assert w.jobs.runs == [(task.id, entry.id)]
     assert await w.dispatcher.relay() == 0  # sent once
+
+
+async def test_a_role_the_quota_table_does_not_name_may_not_submit_and_nothing_is_written() -> None:
+    """Defect 3: quotas were looked up by each router and ``SubmitTask`` took none by
+    default, so a caller without a quota entry submitted without limits (fail open)."""
+    w = World()
+    with pytest.raises(Forbidden, match="viewer role may not submit"):
+        await w.submit.execute(role=Role.VIEWER, owner="vic", request=REQUEST)
+    assert w.jobs.runs == []
+    assert w.db.committed.tasks == {}

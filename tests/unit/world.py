@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from chatsys.agents.agent import RoleAgent
+from chatsys.domain.access.model import Role
 from chatsys.domain.approvals.decisions import DecideApproval
 from chatsys.domain.nlu.llm_analyzer import RulesTaskAnalyzer
 from chatsys.domain.planning.executor import PlanExecutor
@@ -42,6 +43,9 @@ async def no_sleep(_: float) -> None:
     return None
 
 
+UNLIMITED = {Role.ADMIN: TaskQuota(), Role.MEMBER: TaskQuota()}
+
+
 class World:
     def __init__(self, *, retry: RetryPolicy | None = None) -> None:
         self.clock = FakeClock()
@@ -57,6 +61,7 @@ class World:
             self.clock,
             self.planner,
             self.dispatcher,
+            quotas=UNLIMITED,
             allowed_models=MODELS,
             url_guard=self.url_guard,
         )
@@ -96,12 +101,19 @@ class World:
     async def submitted(
         self, text: str = "Write a haiku about queues", *, owner: str = "ann", **fields: Any
     ) -> UUID:
-        task, _ = await self.submit.execute(owner=owner, request=TaskRequest(text, **fields))
+        task, _ = await self.submit.execute(
+            owner=owner, request=TaskRequest(text, **fields), role=Role.MEMBER
+        )
         return task.id
 
     async def submit_with_quota(self, quota: TaskQuota, *, owner: str = "ann") -> Task:
-        task, _ = await self.submit.execute(
-            owner=owner, request=TaskRequest("Summarise the design"), quota=quota
+        """Submit as a member whose role's quota is ``quota``."""
+        submit = SubmitTask(
+            self.db.uow, self.clock, self.planner, self.dispatcher,
+            quotas={Role.MEMBER: quota}, allowed_models=MODELS, url_guard=self.url_guard,
+        )  # fmt: skip
+        task, _ = await submit.execute(
+            owner=owner, request=TaskRequest("Summarise the design"), role=Role.MEMBER
         )
         return task
 
