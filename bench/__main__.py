@@ -23,7 +23,7 @@ from bench.startup import ROOT, run_dev, run_startup, say
 from bench.streaming import StreamingOptions, run_streaming
 from bench.webhooks import run_webhooks
 from chatsys.infra.db import migrations
-from chatsys.infra.embedded import EmbeddedStack
+from chatsys.infra.embedded.stack import EmbeddedStack
 
 Table = dict[str, dict[str, float]]
 

@@ -27,7 +27,7 @@ from pydantic import SecretStr
 
 from chatsys.bootstrap import build_app, build_worker
 from chatsys.infra.db import migrations
-from chatsys.infra.embedded import EmbeddedStack, Endpoints
+from chatsys.infra.embedded.stack import EmbeddedStack, Endpoints
 from chatsys.infra.settings import (
     AuthSettings,
     DatabaseSettings,

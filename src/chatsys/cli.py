@@ -76,7 +76,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     from chatsys.bootstrap import load_settings
     from chatsys.infra.db import migrations
-    from chatsys.infra.embedded import EmbeddedStack
+    from chatsys.infra.embedded.stack import EmbeddedStack
 
     settings = load_settings()
     url = settings.database.url.get_secret_value() if settings.database.url else None
@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from chatsys.bootstrap import ConfigurationError
-    from chatsys.infra.embedded import EmbeddedServerError
+    from chatsys.infra.embedded.server import EmbeddedServerError
 
     try:
         code: int = args.handler(args)

@@ -10,7 +10,8 @@ import psutil
 import pytest
 import redis
 
-from chatsys.infra.embedded import EmbeddedServerError, EmbeddedStack
+from chatsys.infra.embedded.server import EmbeddedServerError
+from chatsys.infra.embedded.stack import EmbeddedStack
 from tests.support import plain_dsn
 
 

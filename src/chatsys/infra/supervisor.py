@@ -24,7 +24,9 @@ from types import FrameType
 import httpx
 
 from chatsys.infra.db import migrations
-from chatsys.infra.embedded import EmbeddedServerError, EmbeddedStack, spawn, stop_process
+from chatsys.infra.embedded.process import spawn, stop_process
+from chatsys.infra.embedded.server import EmbeddedServerError
+from chatsys.infra.embedded.stack import EmbeddedStack
 from chatsys.infra.settings import Settings
 
 Say = Callable[[str], None]

@@ -21,22 +21,25 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import fnmatch
-import hashlib
-import json
-import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
-import mcp_types as types
 import structlog
 from mcp.server import Server
 
+from chatsys.agents.mcp.catalogue import (
+    SEPARATOR,
+    ToolCatalogue,
+    ToolEntry,
+    render,
+    role_granted,
+    tool_listed,
+)
 from chatsys.agents.mcp.config import McpDefaults, ServerConfig, parse_server, tool_policy
-from chatsys.agents.mcp.connection import McpCallError, ServerConnection, ServerState
+from chatsys.agents.mcp.connection import McpCallError, ServerConnection
+from chatsys.agents.mcp.pool import ServerPool
 from chatsys.agents.mcp.store import McpStore, MemoryMcpStore
 from chatsys.agents.mcp.workspace import META_KEY
 from chatsys.domain.approvals.model import ToolPolicy, denied_by_policy
@@ -45,58 +48,6 @@ from chatsys.domain.mcp.ports import McpServerInfo, McpToolInfo
 from chatsys.domain.shared.errors import Conflict, NotFound, Unavailable
 
 log: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(__name__)
-
-SEPARATOR = "__"
-_FUNCTION_NAME = re.compile(r"[^A-Za-z0-9_-]")
-MAX_FUNCTION_NAME = 64
-
-
-def digest(tool: types.Tool) -> str:
-    body = {"description": tool.description or "", "input_schema": tool.input_schema}
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def qualified_name(server: str, tool: str) -> str | None:
-    """``server__tool`` as a function name models accept, or None if it cannot be one."""
-    name = f"{server}{SEPARATOR}{_FUNCTION_NAME.sub('_', tool)}"
-    return name if len(name) <= MAX_FUNCTION_NAME else None
-
-
-def role_granted(config: ServerConfig, role: str) -> bool:
-    return "*" in config.roles or role in config.roles
-
-
-def tool_listed(config: ServerConfig, tool: str) -> bool:
-    return any(fnmatch.fnmatchcase(tool, pattern) for pattern in config.tools)
-
-
-def render(result: types.CallToolResult, cap: int) -> str:
-    parts: list[str] = []
-    for block in result.content:
-        if isinstance(block, types.TextContent):
-            parts.append(block.text)
-        elif isinstance(block, types.ImageContent | types.AudioContent):
-            parts.append(f"[{block.type}: {block.mime_type}, {len(block.data)} base64 characters]")
-        elif isinstance(block, types.EmbeddedResource):
-            inner = block.resource
-            text = getattr(inner, "text", None)
-            parts.append(text if isinstance(text, str) else f"[resource {inner.uri}]")
-        elif isinstance(block, types.ResourceLink):
-            parts.append(f"[resource link {block.uri}]")
-    if not parts and result.structured_content is not None:
-        parts.append(json.dumps(result.structured_content, default=str))
-    text = "\n".join(parts)
-    if len(text) > cap:
-        text = text[:cap] + f"\n[truncated: {len(text) - cap} more characters]"
-    return text
-
-
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    info: McpToolInfo
-    tool: types.Tool
-    validator: Any
 
 
 class McpManager:
@@ -112,37 +63,22 @@ class McpManager:
     ) -> None:
         self.defaults = defaults or McpDefaults()
         self._store = store or MemoryMcpStore()
-        self._builtins = {config.name: server for config, server in builtins}
-        self._connections: dict[str, ServerConnection] = {}
-        for config, _ in builtins:
-            self._connections[config.name] = self._connect(config, "builtin")
-        for config in servers:
-            self._connections[config.name] = self._connect(config, "settings")
-        self._pins: dict[str, str] = {}
+        self._servers = ServerPool(servers, self.defaults, builtins=builtins)
+        self._catalogue = ToolCatalogue(self._store)
         self._version: int | None = None
         self._synced_at = -1e9
         self._sync_lock = asyncio.Lock()
-        self._catalogue: dict[str, dict[str, _Entry]] = {}  # server -> tool -> entry
-        self._catalogue_key: dict[str, tuple[int, int]] = {}
-        self._pin_generation = 0
         self._closed = False
-
-    def _connect(self, config: ServerConfig, source: str) -> ServerConnection:
-        return ServerConnection(config, self.defaults, source=source, builtins=self._builtins)
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
         await self._sync(force=True)
-        for connection in self._connections.values():
-            if not connection.config.lazy:
-                connection.start()
+        self._servers.start()
 
     async def close(self) -> None:
         self._closed = True
-        await asyncio.gather(
-            *(c.stop() for c in self._connections.values()), return_exceptions=True
-        )
+        await self._servers.close()
 
     async def _sync(self, *, force: bool = False) -> None:
         """Pick up servers and pins changed by other processes (through the store)."""
@@ -156,84 +92,23 @@ class McpManager:
             if version == self._version:
                 return
             stored = await self._store.servers()
-            self._pins = await self._store.pins()
-            self._pin_generation += 1
+            self._catalogue.load_pins(await self._store.pins())
             self._version = version
-            await self._apply(stored)
+            await self._servers.apply(stored, dropped=self._catalogue.forget)
 
-    async def _apply(self, stored: Mapping[str, Mapping[str, Any]]) -> None:
-        wanted: dict[str, ServerConfig] = {}
-        for name, definition in stored.items():
-            try:
-                wanted[name] = parse_server(definition)
-            except Exception as exc:
-                log.warning("chatsys.mcp.bad_stored_server", server=name, error=str(exc))
-        stale = [
-            c
-            for c in self._connections.values()
-            if c.source == "api" and (c.name not in wanted or wanted[c.name] != c.config)
-        ]
-        for connection in stale:
-            del self._connections[connection.name]
-            self._catalogue.pop(connection.name, None)
-        await asyncio.gather(*(c.stop() for c in stale), return_exceptions=True)
-        for name, config in wanted.items():
-            if name not in self._connections:
-                self._connections[name] = self._connect(config, "api")
+    # -- the tools agents see ------------------------------------------------------
 
-    # -- the catalogue -----------------------------------------------------------
-
-    def _connection(self, name: str) -> ServerConnection:
-        connection = self._connections.get(name)
-        if connection is None:
-            raise NotFound(f"no MCP server named '{name}'")
-        return connection
-
-    async def _entries(self, connection: ServerConnection) -> dict[str, _Entry]:
-        """The server's tools with their pin status (cached until the list or pins change)."""
-        key = (connection.tools_version, self._pin_generation)
-        if self._catalogue_key.get(connection.name) == key:
-            return self._catalogue[connection.name]
-        entries: dict[str, _Entry] = {}
-        for tool in connection.tools:
-            qualified = qualified_name(connection.name, tool.name)
-            if qualified is None:
-                continue
-            hashed = digest(tool)
-            pin_key = f"{connection.name}/{tool.name}"
-            pin = self._pins.get(pin_key)
-            if pin is None:
-                pin = self._pins[pin_key] = await self._store.pin_first(pin_key, hashed)
-            status = "active" if pin == hashed else "quarantined"
-            if status == "quarantined":
-                log.warning("chatsys.mcp.tool_quarantined", server=connection.name, tool=tool.name)
-            try:
-                validator: Any = jsonschema.validators.validator_for(tool.input_schema)(
-                    tool.input_schema
-                )
-            except Exception:  # an unusable schema: the server validates on its own
-                validator = None
-            info = McpToolInfo(
-                connection.name, tool.name, qualified, tool.description or "",
-                tool.input_schema, status, hashed,
-                tool_policy(connection.config, tool.name).value,
-            )  # fmt: skip
-            entries[tool.name] = _Entry(info, tool, validator)
-        self._catalogue[connection.name] = entries
-        self._catalogue_key[connection.name] = key
-        return entries
-
-    async def _tools_of(self, connection: ServerConnection) -> dict[str, _Entry]:
+    async def _tools_of(self, connection: ServerConnection) -> dict[str, ToolEntry]:
         try:
             await connection.refresh_tools()
         except McpCallError as exc:
             raise Unavailable(str(exc)) from None
-        return await self._entries(connection)
+        return await self._catalogue.entries(connection)
 
     async def specs_for(self, role: str) -> list[ToolSpec]:
         """The MCP tools offered to ``role`` (servers it may use are started if needed)."""
         await self._sync()
-        granted = [c for c in self._connections.values() if role_granted(c.config, role)]
+        granted = [c for c in self._servers.all() if role_granted(c.config, role)]
         found = await asyncio.gather(*(self._tools_of(c) for c in granted), return_exceptions=True)
         specs: list[ToolSpec] = []
         for connection, entries in zip(granted, found, strict=True):
@@ -256,13 +131,11 @@ class McpManager:
 
     def _split(self, qualified: str) -> tuple[ServerConnection, str] | None:
         server, sep, _ = qualified.partition(SEPARATOR)
-        connection = self._connections.get(server)
+        connection = self._servers.get(server)
         if not sep or connection is None:
             return None
-        for tool, entry in self._catalogue.get(server, {}).items():
-            if entry.info.qualified_name == qualified:
-                return connection, tool
-        return None
+        tool = self._catalogue.tool_for(server, qualified)
+        return None if tool is None else (connection, tool)
 
     async def invoke(
         self,
@@ -277,7 +150,7 @@ class McpManager:
         found = self._split(qualified)
         if found is None:  # a server added elsewhere, or not listed yet in this process
             await self._sync(force=True)
-            connection = self._connections.get(qualified.partition(SEPARATOR)[0])
+            connection = self._servers.get(qualified.partition(SEPARATOR)[0])
             if connection is not None and role_granted(connection.config, role):
                 try:
                     await self._tools_of(connection)
@@ -303,7 +176,7 @@ class McpManager:
         arguments: Mapping[str, Any],
         workspace: str | None,
     ) -> ToolResult:
-        entry = self._catalogue.get(connection.name, {}).get(tool)
+        entry = self._catalogue.cached(connection.name).get(tool)
         if entry is None:
             return ToolResult(f"unknown tool '{tool}' on MCP server '{connection.name}'", True)
         if entry.info.status != "active":
@@ -331,7 +204,7 @@ class McpManager:
     # -- the McpServers port (the API) ---------------------------------------------
 
     def _info(self, connection: ServerConnection) -> McpServerInfo:
-        entries = self._catalogue.get(connection.name, {})
+        entries = self._catalogue.cached(connection.name)
         return McpServerInfo(
             name=connection.name,
             transport=str(connection.config.transport),
@@ -347,30 +220,30 @@ class McpManager:
 
     async def servers(self) -> Sequence[McpServerInfo]:
         await self._sync()
-        return [self._info(c) for c in sorted(self._connections.values(), key=lambda c: c.name)]
+        return [self._info(c) for c in sorted(self._servers.all(), key=lambda c: c.name)]
 
     async def server(self, name: str) -> McpServerInfo:
         await self._sync()
-        return self._info(self._connection(name))
+        return self._info(self._servers.require(name))
 
     async def add(self, definition: Mapping[str, Any]) -> McpServerInfo:
         config = parse_server(definition)
         await self._sync(force=True)
-        if config.name in self._connections:
+        if config.name in self._servers:
             raise Conflict(f"an MCP server named '{config.name}' exists already")
         await self._store.put_server(config.name, config.model_dump(exclude_none=True))
         await self._sync(force=True)
-        connection = self._connection(config.name)
+        connection = self._servers.require(config.name)
         try:  # start it now, so a bad command shows as failed at once
             await connection.ready()
-            await self._entries(connection)
+            await self._catalogue.entries(connection)
         except McpCallError:
             pass
         return self._info(connection)
 
     async def remove(self, name: str) -> None:
         await self._sync(force=True)
-        connection = self._connection(name)
+        connection = self._servers.require(name)
         if connection.source != "api":
             raise Conflict(
                 f"the MCP server '{name}' comes from the {connection.source} configuration; "
@@ -381,11 +254,11 @@ class McpManager:
 
     async def tools(self, name: str) -> Sequence[McpToolInfo]:
         await self._sync()
-        entries = await self._tools_of(self._connection(name))
+        entries = await self._tools_of(self._servers.require(name))
         return [e.info for e in entries.values()]
 
-    async def _entry(self, name: str, tool: str) -> _Entry:
-        entries = await self._tools_of(self._connection(name))
+    async def _entry(self, name: str, tool: str) -> ToolEntry:
+        entries = await self._tools_of(self._servers.require(name))
         entry = entries.get(tool)
         if entry is None:
             raise NotFound(f"the MCP server '{name}' has no tool '{tool}'")
@@ -396,7 +269,7 @@ class McpManager:
         entry = await self._entry(name, tool)
         await self._store.set_pin(f"{name}/{tool}", entry.info.digest)
         await self._sync(force=True)
-        return (await self._entries(self._connection(name)))[tool].info
+        return (await self._catalogue.entries(self._servers.require(name)))[tool].info
 
     async def call(
         self,
@@ -408,11 +281,11 @@ class McpManager:
     ) -> ToolResult:
         await self._sync()
         await self._entry(name, tool)
-        return await self._call(self._connection(name), tool, arguments, workspace)
+        return await self._call(self._servers.require(name), tool, arguments, workspace)
 
     def connection(self, name: str) -> ServerConnection:
         """For tests and diagnostics."""
-        return self._connection(name)
+        return self._servers.require(name)
 
     def ready_servers(self) -> list[str]:
-        return [n for n, c in self._connections.items() if c.state is ServerState.READY]
+        return self._servers.ready()
