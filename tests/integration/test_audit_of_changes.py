@@ -59,6 +59,7 @@ async def key_id(client: httpx.AsyncClient, key: str) -> str:
 
 async def fail_delivery(settings: Settings, delivery_id: str) -> None:
     """End a delivery as a dead letter (no worker runs in this test)."""
+    assert settings.database.url is not None
     engine = create_async_engine(settings.database.url.get_secret_value())
     try:
         async with engine.begin() as conn:
