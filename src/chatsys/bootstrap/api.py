@@ -57,6 +57,7 @@ from chatsys.domain.conversations.use_cases import (
     StartConversation,
 )
 from chatsys.domain.health.readiness import CheckReadiness
+from chatsys.domain.mcp.changes import AcceptMcpTool, AddMcpServer, CallMcpTool, RemoveMcpServer
 from chatsys.domain.nlu import RuleBasedAnalyzer
 from chatsys.domain.nlu.analyze_text import AnalyzeText
 from chatsys.domain.planning.planner import Planner
@@ -166,7 +167,12 @@ def wire_nlu(wiring: Wiring, parts: ApiParts) -> None:
 
 
 def wire_mcp(wiring: Wiring, parts: ApiParts) -> None:
-    wiring.provide(mcp_api.mcp, parts.mcp)
+    servers, uow = parts.mcp, parts.resources.unit_of_work
+    wiring.provide(mcp_api.mcp, servers)
+    wiring.provide(mcp_api.add_mcp_server, AddMcpServer(servers, uow))
+    wiring.provide(mcp_api.remove_mcp_server, RemoveMcpServer(servers, uow))
+    wiring.provide(mcp_api.accept_mcp_tool, AcceptMcpTool(servers, uow))
+    wiring.provide(mcp_api.call_mcp_tool, CallMcpTool(servers, uow))
 
 
 def wire_webhooks(wiring: Wiring, parts: ApiParts) -> None:

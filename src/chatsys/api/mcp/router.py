@@ -1,16 +1,22 @@
 """MCP servers: their state and tools, registration, tool approval, debug calls.
 
 Anyone with a key may look; registering, removing, accepting and calling are for
-admins (a server is a command run on the API host)."""
+admins (a server is a command run on the API host), and each of these is audited."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response, status
+from fastapi import APIRouter, Path, Response, status
 
-from chatsys.api.access.deps import admin
-from chatsys.api.mcp.deps import McpServersDep
+from chatsys.api.access.deps import AdminDep
+from chatsys.api.mcp.deps import (
+    AcceptMcpToolDep,
+    AddMcpServerDep,
+    CallMcpToolDep,
+    McpServersDep,
+    RemoveMcpServerDep,
+)
 from chatsys.api.mcp.schemas import (
     McpServerCreate,
     McpServerListOut,
@@ -36,30 +42,27 @@ async def list_servers(
 
 @router.post(
     "",
-    dependencies=[Depends(admin)],
     status_code=status.HTTP_201_CREATED,
     response_model=McpServerOut,
     summary="Register an MCP server (started at once, so a bad command shows as failed)",
 )
 async def create_server(
-    body: McpServerCreate, mcp: McpServersDep, response: Response
+    body: McpServerCreate, add_server: AddMcpServerDep, principal: AdminDep, response: Response
 ) -> McpServerOut:
-    info = await mcp.add(body.model_dump(exclude_none=True))
+    info = await add_server.execute(body.model_dump(exclude_none=True), actor=principal.actor)
     response.headers["Location"] = f"/v1/mcp/servers/{info.name}"
     return McpServerOut.of(info)
 
 
 @router.delete(
     "/{name}",
-    dependencies=[Depends(admin)],
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Remove a server registered through the API (settings ones: 409)",
 )
 async def delete_server(
-    name: ServerName,
-    mcp: McpServersDep,
+    name: ServerName, remove_server: RemoveMcpServerDep, principal: AdminDep
 ) -> Response:
-    await mcp.remove(name)
+    await remove_server.execute(name, actor=principal.actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -77,21 +80,17 @@ async def list_tools(
 
 @router.post(
     "/{name}/tools/{tool}/accept",
-    dependencies=[Depends(admin)],
     response_model=McpToolOut,
     summary="Accept the tool's current definition (ends its quarantine)",
 )
 async def accept_tool(
-    name: ServerName,
-    tool: ToolName,
-    mcp: McpServersDep,
+    name: ServerName, tool: ToolName, accept: AcceptMcpToolDep, principal: AdminDep
 ) -> McpToolOut:
-    return McpToolOut.of(await mcp.accept(name, tool))
+    return McpToolOut.of(await accept.execute(name, tool, actor=principal.actor))
 
 
 @router.post(
     "/{name}/tools/{tool}/call",
-    dependencies=[Depends(admin)],
     response_model=McpToolResultOut,
     summary="Call a tool directly (for debugging); a tool error is a result, not an HTTP error",
 )
@@ -99,7 +98,10 @@ async def call_tool(
     name: ServerName,
     tool: ToolName,
     body: McpToolCall,
-    mcp: McpServersDep,
+    call: CallMcpToolDep,
+    principal: AdminDep,
 ) -> McpToolResultOut:
-    result = await mcp.call(name, tool, body.arguments, workspace=body.workspace)
+    result = await call.execute(
+        name, tool, body.arguments, actor=principal.actor, workspace=body.workspace
+    )
     return McpToolResultOut(content=result.content, is_error=result.is_error)

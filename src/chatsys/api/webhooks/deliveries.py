@@ -56,4 +56,7 @@ async def get_delivery(
 async def redeliver(
     delivery_id: UUID, redeliver: RedeliverDep, principal: WriterDep
 ) -> DeliveryOut:
-    return DeliveryOut.of(await redeliver.execute(delivery_id, owner=principal.subject))
+    redelivered = await redeliver.execute(
+        delivery_id, owner=principal.subject, actor=principal.actor
+    )
+    return DeliveryOut.of(redelivered)

@@ -37,6 +37,7 @@ async def create_webhook(
 ) -> WebhookWithSecretOut:
     endpoint = await create_webhook.execute(
         owner=principal.subject,
+        actor=principal.actor,
         url=body.url,
         event_types=body.event_types,
         description=body.description,
@@ -74,7 +75,7 @@ async def get_webhook(
 async def delete_webhook(
     webhook_id: UUID, delete_webhook: DeleteWebhookDep, principal: WriterDep
 ) -> Response:
-    await delete_webhook.execute(webhook_id, owner=principal.subject)
+    await delete_webhook.execute(webhook_id, owner=principal.subject, actor=principal.actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -90,6 +91,9 @@ async def rotate_webhook_secret(
     body: SecretRotation | None = None,
 ) -> WebhookWithSecretOut:
     endpoint = await rotate_webhook_secret.execute(
-        webhook_id, owner=principal.subject, grace_seconds=body.grace_seconds if body else None
+        webhook_id,
+        owner=principal.subject,
+        actor=principal.actor,
+        grace_seconds=body.grace_seconds if body else None,
     )
     return WebhookWithSecretOut.revealed(endpoint)

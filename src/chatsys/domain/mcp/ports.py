@@ -6,7 +6,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from chatsys.domain.access.ports import AuditLog
 from chatsys.domain.llm.ports import ToolResult
+from chatsys.domain.shared.uow import UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,3 +58,10 @@ class McpServers(Protocol):
         *,
         workspace: str | None = None,
     ) -> ToolResult: ...
+
+
+class McpUnitOfWork(UnitOfWork, Protocol):
+    """Where changes to MCP servers are audited (their state itself is not in it)."""
+
+    @property
+    def audit(self) -> AuditLog: ...

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from uuid import UUID
 
+from chatsys.domain.access.model import AuditEntry
 from chatsys.domain.shared.clock import Clock
 from chatsys.domain.shared.errors import Conflict, NotFound
 from chatsys.domain.shared.pagination import Page, cut_page, decode_cursor
@@ -184,14 +185,15 @@ class GetDelivery:
 class Redeliver:
     """Send a finished delivery again: same body, same ``webhook-id``, a fresh retry
     schedule. A delivery still under way cannot be redelivered (conflict), nor one whose
-    endpoint was deleted or is disabled."""
+    endpoint was deleted or is disabled. Audited as ``webhook.redeliver`` in the
+    transaction that reschedules it; a refused redelivery is not."""
 
     def __init__(self, uow: Factory[WebhooksUnitOfWork], clock: Clock, queue: WebhookQueue) -> None:
         self._uow = uow
         self._clock = clock
         self._queue = queue
 
-    async def execute(self, delivery_id: UUID, *, owner: str) -> WebhookDelivery:
+    async def execute(self, delivery_id: UUID, *, owner: str, actor: str) -> WebhookDelivery:
         async with self._uow() as uow:
             found = await uow.deliveries.get(delivery_id, owner=owner)
             if found is None:
@@ -206,6 +208,10 @@ class Redeliver:
                     raise Conflict(f"its webhook endpoint is disabled: {endpoint.disabled_reason}")
             now = self._clock.now()
             await uow.deliveries.reschedule(delivery_id, at=now)
+            await uow.audit.add(
+                AuditEntry("webhook.redeliver", actor, target=f"webhook_delivery:{delivery_id}",
+                           task_id=found.task_id, details={"was": found.status.value})
+            )  # fmt: skip
             await uow.commit()
         found.status = DeliveryStatus.PENDING
         found.next_attempt_at = now

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from uuid import UUID, uuid4
 
+from chatsys.domain.access.model import AuditEntry
 from chatsys.domain.shared.clock import Clock
 from chatsys.domain.shared.errors import InvalidInput, NotFound
 from chatsys.domain.shared.pagination import Page, cut_page, decode_cursor
@@ -29,6 +30,8 @@ class CreateWebhook:
     Rules: the URL must pass the URL and address rules (checked now, and again at every
     send); event types default to the three task endings and must be known; the
     secret is generated here and shown only in this answer (and after a rotation).
+    Audited as ``webhook.create`` in the same transaction, with neither the secret nor
+    the URL (a receiver's URL can be a credential itself, as Slack's are).
     """
 
     def __init__(self, uow: Factory[WebhooksUnitOfWork], clock: Clock, guard: UrlGuard) -> None:
@@ -40,6 +43,7 @@ class CreateWebhook:
         self,
         *,
         owner: str,
+        actor: str,
         url: str,
         event_types: Sequence[str] | None = None,
         description: str | None = None,
@@ -60,6 +64,10 @@ class CreateWebhook:
         )
         async with self._uow() as uow:
             await uow.webhooks.add(endpoint)
+            await uow.audit.add(
+                AuditEntry("webhook.create", actor, target=f"webhook:{endpoint.id}",
+                           details={"event_types": list(events)})
+            )  # fmt: skip
             await uow.commit()
         return endpoint
 
@@ -90,18 +98,22 @@ class GetWebhook:
 
 
 class DeleteWebhook:
-    """Remove an endpoint; its deliveries not yet finished end as failed (their log stays)."""
+    """Remove an endpoint; its deliveries not yet finished end as failed (their log stays).
+    Audited as ``webhook.delete`` in the same transaction; a refused delete is not."""
 
     def __init__(self, uow: Factory[WebhooksUnitOfWork], clock: Clock) -> None:
         self._uow = uow
         self._clock = clock
 
-    async def execute(self, endpoint_id: UUID, *, owner: str) -> None:
+    async def execute(self, endpoint_id: UUID, *, owner: str, actor: str) -> None:
         async with self._uow() as uow:
             if not await uow.webhooks.delete(endpoint_id, owner=owner):
                 raise NotFound(f"webhook endpoint {endpoint_id} does not exist")
             await uow.deliveries.fail_unfinished(
                 endpoint_id, reason="the webhook endpoint was deleted", at=self._clock.now()
+            )
+            await uow.audit.add(
+                AuditEntry("webhook.delete", actor, target=f"webhook:{endpoint_id}")
             )
             await uow.commit()
 
@@ -109,7 +121,8 @@ class DeleteWebhook:
 class RotateWebhookSecret:
     """A new secret for the endpoint. The current one keeps signing (alongside the new)
     for ``grace_seconds`` so receivers can switch without losing a message; a secret
-    still in its grace period from an earlier rotation is dropped."""
+    still in its grace period from an earlier rotation is dropped. Audited as
+    ``webhook.rotate_secret`` in the same transaction (with the grace, never a secret)."""
 
     def __init__(
         self,
@@ -123,7 +136,7 @@ class RotateWebhookSecret:
         self._default_grace = default_grace
 
     async def execute(
-        self, endpoint_id: UUID, *, owner: str, grace_seconds: float | None = None
+        self, endpoint_id: UUID, *, owner: str, actor: str, grace_seconds: float | None = None
     ) -> WebhookEndpoint:
         grace = self._default_grace if grace_seconds is None else grace_seconds
         if not 0 <= grace <= MAX_ROTATION_GRACE:
@@ -145,5 +158,9 @@ class RotateWebhookSecret:
                 previous_secret=previous,
                 previous_secret_expires_at=expires,
             )
+            await uow.audit.add(
+                AuditEntry("webhook.rotate_secret", actor, target=f"webhook:{endpoint_id}",
+                           details={"grace_seconds": grace})
+            )  # fmt: skip
             await uow.commit()
         return endpoint
