@@ -11,6 +11,8 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
+from chatsys.domain.shared.errors import Conflict
+
 
 class TaskStatus(StrEnum):
     QUEUED = "queued"
@@ -56,6 +58,15 @@ _TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
 def can_transition(current: TaskStatus, new: TaskStatus) -> bool:
     """Whether a task may move from ``current`` to ``new``. Terminal states never change."""
     return new in _TASK_TRANSITIONS[current]
+
+
+class IllegalTransition(Conflict):
+    """A task was asked to move where its state machine does not go."""
+
+    def __init__(self, task_id: UUID, current: TaskStatus, target: TaskStatus) -> None:
+        super().__init__(f"task {task_id} cannot go from {current.value} to {target.value}")
+        self.current = current
+        self.target = target
 
 
 class StepStatus(StrEnum):
@@ -161,6 +172,29 @@ class Task:
     cancel_requested: bool = False
     worker_id: str | None = None
     steps: list[StepRecord] = field(default_factory=list)
+
+    def move_to(self, status: TaskStatus) -> None:
+        """Take one step of the state machine; ``IllegalTransition`` for any other move
+        (a terminal task never moves again)."""
+        if not can_transition(self.status, status):
+            raise IllegalTransition(self.id, self.status, status)
+        self.status = status
+
+    def requeue(self, *, spend_attempt: bool) -> None:
+        """Back to the queue with no runner; a worker shutting down does not spend the
+        attempt it was given."""
+        self.move_to(TaskStatus.QUEUED)
+        self.worker_id = None
+        if not spend_attempt:
+            self.attempt = max(0, self.attempt - 1)
+
+    def end(self, status: TaskStatus, at: datetime) -> None:
+        """Finish the task (succeeded, failed or cancelled) at ``at``; it has no runner."""
+        if not status.is_terminal:
+            raise ValueError(f"{status.value} is not a terminal status")
+        self.move_to(status)
+        self.worker_id = None
+        self.finished_at = at
 
 
 @dataclass(frozen=True, slots=True)

@@ -294,13 +294,13 @@ class RunTask:
         answer: str | None = None,
         answer_agent: str | None = None,
     ) -> TaskStatus:
-        task.finished_at = self._clock.now()
         async with self._uow() as uow:
             current = await uow.tasks.lock(task.id)
             if current is None or current.status.is_terminal:
                 return current.status if current else status
             if current.worker_id not in (None, self._worker_id):
                 raise LeaseLost(str(task.id))
+            current.result, current.error, current.usage = task.result, task.error, task.usage
             if answer is not None and task.conversation_id is not None:
                 await uow.messages.add(
                     StoredMessage(
@@ -314,7 +314,7 @@ class RunTask:
                     )
                 )
             deliveries = await finish_task(
-                uow, task, status, event, data, callbacks=self._callbacks
+                uow, current, status, event, data, at=self._clock.now(), callbacks=self._callbacks
             )
             await uow.commit()
         await self._callbacks.dispatch(deliveries)
@@ -368,9 +368,7 @@ class RunTask:
                 await uow.commit()
                 await self._callbacks.dispatch(deliveries)
                 return
-            current.status = TaskStatus.QUEUED
-            current.worker_id = None
-            current.attempt = max(0, current.attempt - 1)
+            current.requeue(spend_attempt=False)
             await uow.tasks.update(current)
             await uow.events.append(
                 task.id, EventType.TASK_REQUEUED, {"reason": "worker shutting down"}
