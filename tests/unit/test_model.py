@@ -1,14 +1,26 @@
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
 
+from chatsys.api.schemas import task_json
+from chatsys.domain.nlu import RuleBasedAnalyzer
+from chatsys.domain.planning.planner import Planner
 from chatsys.domain.shared.errors import Conflict, InvalidInput
 from chatsys.domain.shared.text import Title
-from chatsys.domain.tasks.model import IllegalTransition, Task, TaskStatus, can_transition
+from chatsys.domain.tasks.model import (
+    FailureKind,
+    IllegalTransition,
+    Task,
+    TaskError,
+    TaskResult,
+    TaskStatus,
+    can_transition,
+)
 
 Q, R, W = TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.AWAITING_APPROVAL
 S, F, C = TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED
@@ -96,3 +108,30 @@ def test_title_is_normalised_and_bounded() -> None:
     assert Title(" a\n b ").value == "a b"
     with pytest.raises(InvalidInput, match="limit is 200"):
         Title("y" * 201)
+
+
+def test_a_result_and_an_error_keep_the_shape_clients_know() -> None:
+    result = TaskResult("the answer", "answer", "assistant")
+    assert result.as_dict() == {"text": "the answer", "step": "answer", "agent": "assistant"}
+    assert TaskResult.from_dict(result.as_dict()) == result
+    step_error = TaskError("step 'a' failed: boom", FailureKind.LLM, "a")
+    assert step_error.as_dict() == {"message": "step 'a' failed: boom", "step": "a", "type": "llm"}
+    timeout = TaskError("too long", FailureKind.TIMEOUT)
+    assert timeout.as_dict() == {"message": "too long", "type": "timeout"}  # no "step" key
+    for error in (step_error, timeout, TaskError("gave up", FailureKind.ATTEMPTS)):
+        assert TaskError.from_dict(json.loads(json.dumps(error.as_dict()))) == error
+    with pytest.raises(ValueError, match="'nope' is not a valid FailureKind"):
+        TaskError.from_dict({"message": "m", "type": "nope"})
+
+
+def test_the_api_shows_the_typed_fields_as_the_json_it_always_showed() -> None:
+    analysis = RuleBasedAnalyzer().analyze("write a function that reverses a string")
+    plan = Planner().plan(analysis)
+    task = task_in(S)
+    task.analysis, task.plan = analysis, plan
+    task.result = TaskResult("done", plan.final.key, plan.final.agent.value)
+    shown = task_json(task)
+    assert shown["analysis"] == analysis.as_dict()
+    assert shown["plan"] == {"shape": plan.shape, "steps": [s.as_dict() for s in plan.steps]}
+    assert shown["result"] == {"text": "done", "step": plan.final.key, "agent": "assistant"}
+    assert shown["error"] is None

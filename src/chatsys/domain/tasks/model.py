@@ -5,12 +5,15 @@ schemas) takes them from one place."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
+from chatsys.domain.nlu.analyzer import Analysis
+from chatsys.domain.planning.planner import Plan
 from chatsys.domain.shared.errors import Conflict
 
 
@@ -131,6 +134,49 @@ class Usage:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """A succeeded task's answer: the final step's output."""
+
+    text: str
+    step: str
+    agent: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "step": self.step, "agent": self.agent}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskResult:
+        return cls(str(data["text"]), str(data["step"]), str(data["agent"]))
+
+
+class FailureKind(StrEnum):
+    LLM = "llm"  # a model call (or the plan) failed for good
+    TIMEOUT = "timeout"  # an attempt ran past the task's time limit
+    ATTEMPTS = "attempts"  # workers kept stopping: max attempts used up
+
+
+@dataclass(frozen=True, slots=True)
+class TaskError:
+    """Why a task failed; ``step`` names the plan step that failed, if one did."""
+
+    message: str
+    type: FailureKind
+    step: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        if self.step is None:
+            return {"message": self.message, "type": self.type.value}
+        return {"message": self.message, "step": self.step, "type": self.type.value}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskError:
+        step = data.get("step")
+        return cls(
+            str(data["message"]), FailureKind(data["type"]), None if step is None else str(step)
+        )
+
+
 @dataclass(slots=True)
 class StepRecord:
     key: str
@@ -155,10 +201,10 @@ class Task:
     created_at: datetime
     conversation_id: UUID | None = None
     title: str | None = None
-    analysis: dict[str, Any] | None = None
-    plan: dict[str, Any] | None = None
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
+    analysis: Analysis | None = None
+    plan: Plan | None = None
+    result: TaskResult | None = None
+    error: TaskError | None = None
     usage: Usage = field(default_factory=Usage)
     webhook_url: str | None = None
     webhook_secret: str | None = field(default=None, repr=False)  # signs its webhook_url calls
