@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from chatsys.domain.nlu import Intent, RuleBasedAnalyzer
+import json
+
+from chatsys.domain.nlu import Analysis, Intent, RuleBasedAnalyzer
 from chatsys.domain.nlu.entities import extract_entities
 
 analyzer = RuleBasedAnalyzer()
@@ -54,3 +56,21 @@ def test_confidences_rank_and_sum_to_at_most_one() -> None:
     shares = [analysis.confidence, *(c for _, c in analysis.secondary)]
     assert shares == sorted(shares, reverse=True)
     assert sum(shares) <= 1.0001
+
+
+def test_an_analysis_comes_back_from_its_stored_form_unchanged() -> None:
+    history = ["Write a FastAPI endpoint in app/users.py that lists users"]
+    for analysis in (
+        analyzer.analyze("hello!"),
+        analyzer.analyze("fix `TypeError: x` in src/a.py, see https://example.org/b", history),
+        analyzer.analyze("now add pytest tests for it", history),
+    ):
+        stored = json.loads(json.dumps(analysis.as_dict()))  # as Postgres gives it back
+        again = Analysis.from_dict(stored)
+        assert again == analysis
+        assert json.dumps(again.as_dict()) == json.dumps(analysis.as_dict())
+    follow_up = Analysis.from_dict(
+        analyzer.analyze("now add pytest tests for it", history).as_dict()
+    )
+    assert follow_up.context.previous_intent is Intent.CODE_GENERATION
+    assert "app/users.py" in follow_up.entities.file_paths

@@ -1,9 +1,20 @@
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import pytest
 
 from chatsys.domain.nlu import Intent, RuleBasedAnalyzer
-from chatsys.domain.planning.planner import ANSWER_KEY, ROUTES, Planner, Role, topological_order
+from chatsys.domain.planning.planner import (
+    ANSWER_KEY,
+    ROUTES,
+    Plan,
+    Planner,
+    PlanStep,
+    Role,
+    topological_order,
+)
 from chatsys.domain.shared.errors import InvalidInput
 
 analyzer = RuleBasedAnalyzer()
@@ -109,3 +120,16 @@ def test_bad_custom_plans_are_refused_with_the_reason(
 ) -> None:
     with pytest.raises(InvalidInput, match=message):
         Planner().custom(steps)
+
+
+def test_a_plan_comes_back_from_its_stored_form_unchanged() -> None:
+    routed = Planner().plan(analyzer.analyze("write a function that reverses a string"))
+    fallback = Plan((PlanStep("fallback", Role.ASSISTANT, "Answer it yourself."),), "degraded")
+    degraded = replace(fallback, degraded_from=routed)
+    for plan in (routed, Planner().plan_for_agents(["researcher", "writer"]), degraded):
+        stored = json.loads(json.dumps(plan.as_dict()))
+        assert Plan.from_dict(stored) == plan
+        assert json.dumps(Plan.from_dict(stored).as_dict()) == json.dumps(plan.as_dict())
+    # a degraded plan is stored as before: the fallback, and the plan it replaced beside it
+    assert degraded.as_dict() == {**fallback.as_dict(), "degraded_from": routed.as_dict()}
+    assert "degraded_from" not in routed.as_dict()

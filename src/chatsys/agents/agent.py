@@ -24,9 +24,9 @@ def build_messages(step: StepInput) -> list[Message]:
     for turn in step.history:
         messages.append({"role": turn.role, "content": turn.content})
     parts = [f"## The user's request\n{step.request}"]
-    if step.analysis:
-        intent = step.analysis.get("intent")
-        tech = ", ".join(step.analysis.get("technologies", [])) or "none detected"
+    if step.analysis is not None:
+        intent = step.analysis.primary.value
+        tech = ", ".join(step.analysis.technologies) or "none detected"
         parts.append(f"## Analysis\nintent: {intent}; technologies: {tech}")
     for key, output in step.dependencies.items():
         parts.append(f"## Output of step '{key}'\n{output[:DEPENDENCY_CHARS]}")

@@ -86,7 +86,7 @@ class DecideApproval:
                 task.status is TaskStatus.AWAITING_APPROVAL
                 and await uow.approvals.pending_count(task_id) == 0
             ):
-                task.status = TaskStatus.RUNNING
+                task.move_to(TaskStatus.RUNNING)
                 await uow.tasks.update(task)
             await uow.commit()
         return decided

@@ -118,7 +118,7 @@ class ApprovalGate:
             approval, created = await uow.approvals.add(asked)
             if not approval.status.is_final:
                 if task.status is not TaskStatus.AWAITING_APPROVAL:
-                    task.status = TaskStatus.AWAITING_APPROVAL
+                    task.move_to(TaskStatus.AWAITING_APPROVAL)
                     await uow.tasks.update(task)
                 if created:
                     event = await uow.events.append(
@@ -171,6 +171,6 @@ class ApprovalGate:
                 or self._waiting  # another step started waiting meanwhile (checked under the lock)
             ):
                 return
-            task.status = TaskStatus.RUNNING
+            task.move_to(TaskStatus.RUNNING)
             await uow.tasks.update(task)
             await uow.commit()

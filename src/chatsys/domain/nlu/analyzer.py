@@ -16,7 +16,7 @@ Rules:
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -24,6 +24,7 @@ from chatsys.domain.nlu.entities import Entities, extract_entities
 from chatsys.domain.nlu.intents import CUES, Intent
 
 Complexity = Literal["low", "medium", "high"]
+_COMPLEXITIES: tuple[Complexity, ...] = ("low", "medium", "high")
 
 _TIE_ORDER = [
     Intent.DEBUGGING,
@@ -70,6 +71,24 @@ class Context:
     previous_intent: Intent | None = None
     history_used: int = 0
 
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "follow_up": self.follow_up,
+            "subject": self.subject,
+            "previous_intent": self.previous_intent.value if self.previous_intent else None,
+            "history_used": self.history_used,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Context:
+        previous = data.get("previous_intent")
+        return cls(
+            follow_up=bool(data.get("follow_up", False)),
+            subject=data.get("subject"),
+            previous_intent=Intent(previous) if previous is not None else None,
+            history_used=int(data.get("history_used", 0)),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Analysis:
@@ -93,16 +112,27 @@ class Analysis:
             "entities": self.entities.as_dict(),
             "technologies": list(self.technologies),
             "complexity": self.complexity,
-            "context": {
-                "follow_up": self.context.follow_up,
-                "subject": self.context.subject,
-                "previous_intent": (
-                    self.context.previous_intent.value if self.context.previous_intent else None
-                ),
-                "history_used": self.context.history_used,
-            },
+            "context": self.context.as_dict(),
             "analyzer": self.analyzer,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Analysis:
+        """The inverse of ``as_dict`` (``technologies`` follow from the entities)."""
+        complexity = data["complexity"]
+        if complexity not in _COMPLEXITIES:
+            raise ValueError(f"complexity must be one of {_COMPLEXITIES}, not {complexity!r}")
+        return cls(
+            primary=Intent(data["intent"]),
+            confidence=float(data["confidence"]),
+            secondary=tuple(
+                (Intent(s["intent"]), float(s["confidence"])) for s in data.get("secondary", ())
+            ),
+            entities=Entities.from_dict(data.get("entities", {})),
+            complexity=complexity,
+            context=Context.from_dict(data.get("context", {})),
+            analyzer=str(data.get("analyzer", "rules")),
+        )
 
 
 def _scores(text: str, entities: Entities) -> dict[Intent, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 LANGUAGES: dict[str, str] = {
@@ -126,6 +127,19 @@ class Entities:
             "errors": list(self.errors),
             "identifiers": list(self.identifiers),
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Sequence[str]]) -> Entities:
+        """The inverse of ``as_dict``."""
+        return cls(
+            file_paths=tuple(data.get("file_paths", ())),
+            urls=tuple(data.get("urls", ())),
+            languages=tuple(data.get("languages", ())),
+            frameworks=tuple(data.get("frameworks", ())),
+            versions=tuple(data.get("versions", ())),
+            errors=tuple(data.get("errors", ())),
+            identifiers=tuple(data.get("identifiers", ())),
+        )
 
 
 def extract_entities(text: str) -> Entities:

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from chatsys.domain.approvals.model import Approval
+from chatsys.domain.nlu.analyzer import Analysis
 from chatsys.domain.planning.planner import Plan, PlanStep
 from chatsys.domain.shared.errors import LLMError
 from chatsys.domain.tasks.model import Usage
@@ -46,7 +47,7 @@ class StepInput:
     request: str
     dependencies: Mapping[str, str] = field(default_factory=dict)
     history: Sequence[Turn] = ()
-    analysis: Mapping[str, Any] = field(default_factory=dict)
+    analysis: Analysis | None = None
     model: str | None = None
     attempt: int = 1
     workspace: str | None = None  # the folder of the file tools: the conversation's, or the task's

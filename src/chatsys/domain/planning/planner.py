@@ -69,8 +69,12 @@ class PlanStep:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    """Steps and the shape they came from (an intent, ``agents``, ``custom`` or
+    ``degraded``); a degraded plan remembers the plan it replaced."""
+
     steps: tuple[PlanStep, ...]
     shape: str
+    degraded_from: Plan | None = None
 
     def __post_init__(self) -> None:
         _validate(self.steps)
@@ -83,16 +87,21 @@ class Plan:
         return next(s for s in self.steps if s.key == key)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"shape": self.shape, "steps": [s.as_dict() for s in self.steps]}
+        data: dict[str, Any] = {"shape": self.shape, "steps": [s.as_dict() for s in self.steps]}
+        if self.degraded_from is not None:
+            data["degraded_from"] = self.degraded_from.as_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Plan:
+        earlier = data.get("degraded_from")
         return cls(
             tuple(
                 PlanStep(s["key"], parse_role(s["agent"]), s["instruction"], tuple(s["depends_on"]))
                 for s in data["steps"]
             ),
             str(data.get("shape", "custom")),
+            cls.from_dict(earlier) if earlier is not None else None,
         )
 
 

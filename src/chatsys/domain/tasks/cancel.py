@@ -37,13 +37,13 @@ class CancelTask:
             if task.status.is_terminal:
                 raise Conflict(f"task {task_id} is already {task.status.value}")
             if task.status is TaskStatus.QUEUED:
-                task.finished_at = self._clock.now()
                 deliveries = await finish_task(
                     uow,
                     task,
                     TaskStatus.CANCELLED,
                     EventType.TASK_CANCELLED,
                     {"reason": "cancelled before it started"},
+                    at=self._clock.now(),
                     callbacks=self._callbacks,
                 )
             else:

@@ -111,17 +111,16 @@ async def finish_task(
     event: str,
     data: dict[str, Any],
     *,
+    at: datetime,
     callbacks: Callbacks,
 ) -> list[UUID]:
-    """End ``task`` (its ``finished_at`` set by the caller) in the caller's transaction:
-    status, terminal event, webhook deliveries. Returns the deliveries to dispatch
-    after the commit. Approvals of the task still pending expire with it."""
-    if not status.is_terminal:
-        raise ValueError(f"{status.value} is not a terminal status")
-    task.status = status
-    task.worker_id = None
+    """End ``task`` (read under its row lock, its result or error set by the caller) at
+    ``at`` in the caller's transaction: status, terminal event, webhook deliveries.
+    Returns the deliveries to dispatch after the commit. Approvals of the task still
+    pending expire with it."""
+    task.end(status, at)
     await uow.tasks.update(task)
-    await expire_pending(uow, task, task.finished_at or datetime.now(UTC))
+    await expire_pending(uow, task, at)
     appended = await uow.events.append(task.id, event, data)
     return await callbacks.record(uow, task, appended)
 
@@ -130,12 +129,12 @@ async def cancel_requested_task(
     uow: TasksUnitOfWork, task: Task, clock: Clock, callbacks: Callbacks
 ) -> list[UUID]:
     """End ``task`` as cancelled: its runner stopped, or died, with a cancel requested."""
-    task.finished_at = clock.now()
     return await finish_task(
         uow,
         task,
         TaskStatus.CANCELLED,
         EventType.TASK_CANCELLED,
         {"reason": "cancel requested"},
+        at=clock.now(),
         callbacks=callbacks,
     )

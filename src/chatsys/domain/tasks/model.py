@@ -5,11 +5,16 @@ schemas) takes them from one place."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
+
+from chatsys.domain.nlu.analyzer import Analysis
+from chatsys.domain.planning.planner import Plan
+from chatsys.domain.shared.errors import Conflict
 
 
 class TaskStatus(StrEnum):
@@ -56,6 +61,15 @@ _TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
 def can_transition(current: TaskStatus, new: TaskStatus) -> bool:
     """Whether a task may move from ``current`` to ``new``. Terminal states never change."""
     return new in _TASK_TRANSITIONS[current]
+
+
+class IllegalTransition(Conflict):
+    """A task was asked to move where its state machine does not go."""
+
+    def __init__(self, task_id: UUID, current: TaskStatus, target: TaskStatus) -> None:
+        super().__init__(f"task {task_id} cannot go from {current.value} to {target.value}")
+        self.current = current
+        self.target = target
 
 
 class StepStatus(StrEnum):
@@ -120,6 +134,49 @@ class Usage:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """A succeeded task's answer: the final step's output."""
+
+    text: str
+    step: str
+    agent: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "step": self.step, "agent": self.agent}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskResult:
+        return cls(str(data["text"]), str(data["step"]), str(data["agent"]))
+
+
+class FailureKind(StrEnum):
+    LLM = "llm"  # a model call (or the plan) failed for good
+    TIMEOUT = "timeout"  # an attempt ran past the task's time limit
+    ATTEMPTS = "attempts"  # workers kept stopping: max attempts used up
+
+
+@dataclass(frozen=True, slots=True)
+class TaskError:
+    """Why a task failed; ``step`` names the plan step that failed, if one did."""
+
+    message: str
+    type: FailureKind
+    step: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        if self.step is None:
+            return {"message": self.message, "type": self.type.value}
+        return {"message": self.message, "step": self.step, "type": self.type.value}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskError:
+        step = data.get("step")
+        return cls(
+            str(data["message"]), FailureKind(data["type"]), None if step is None else str(step)
+        )
+
+
 @dataclass(slots=True)
 class StepRecord:
     key: str
@@ -144,10 +201,10 @@ class Task:
     created_at: datetime
     conversation_id: UUID | None = None
     title: str | None = None
-    analysis: dict[str, Any] | None = None
-    plan: dict[str, Any] | None = None
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
+    analysis: Analysis | None = None
+    plan: Plan | None = None
+    result: TaskResult | None = None
+    error: TaskError | None = None
     usage: Usage = field(default_factory=Usage)
     webhook_url: str | None = None
     webhook_secret: str | None = field(default=None, repr=False)  # signs its webhook_url calls
@@ -161,6 +218,29 @@ class Task:
     cancel_requested: bool = False
     worker_id: str | None = None
     steps: list[StepRecord] = field(default_factory=list)
+
+    def move_to(self, status: TaskStatus) -> None:
+        """Take one step of the state machine; ``IllegalTransition`` for any other move
+        (a terminal task never moves again)."""
+        if not can_transition(self.status, status):
+            raise IllegalTransition(self.id, self.status, status)
+        self.status = status
+
+    def requeue(self, *, spend_attempt: bool) -> None:
+        """Back to the queue with no runner; a worker shutting down does not spend the
+        attempt it was given."""
+        self.move_to(TaskStatus.QUEUED)
+        self.worker_id = None
+        if not spend_attempt:
+            self.attempt = max(0, self.attempt - 1)
+
+    def end(self, status: TaskStatus, at: datetime) -> None:
+        """Finish the task (succeeded, failed or cancelled) at ``at``; it has no runner."""
+        if not status.is_terminal:
+            raise ValueError(f"{status.value} is not a terminal status")
+        self.move_to(status)
+        self.worker_id = None
+        self.finished_at = at
 
 
 @dataclass(frozen=True, slots=True)

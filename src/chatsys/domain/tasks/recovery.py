@@ -46,8 +46,7 @@ class RequeueStale:
                         uow, task, self._clock, self._callbacks
                     )
                     continue
-                task.status = TaskStatus.QUEUED
-                task.worker_id = None
+                task.requeue(spend_attempt=True)
                 await uow.tasks.update(task)
                 await uow.events.append(
                     task_id, EventType.TASK_REQUEUED, {"reason": "worker heartbeat lapsed"}

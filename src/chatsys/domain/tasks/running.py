@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -44,7 +45,17 @@ from chatsys.domain.shared.clock import Clock
 from chatsys.domain.shared.errors import InvalidInput, LLMError
 from chatsys.domain.shared.uow import Factory
 from chatsys.domain.tasks.ending import Callbacks, cancel_requested_task, finish_task
-from chatsys.domain.tasks.model import EventType, StepRecord, StepStatus, Task, TaskStatus, Usage
+from chatsys.domain.tasks.model import (
+    EventType,
+    FailureKind,
+    StepRecord,
+    StepStatus,
+    Task,
+    TaskError,
+    TaskResult,
+    TaskStatus,
+    Usage,
+)
 from chatsys.domain.tasks.submission import Dispatcher
 from chatsys.domain.tasks.uow import TasksUnitOfWork
 
@@ -109,7 +120,7 @@ class RunTask:
             await uow.commit()
         if task.attempt > self._max_attempts:
             message = f"gave up after {self._max_attempts} attempts (workers kept stopping)"
-            return await self._finish_failed(task, {"message": message, "type": "attempts"})
+            return await self._finish_failed(task, TaskError(message, FailureKind.ATTEMPTS))
 
         stop: list[Exception] = []  # why the heartbeat stopped the work, if it did
         deadline = self._clock.now() + timedelta(seconds=self._max_runtime)
@@ -121,7 +132,7 @@ class RunTask:
             return await self._finish_cancelled(task)
         except _TimedOut:
             message = f"the task ran longer than its limit of {self._max_runtime:g} s"
-            return await self._finish_failed(task, {"message": message, "type": "timeout"})
+            return await self._finish_failed(task, TaskError(message, FailureKind.TIMEOUT))
         except LeaseLost:
             return None
         except asyncio.CancelledError:  # the worker is shutting down
@@ -188,14 +199,14 @@ class RunTask:
                 task.input, [t.content for t in history if t.role == "user"]
             )
         if task.analysis is None:
-            task.analysis = analysis.as_dict()
-            await self._save(task, EventType.TASK_ANALYZED, {"analysis": task.analysis})
+            task.analysis = analysis
+            await self._save(task, EventType.TASK_ANALYZED, {"analysis": analysis.as_dict()})
         if task.plan is None:
-            plan = self._plan_for(task, analysis)
-            task.plan = plan.as_dict()
-            task.steps = [_record(s) for s in plan.steps]
-            await self._save(task, EventType.TASK_PLANNED, {"plan": task.plan}, steps=task.steps)
-        plan = Plan.from_dict(task.plan)
+            task.plan = self._plan_for(task, analysis)
+            task.steps = [_record(s) for s in task.plan.steps]
+            data = {"plan": task.plan.as_dict()}
+            await self._save(task, EventType.TASK_PLANNED, data, steps=task.steps)
+        plan = task.plan
         template = StepInput(
             task_id=task.id,
             key="",
@@ -228,7 +239,7 @@ class RunTask:
             return await self._degrade(task, plan, failure, template, journal)
         except (LLMError, InvalidInput) as exc:
             await journal.close()
-            return await self._finish_failed(task, {"message": exc.detail, "type": "llm"}, journal)
+            return await self._finish_failed(task, TaskError(exc.detail, FailureKind.LLM), journal)
         except BaseException:
             await asyncio.shield(journal.close())
             raise
@@ -249,7 +260,7 @@ class RunTask:
             "degraded",
         )
         record = _record(fallback.steps[0])
-        task.plan = {**fallback.as_dict(), "degraded_from": plan.as_dict()}
+        task.plan = replace(fallback, degraded_from=plan)
         task.steps = [*task.steps, record]
         journal.steps[FALLBACK_KEY] = record
         await self._save(
@@ -261,9 +272,11 @@ class RunTask:
         try:
             outputs = await self._executor.execute(fallback, template, journal)
         except StepFailed as second:
+            also = f"; the single-assistant fallback also failed: {second.message}"
             error = _error(failure)
-            error["message"] += f"; the single-assistant fallback also failed: {second.message}"
-            return await self._finish_failed(task, error, journal)
+            return await self._finish_failed(
+                task, replace(error, message=error.message + also), journal
+            )
         return await self._finish_succeeded(task, fallback, outputs, journal)
 
     async def _save(
@@ -294,13 +307,13 @@ class RunTask:
         answer: str | None = None,
         answer_agent: str | None = None,
     ) -> TaskStatus:
-        task.finished_at = self._clock.now()
         async with self._uow() as uow:
             current = await uow.tasks.lock(task.id)
             if current is None or current.status.is_terminal:
                 return current.status if current else status
             if current.worker_id not in (None, self._worker_id):
                 raise LeaseLost(str(task.id))
+            current.result, current.error, current.usage = task.result, task.error, task.usage
             if answer is not None and task.conversation_id is not None:
                 await uow.messages.add(
                     StoredMessage(
@@ -314,7 +327,7 @@ class RunTask:
                     )
                 )
             deliveries = await finish_task(
-                uow, task, status, event, data, callbacks=self._callbacks
+                uow, current, status, event, data, at=self._clock.now(), callbacks=self._callbacks
             )
             await uow.commit()
         await self._callbacks.dispatch(deliveries)
@@ -324,9 +337,9 @@ class RunTask:
         self, task: Task, plan: Plan, outputs: dict[str, str], journal: TaskJournal
     ) -> TaskStatus:
         final = plan.final
-        task.result = {"text": outputs[final.key], "step": final.key, "agent": final.agent.value}
+        task.result = TaskResult(outputs[final.key], final.key, final.agent.value)
         task.usage = journal.total_usage()
-        data = {"result": task.result, "usage": task.usage.as_dict()}
+        data = {"result": task.result.as_dict(), "usage": task.usage.as_dict()}
         return await self._finish(
             task,
             TaskStatus.SUCCEEDED,
@@ -337,15 +350,13 @@ class RunTask:
         )
 
     async def _finish_failed(
-        self, task: Task, error: dict[str, Any], journal: TaskJournal | None = None
+        self, task: Task, error: TaskError, journal: TaskJournal | None = None
     ) -> TaskStatus:
         task.error = error
         if journal is not None:
             task.usage = journal.total_usage()
-        return await self._finish(
-            task, TaskStatus.FAILED, EventType.TASK_FAILED, {"error": error,
-                                                              "usage": task.usage.as_dict()}
-        )  # fmt: skip
+        data = {"error": error.as_dict(), "usage": task.usage.as_dict()}
+        return await self._finish(task, TaskStatus.FAILED, EventType.TASK_FAILED, data)
 
     async def _finish_cancelled(self, task: Task) -> TaskStatus:
         async with self._uow() as uow:
@@ -368,9 +379,7 @@ class RunTask:
                 await uow.commit()
                 await self._callbacks.dispatch(deliveries)
                 return
-            current.status = TaskStatus.QUEUED
-            current.worker_id = None
-            current.attempt = max(0, current.attempt - 1)
+            current.requeue(spend_attempt=False)
             await uow.tasks.update(current)
             await uow.events.append(
                 task.id, EventType.TASK_REQUEUED, {"reason": "worker shutting down"}
@@ -392,8 +401,8 @@ def _done(steps: Sequence[StepRecord]) -> dict[str, str]:
     }
 
 
-def _error(failure: StepFailed) -> dict[str, Any]:
-    return {"message": str(failure), "step": failure.key, "type": "llm"}
+def _error(failure: StepFailed) -> TaskError:
+    return TaskError(str(failure), FailureKind.LLM, failure.key)
 
 
 def _keep_worker(task: Task, worker_id: str) -> Task:

@@ -25,8 +25,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatsys.domain.conversations.model import MessageRole
 from chatsys.domain.conversations.ports import StoredMessage
+from chatsys.domain.nlu.analyzer import Analysis
+from chatsys.domain.planning.planner import Plan
 from chatsys.domain.shared.errors import DuplicateRequest
-from chatsys.domain.tasks.model import StepRecord, StepStatus, Task, TaskEvent, TaskStatus, Usage
+from chatsys.domain.tasks.model import (
+    StepRecord,
+    StepStatus,
+    Task,
+    TaskError,
+    TaskEvent,
+    TaskResult,
+    TaskStatus,
+    Usage,
+)
 from chatsys.domain.tasks.ports import Lease
 from chatsys.infra.db.access_repository import AUDITED_EVENTS, audit_details
 from chatsys.infra.db.models import (
@@ -122,10 +133,10 @@ def _to_task(row: TaskRow) -> Task:
         created_at=row.created_at,
         conversation_id=row.conversation_id,
         title=row.title,
-        analysis=row.analysis,
-        plan=row.plan,
-        result=row.result,
-        error=row.error,
+        analysis=None if row.analysis is None else Analysis.from_dict(row.analysis),
+        plan=None if row.plan is None else Plan.from_dict(row.plan),
+        result=None if row.result is None else TaskResult.from_dict(row.result),
+        error=None if row.error is None else TaskError.from_dict(row.error),
         usage=_usage(row.prompt_tokens, row.completion_tokens, row.cost_usd),
         webhook_url=row.webhook_url,
         webhook_secret=row.webhook_secret,
@@ -141,14 +152,18 @@ def _to_task(row: TaskRow) -> Task:
     )
 
 
+def _json(value: Analysis | Plan | TaskResult | TaskError | None) -> dict[str, Any] | None:
+    return None if value is None else value.as_dict()
+
+
 def _mutable(task: Task) -> dict[str, Any]:
     return {
         "status": task.status.value,
         "title": task.title,
-        "analysis": task.analysis,
-        "plan": task.plan,
-        "result": task.result,
-        "error": task.error,
+        "analysis": _json(task.analysis),
+        "plan": _json(task.plan),
+        "result": _json(task.result),
+        "error": _json(task.error),
         "prompt_tokens": task.usage.prompt_tokens,
         "completion_tokens": task.usage.completion_tokens,
         "cost_usd": Decimal(str(task.usage.cost_usd)),
