@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import pytest
 
-from chatsys.api.schemas import task_json
+from chatsys.api.tasks.schemas import task_json
 from chatsys.domain.nlu import RuleBasedAnalyzer
 from chatsys.domain.planning.planner import Planner
 from chatsys.domain.shared.errors import Conflict, InvalidInput

@@ -39,7 +39,12 @@ async def test_a_queued_task_is_claimed_and_ends_succeeded_with_its_result() -> 
 
     task = w.task(task_id)
     assert task.status is TaskStatus.SUCCEEDED
-    assert task.result == {"text": "assistant did answer", "step": "answer", "agent": "assistant"}
+    assert task.result is not None
+    assert task.result.as_dict() == {
+        "text": "assistant did answer",
+        "step": "answer",
+        "agent": "assistant",
+    }
     assert [(s.key, s.status) for s in task.steps] == [
         ("developer_1", StepStatus.SUCCEEDED),
         ("reviewer_2", StepStatus.SUCCEEDED),
@@ -129,7 +134,7 @@ async def test_a_resumed_run_skips_completed_steps_and_the_old_runner_writes_not
     assert "developer did developer_1" in second.calls[0].messages[-1]["content"]
     task = w.task(task_id)
     assert task.result is not None
-    assert task.result["text"] == "assistant did answer"
+    assert task.result.text == "assistant did answer"
     assert task.attempt == 2
     assert w.events(task_id).count(EventType.TASK_PLANNED) == 1  # planned once
 
@@ -151,8 +156,8 @@ async def test_a_step_that_keeps_failing_fails_the_task_after_the_fallback() -> 
     assert await w.runner("a", ScriptedLLM(broken)).execute(task_id) is TaskStatus.FAILED
     task = w.task(task_id)
     assert task.error is not None
-    assert task.error["step"] == "developer_1"
-    assert "fallback also failed" in task.error["message"]
+    assert task.error.step == "developer_1"
+    assert "fallback also failed" in task.error.message
     assert EventType.PLAN_DEGRADED in w.events(task_id)
     assert w.events(task_id)[-1] == EventType.TASK_FAILED
 
@@ -169,6 +174,6 @@ async def test_a_task_claimed_too_often_fails_instead_of_running_again() -> None
         assert llm.calls == []
         error = w.task(task_id).error
         assert error is not None
-        assert error["type"] == "attempts"
+        assert error.type.value == "attempts"
     finally:
         await stop(run)
