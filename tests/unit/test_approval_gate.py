@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -29,16 +30,17 @@ def wants_the_tool(call: LLMCall) -> Completion:
 
 
 class Running:
-    """A task whose one step wants an ``ask`` tool, run in the background by worker ``a``."""
+    """A task whose one step wants an ``ask`` tool, run in the background by ``worker``."""
 
-    def __init__(self, w: World, task_id: UUID) -> None:
+    def __init__(self, w: World, task_id: UUID, *, worker: str = "a", **options: Any) -> None:
         self.w = w
         self.task_id = task_id
         self.tools = FakeTools(
             ToolSpec(TOOL, "Delete a file", {"type": "object"}, ToolPolicy.ASK),
             result="deleted notes.txt",
         )
-        runner = w.runner("a", ScriptedLLM(wants_the_tool), self.tools, approval_timeout=TIMEOUT)
+        llm = ScriptedLLM(wants_the_tool)
+        runner = w.runner(worker, llm, self.tools, approval_timeout=TIMEOUT, **options)
         self.run = asyncio.create_task(runner.execute(task_id))
 
     async def waiting(self) -> Approval:
@@ -157,3 +159,25 @@ async def test_cancelling_a_waiting_task_expires_its_approval() -> None:
     assert running.tools.calls == []
     with pytest.raises(Conflict):
         await w.decide.execute(running.task_id, approval.id, owner="ann", approve=True)
+
+
+async def test_a_task_resumed_after_its_worker_died_mid_wait_reuses_the_same_approval() -> None:
+    w = World()
+    task_id = await w.submitted("Delete notes.txt", agents=["operator"])
+    dead = Running(w, task_id, heartbeat_interval=3600)  # its heartbeat never comes
+    approval = await dead.waiting()
+    w.clock.advance(11)
+    assert await w.sweeper.execute() == [task_id]
+    dead.run.cancel()  # the worker is gone
+    await asyncio.gather(dead.run, return_exceptions=True)
+
+    resumed = Running(w, task_id, worker="b")
+    assert (await resumed.waiting()).id == approval.id  # asked again: the same approval
+    assert len(w.db.committed.approvals) == 1
+    assert w.events(task_id).count(EventType.APPROVAL_REQUESTED) == 1
+
+    await w.decide.execute(task_id, approval.id, owner="ann", approve=True)
+    assert await resumed.outcome() == "done: deleted notes.txt"
+    assert resumed.tools.calls == [ToolCallMade("operator", TOOL, ARGUMENTS, approved=True)]
+    assert dead.tools.calls == []
+
