@@ -181,3 +181,19 @@ async def test_a_task_resumed_after_its_worker_died_mid_wait_reuses_the_same_app
     assert resumed.tools.calls == [ToolCallMade("operator", TOOL, ARGUMENTS, approved=True)]
     assert dead.tools.calls == []
 
+
+async def test_a_runner_that_lost_the_task_while_waiting_does_not_run_the_approved_call() -> None:
+    w = World()
+    task_id = await w.submitted("Delete notes.txt", agents=["operator"])
+    stalled = Running(w, task_id, heartbeat_interval=3600)  # alive, but its heartbeat lapses
+    approval = await stalled.waiting()
+    w.clock.advance(11)
+    assert await w.sweeper.execute() == [task_id]  # the task is someone else's to run now
+
+    await w.decide.execute(task_id, approval.id, owner="ann", approve=True)
+
+    assert await asyncio.wait_for(stalled.run, 5) is None  # it stops, writing nothing
+    assert stalled.tools.calls == []
+    resumed = Running(w, task_id, worker="b")
+    assert await resumed.outcome() == "done: deleted notes.txt"
+    assert len(resumed.tools.calls) == 1  # the approved call ran once, by the new runner
