@@ -149,6 +149,18 @@ async def test_checkpointed_steps_are_not_run_again() -> None:
     assert outputs["test"] == "test(implement=saved implementation)"
 
 
+async def test_outputs_of_steps_outside_the_plan_do_not_count_as_done() -> None:
+    # A degraded task resumed elsewhere: its original plan's finished steps are checkpointed
+    # too, but the fallback plan still has to run.
+    agents = Agents()
+    fallback = Planner().custom([{"key": "fallback", "agent": "assistant", "instruction": "a"}])
+    outputs = await PlanExecutor(agents, sleep=no_sleep).execute(
+        fallback, TEMPLATE, Journal(), {"implement": "saved implementation"}
+    )
+    assert agents.calls == ["fallback"]
+    assert outputs["fallback"] == "fallback()"
+
+
 async def test_a_failing_step_cancels_its_running_sibling() -> None:
     class Slow(Agents):
         async def run(self, step: StepInput, sink: StepSink) -> StepOutput:

@@ -177,3 +177,33 @@ async def test_a_task_claimed_too_often_fails_instead_of_running_again() -> None
         assert error.type.value == "attempts"
     finally:
         await stop(run)
+
+
+async def test_a_degraded_task_resumed_on_another_worker_runs_its_fallback() -> None:
+    w = World()
+    task_id = await w.submitted(agents=AGENTS)
+
+    class ReviewerBreaks(BlockingLLM):
+        """developer_1 succeeds, reviewer_2 fails for good, the fallback is held."""
+
+        async def _answer(self, call: LLMCall) -> Completion:
+            if call.step == "reviewer_2":
+                raise LLMError("400 context too long", retryable=False)
+            return await super()._answer(call)
+
+    first = ReviewerBreaks("fallback")
+    run = await started(w, first, task_id, heartbeat_interval=NEVER)  # worker a dies here
+    try:
+        assert EventType.PLAN_DEGRADED in w.events(task_id)
+        w.clock.advance(STALE_AFTER + 1)
+        assert await w.sweeper.execute() == [task_id]
+
+        second = ScriptedLLM()
+        assert await w.runner("b", second).execute(task_id) is TaskStatus.SUCCEEDED
+
+        assert [c.step for c in second.calls] == ["fallback"]
+        result = w.task(task_id).result
+        assert result is not None
+        assert (result["step"], result["text"]) == ("fallback", "assistant did fallback")
+    finally:
+        await stop(run)

@@ -66,7 +66,11 @@ class FakeUnitOfWork:
         await db._lock.acquire()
         db._holder = current
         self._session = Session(copy.deepcopy(db.committed), db.clock, db.faults)
-        await asyncio.sleep(0)  # a round trip: let concurrent use cases run
+        try:
+            await asyncio.sleep(0)  # a round trip: let concurrent use cases run
+        except BaseException:  # cancelled on the way in: __aexit__ will not run
+            await self.__aexit__(None, None, None)
+            raise
         return self
 
     async def __aexit__(

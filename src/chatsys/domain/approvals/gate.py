@@ -10,6 +10,9 @@ Rules (besides those of ``chatsys.domain.approvals.model``):
 - an approval expires ``timeout`` seconds after it was asked for, and never after
   the attempt's own time limit (``deadline``): the wait counts towards it, so a
   task cannot outlive its limit by waiting;
+- a decision is acted on only while the runner still holds the task (checked under the
+  task's row lock when it reads the decision): a runner that lost its claim while it
+  waited stops instead of making the call, which its successor makes;
 - when the runner stops waiting (decided, expired, or the step stopped) and waits
   on nothing else, the task is ``running`` again;
 - a worker dying mid-wait leaves the approval pending: the sweeper re-queues the
@@ -133,6 +136,8 @@ class ApprovalGate:
         while True:
             async with self._uow() as uow:
                 current = await uow.approvals.get(approval.id)
+                if current is not None and current.status.is_final:
+                    await self._locked(uow)  # act on a decision only while the task is ours
             if current is None:
                 raise ApprovalLeaseLost(f"approval {approval.id} is gone")
             if current.status.is_final:

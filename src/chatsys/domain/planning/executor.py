@@ -133,7 +133,7 @@ class PlanExecutor:
         limit = asyncio.Semaphore(self._max_parallel)
         running: dict[asyncio.Task[StepOutput], PlanStep] = {}
         try:
-            while len(outputs) < len(plan.steps):
+            while any(s.key not in outputs for s in plan.steps):  # done may hold other keys
                 for step in plan.steps:
                     if (
                         step.key not in outputs
