@@ -52,7 +52,7 @@ class Running:
         assert await asyncio.wait_for(self.run, 5) is TaskStatus.SUCCEEDED
         result = self.w.task(self.task_id).result
         assert result is not None
-        return str(result["text"])
+        return result.text
 
     def decision(self) -> Approval:
         return self.w.db.committed.approvals[next(iter(self.w.db.committed.approvals))]

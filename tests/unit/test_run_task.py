@@ -204,6 +204,6 @@ async def test_a_degraded_task_resumed_on_another_worker_runs_its_fallback() -> 
         assert [c.step for c in second.calls] == ["fallback"]
         result = w.task(task_id).result
         assert result is not None
-        assert (result["step"], result["text"]) == ("fallback", "assistant did fallback")
+        assert (result.step, result.text) == ("fallback", "assistant did fallback")
     finally:
         await stop(run)

@@ -179,7 +179,9 @@ async def test_a_410_fails_at_once_and_disables_the_endpoint() -> None:
     assert len(sender.sent) == 1
     assert "disabled" in (stored(w, waiting).last_error or "")
     with pytest.raises(Conflict, match="disabled"):
-        await Redeliver(w.db.uow, w.clock, w.webhook_jobs).execute(gone, owner="ann")
+        await Redeliver(w.db.uow, w.clock, w.webhook_jobs).execute(
+            gone, owner="ann", actor="key:ann"
+        )
 
 
 async def test_a_redelivery_starts_the_retry_schedule_afresh() -> None:
@@ -194,9 +196,11 @@ async def test_a_redelivery_starts_the_retry_schedule_afresh() -> None:
 
     with pytest.raises(Conflict):  # not while a delivery is still under way
         await Redeliver(w.db.uow, w.clock, w.webhook_jobs).execute(
-            await delivery(w, await endpoint(w)), owner="ann"
+            await delivery(w, await endpoint(w)), owner="ann", actor="key:ann"
         )
-    again = await Redeliver(w.db.uow, w.clock, w.webhook_jobs).execute(delivery_id, owner="ann")
+    again = await Redeliver(w.db.uow, w.clock, w.webhook_jobs).execute(
+        delivery_id, owner="ann", actor="key:ann"
+    )
     assert again.status is DeliveryStatus.PENDING
     assert await attempt.execute(delivery_id) is DeliveryStatus.PENDING  # retried, not dead
 
