@@ -49,6 +49,11 @@ async def exercise(manager: McpManager, name: str) -> None:
     assert '"value": 20.0' in got["result"]["text"]
     listed = json.loads((await manager.call(name, "list_tasks", {"limit": 5})).content)
     assert task_id in [t["id"] for t in listed["items"]]
+    done = await manager.call(name, "list_tasks", {"status": "succeeded"})
+    assert task_id in [t["id"] for t in json.loads(done.content)["items"]]
+    held = await manager.call(name, "list_tasks", {"status": "awaiting_approval"})
+    assert not held.is_error, held.content
+    assert json.loads(held.content)["items"] == []
     missing = await manager.call(name, "get_task", {"task_id": "not-a-uuid"})
     assert missing.is_error
     assert "422" in missing.content

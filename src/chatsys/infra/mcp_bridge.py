@@ -13,7 +13,7 @@ import httpx
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+from chatsys.domain.tasks.model import TaskStatus
 
 
 def _answer(response: httpx.Response) -> str:
@@ -67,8 +67,8 @@ def build_bridge(api_url: str, *, api_key: str | None = None, timeout: float = 3
     async def list_tasks(limit: int = 20, status: TaskStatus | None = None) -> str:
         """The newest tasks first (optionally only those with this status)."""
         params: dict[str, Any] = {"limit": max(1, min(limit, 100))}
-        if status:
-            params["status"] = status
+        if status is not None:
+            params["status"] = status.value
         return await request("GET", "/v1/tasks", params=params)
 
     return server
