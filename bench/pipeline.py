@@ -221,7 +221,7 @@ async def _durable_step(
     from chatsys.domain.planning.journal import TaskJournal
     from chatsys.domain.tasks.model import StepRecord, Task, TaskStatus
     from chatsys.infra.db.engine import create_engine, create_session_factory
-    from chatsys.infra.db.repositories import SqlUnitOfWork
+    from chatsys.infra.db.unit_of_work import SqlUnitOfWork
     from chatsys.infra.settings import DatabaseSettings
 
     engine = create_engine(DatabaseSettings(), database_url, role="bench")

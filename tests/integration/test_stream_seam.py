@@ -18,7 +18,7 @@ from chatsys.domain.streaming.follow import FollowTask, Idle, SlowConsumer, Stre
 from chatsys.domain.streaming.ports import LiveSignal
 from chatsys.domain.tasks.model import TaskEvent
 from chatsys.domain.tasks.uow import TasksUnitOfWork
-from chatsys.infra.db.repositories import SqlUnitOfWork
+from chatsys.infra.db.unit_of_work import SqlUnitOfWork
 from chatsys.infra.events import RedisEventHub
 from chatsys.infra.settings import Settings
 

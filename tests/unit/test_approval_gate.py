@@ -11,7 +11,7 @@ import pytest
 
 from chatsys.domain.approvals.model import Approval, ApprovalStatus, ToolPolicy
 from chatsys.domain.llm.ports import Completion, ToolCall, ToolSpec
-from chatsys.domain.shared.errors import Conflict
+from chatsys.domain.shared.errors import Conflict, LLMError
 from chatsys.domain.tasks.model import EventType, TaskStatus
 from tests.unit.fakes import FakeTools, LLMCall, ScriptedLLM, ToolCallMade
 from tests.unit.fakes.llm import USAGE
@@ -197,3 +197,40 @@ async def test_a_runner_that_lost_the_task_while_waiting_does_not_run_the_approv
     resumed = Running(w, task_id, worker="b")
     assert await resumed.outcome() == "done: deleted notes.txt"
     assert len(resumed.tools.calls) == 1  # the approved call ran once, by the new runner
+
+
+async def test_a_parallel_step_failing_for_good_expires_the_waiting_steps_approval() -> None:
+    """Defect 1: one step waits for an approval while a parallel one fails for good. The
+    plan degrades to the fallback, which drops the waiting step: its approval expires (it
+    must not stay pending for a call nobody will make), and the task runs the fallback."""
+    w = World()
+    plan = [
+        {"key": "ask", "agent": "operator", "instruction": "Delete notes.txt", "depends_on": []},
+        {"key": "breaks", "agent": "developer", "instruction": "Write code", "depends_on": []},
+        {"key": "answer", "agent": "assistant", "instruction": "Sum up",
+         "depends_on": ["ask", "breaks"]},
+    ]  # fmt: skip
+    task_id = await w.submitted("Delete notes.txt", plan=plan)
+
+    async def reply(call: LLMCall) -> Completion:
+        if call.step == "breaks":  # fails once the other step waits for its approval
+            await until(lambda: w.task(task_id).status is TaskStatus.AWAITING_APPROVAL)
+            raise LLMError("400 context too long", retryable=False)
+        if call.step == "ask":
+            return wants_the_tool(call)
+        return Completion(f"{call.role} did {call.step}", usage=USAGE)
+
+    tools = FakeTools(ToolSpec(TOOL, "Delete a file", {"type": "object"}, ToolPolicy.ASK))
+    runner = w.runner("a", ScriptedLLM(reply), tools, approval_timeout=TIMEOUT)
+
+    assert await asyncio.wait_for(runner.execute(task_id), 5) is TaskStatus.SUCCEEDED
+
+    [approval] = w.db.committed.approvals.values()
+    assert approval.status is ApprovalStatus.EXPIRED
+    assert approval.reason == "the plan was degraded: step ask no longer runs"
+    events = w.events(task_id)
+    assert events.index(EventType.APPROVAL_DECIDED) < events.index(EventType.PLAN_DEGRADED)
+    result = w.task(task_id).result
+    assert result is not None
+    assert result.step == "fallback"
+    assert tools.calls == []

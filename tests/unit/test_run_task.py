@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+import pytest
+
 from chatsys.domain.llm.ports import Completion
+from chatsys.domain.nlu import Analysis
+from chatsys.domain.nlu.llm_analyzer import RulesTaskAnalyzer
 from chatsys.domain.shared.errors import LLMError
 from chatsys.domain.tasks.model import EventType, StepStatus, TaskStatus, Usage
 from tests.unit.fakes import BlockingLLM, LLMCall, ScriptedLLM
@@ -207,3 +212,40 @@ async def test_a_degraded_task_resumed_on_another_worker_runs_its_fallback() -> 
         assert (result.step, result.text) == ("fallback", "assistant did fallback")
     finally:
         await stop(run)
+
+
+class CountingAnalyzer(RulesTaskAnalyzer):
+    """The rules, counting the calls (with the LLM analyser, each one is paid for)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def analyze_request(self, text: str, history: Sequence[str] = ()) -> Analysis:
+        self.calls += 1
+        return await super().analyze_request(text, history)
+
+
+async def test_a_worker_dying_between_analysis_and_plan_is_resumed_with_the_stored_analysis() -> (
+    None
+):
+    """Defect 2: the next attempt plans from the recorded analysis instead of paying for
+    a second one (whose plan could disagree with the analysis the task shows)."""
+    w = World()
+    task_id = await w.submitted("Write a Python function that parses dates")
+    analyzer = CountingAnalyzer()
+    w.db.fail("tasks.save_steps", ConnectionError("the worker died"))  # the plan's write
+    with pytest.raises(ConnectionError):
+        await w.runner("a", analyzer=analyzer).execute(task_id)
+    stored = w.task(task_id).analysis
+    assert stored is not None
+    assert w.task(task_id).plan is None
+    w.clock.advance(STALE_AFTER + 1)
+    assert await w.sweeper.execute() == [task_id]
+
+    assert await w.runner("b", analyzer=analyzer).execute(task_id) is TaskStatus.SUCCEEDED
+
+    assert analyzer.calls == 1
+    assert w.task(task_id).analysis == stored
+    assert w.events(task_id).count(EventType.TASK_ANALYZED) == 1
+    assert w.events(task_id).count(EventType.TASK_PLANNED) == 1

@@ -10,7 +10,7 @@ from uuid import UUID
 from chatsys.agents.agent import RoleAgent
 from chatsys.domain.access.model import Role
 from chatsys.domain.approvals.decisions import DecideApproval
-from chatsys.domain.nlu.llm_analyzer import RulesTaskAnalyzer
+from chatsys.domain.nlu.llm_analyzer import RulesTaskAnalyzer, TaskAnalyzer
 from chatsys.domain.planning.executor import PlanExecutor
 from chatsys.domain.planning.planner import Planner
 from chatsys.domain.tasks.cancel import CancelTask
@@ -77,6 +77,8 @@ class World:
         worker_id: str,
         llm: ScriptedLLM | None = None,
         tools: FakeTools | None = None,
+        *,
+        analyzer: TaskAnalyzer | None = None,
         **options: Any,
     ) -> RunTask:
         agents = RoleAgent(llm or ScriptedLLM(), tools or FakeTools())
@@ -89,7 +91,7 @@ class World:
         return RunTask(
             self.db.uow,
             self.clock,
-            analyzer=RulesTaskAnalyzer(),
+            analyzer=analyzer or RulesTaskAnalyzer(),
             planner=self.planner,
             executor=PlanExecutor(agents, sleep=no_sleep),
             dispatcher=self.dispatcher,

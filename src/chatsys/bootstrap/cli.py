@@ -10,7 +10,7 @@ from chatsys.domain.access.model import ApiKey, Role
 from chatsys.domain.access.use_cases import Authenticate, CreateApiKey
 from chatsys.infra.clock import SystemClock
 from chatsys.infra.db.engine import create_engine, create_session_factory
-from chatsys.infra.db.repositories import SqlUnitOfWork
+from chatsys.infra.db.unit_of_work import SqlUnitOfWork
 from chatsys.infra.settings import Settings
 
 

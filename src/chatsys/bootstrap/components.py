@@ -23,7 +23,7 @@ from chatsys.domain.tasks.ending import Callbacks
 from chatsys.domain.tasks.submission import TaskQuota
 from chatsys.domain.webhooks.model import RetryPolicy
 from chatsys.infra.db.engine import create_engine, create_session_factory
-from chatsys.infra.db.repositories import SqlUnitOfWork
+from chatsys.infra.db.unit_of_work import SqlUnitOfWork
 from chatsys.infra.events import RedisEventPublisher
 from chatsys.infra.logging import get_logger
 from chatsys.infra.mcp_store import RedisMcpStore

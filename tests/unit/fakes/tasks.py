@@ -1,7 +1,8 @@
 """Fakes of the task ports: ``TaskRepository``, ``EventLog``, ``Outbox``, ``JobQueue``.
 
 They follow the rules of the SQL adapters in ``chatsys.infra.db.task_repository``:
-- ``update`` writes only the task's mutable fields (never ``cancel_requested``);
+- each intent write (``set_status``, ``save_analysis``, ``save_plan``, ``requeue``,
+  ``finish``) writes only its own fields (never ``cancel_requested``);
 - ``get`` returns the task with its steps; ``lock`` and the other reads without;
 - ``claim`` succeeds for a queued task, or a running / awaiting_approval one whose
   heartbeat is missing or older than ``stale_after``, never for one with a cancel
@@ -21,6 +22,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from chatsys.domain.nlu import Analysis
+from chatsys.domain.planning.planner import Plan
 from chatsys.domain.shared.errors import DuplicateRequest
 from chatsys.domain.tasks.model import StepRecord, Task, TaskEvent, TaskStatus
 from chatsys.domain.tasks.ports import Lease
@@ -98,23 +101,39 @@ class FakeTaskRepository:
         rows.sort(key=lambda t: (t.created_at, t.id), reverse=True)
         return [_read(self._rows[t.id]) for t in rows[:limit]]
 
-    async def update(self, task: Task) -> None:
-        self._s.check("tasks.update")
-        row = self._rows.get(task.id)
-        if row is None:
-            return
-        stored = row.task
-        stored.status = task.status
-        stored.title = task.title
-        stored.analysis = copy.deepcopy(task.analysis)
-        stored.plan = copy.deepcopy(task.plan)
-        stored.result = copy.deepcopy(task.result)
-        stored.error = copy.deepcopy(task.error)
-        stored.usage = task.usage
-        stored.attempt = task.attempt
-        stored.worker_id = task.worker_id
-        stored.started_at = task.started_at
-        stored.finished_at = task.finished_at
+    def _write(self, operation: str, task_id: UUID) -> Task | None:
+        self._s.check(f"tasks.{operation}")
+        row = self._rows.get(task_id)
+        return None if row is None else row.task
+
+    async def set_status(self, task_id: UUID, status: TaskStatus) -> None:
+        if stored := self._write("set_status", task_id):
+            stored.status = status
+
+    async def save_analysis(self, task_id: UUID, analysis: Analysis) -> None:
+        if stored := self._write("save_analysis", task_id):
+            stored.analysis = copy.deepcopy(analysis)
+
+    async def save_plan(self, task_id: UUID, plan: Plan, steps: Sequence[StepRecord]) -> None:
+        if stored := self._write("save_plan", task_id):
+            stored.plan = copy.deepcopy(plan)
+        await self.save_steps(task_id, steps)
+
+    async def requeue(self, task: Task) -> None:
+        if stored := self._write("requeue", task.id):
+            stored.status, stored.worker_id, stored.attempt = (
+                task.status,
+                task.worker_id,
+                task.attempt,
+            )
+
+    async def finish(self, task: Task) -> None:
+        if stored := self._write("finish", task.id):
+            stored.status, stored.worker_id = task.status, task.worker_id
+            stored.finished_at = task.finished_at
+            stored.result = copy.deepcopy(task.result)
+            stored.error = copy.deepcopy(task.error)
+            stored.usage = task.usage
 
     async def save_steps(self, task_id: UUID, steps: Sequence[StepRecord]) -> None:
         """Insert or update by key; a new step goes after the task's existing ones."""

@@ -23,6 +23,20 @@ async def expire_pending(uow: ApprovalsUnitOfWork, task: Task, at: datetime) -> 
         await uow.events.append(task.id, EventType.APPROVAL_DECIDED, approval.decided_event())
 
 
+async def expire_dropped(uow: ApprovalsUnitOfWork, task_id: UUID, at: datetime) -> None:
+    """In the caller's transaction: the task's plan was replaced (degraded), so the steps
+    that asked for these approvals no longer run; their pending approvals expire."""
+    for approval in await uow.approvals.list_for_task(task_id):
+        if approval.status is not ApprovalStatus.PENDING:
+            continue
+        reason = f"the plan was degraded: step {approval.step} no longer runs"
+        decided = await uow.approvals.decide(
+            approval.decided(ApprovalStatus.EXPIRED, reason=reason, by=None, at=at)
+        )
+        if decided is not None:
+            await uow.events.append(task_id, EventType.APPROVAL_DECIDED, decided.decided_event())
+
+
 class DecideApproval:
     """The owner approves or denies a pending approval of one of their tasks.
 
@@ -87,7 +101,7 @@ class DecideApproval:
                 and await uow.approvals.pending_count(task_id) == 0
             ):
                 task.move_to(TaskStatus.RUNNING)
-                await uow.tasks.update(task)
+                await uow.tasks.set_status(task.id, task.status)
             await uow.commit()
         return decided
 

@@ -122,7 +122,7 @@ class ApprovalGate:
             if not approval.status.is_final:
                 if task.status is not TaskStatus.AWAITING_APPROVAL:
                     task.move_to(TaskStatus.AWAITING_APPROVAL)
-                    await uow.tasks.update(task)
+                    await uow.tasks.set_status(task.id, task.status)
                 if created:
                     event = await uow.events.append(
                         self._task_id, EventType.APPROVAL_REQUESTED, approval.requested_event()
@@ -177,5 +177,5 @@ class ApprovalGate:
             ):
                 return
             task.move_to(TaskStatus.RUNNING)
-            await uow.tasks.update(task)
+            await uow.tasks.set_status(task.id, task.status)
             await uow.commit()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from chatsys.domain.conversations.model import MessageRole
 from chatsys.domain.conversations.ports import ConversationsUnitOfWork, StoredMessage
 from chatsys.domain.shared.errors import NotFound
 from chatsys.domain.shared.pagination import Page, cut_page, decode_cursor
@@ -25,3 +26,18 @@ class ListMessages:
                 raise NotFound(f"conversation {conversation_id} does not exist")
             rows = await uow.messages.page(conversation_id, limit=limit + 1, after=after)
         return cut_page(rows, limit)
+
+
+async def earlier_turns(
+    uow: ConversationsUnitOfWork, conversation_id: UUID, task_id: UUID, *, limit: int
+) -> list[StoredMessage]:
+    """The conversation's last ``limit`` user and assistant messages, without the request
+    of ``task_id`` itself (its agents are given that separately); oldest first."""
+    messages = await uow.messages.recent(conversation_id, limit=limit + 1)
+    turns = [
+        m
+        for m in messages
+        if m.role in (MessageRole.USER, MessageRole.ASSISTANT)
+        and not (m.task_id == task_id and m.role is MessageRole.USER)
+    ]
+    return turns[-limit:]

@@ -26,6 +26,8 @@ from chatsys.domain.nlu import Analysis, Intent
 from chatsys.domain.shared.errors import InvalidInput
 
 MAX_STEPS = 12
+FALLBACK_KEY = "fallback"
+_FALLBACK = "The team could not finish this request. Answer it directly and completely on your own."
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
 ANSWER_KEY = "answer"
 
@@ -311,6 +313,20 @@ class Planner:
         if len(steps) > 1:
             steps.append(PlanStep(ANSWER_KEY, Role.ASSISTANT, _AGGREGATE, (steps[-1].key,)))
         return Plan(tuple(steps), "agents")
+
+    def for_task(self, options: Mapping[str, Any], analysis: Analysis) -> Plan:
+        """The plan of a task: the client's (``plan``, validated when it was submitted),
+        their roles in order (``agents``), or the route of the analysed intent."""
+        if "plan" in options:
+            return Plan.from_dict(options["plan"])
+        if "agents" in options:
+            return self.plan_for_agents(options["agents"])
+        return self.plan(analysis)
+
+    def fallback(self, failed: Plan) -> Plan:
+        """One assistant step in place of ``failed``, a plan whose step failed for good
+        (the degraded plan remembers it)."""
+        return Plan((PlanStep(FALLBACK_KEY, Role.ASSISTANT, _FALLBACK),), "degraded", failed)
 
     def custom(self, steps: Sequence[Mapping[str, Any]]) -> Plan:
         """A plan given by the client, validated, with an answer step added if needed."""

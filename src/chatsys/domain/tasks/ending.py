@@ -119,7 +119,7 @@ async def finish_task(
     Returns the deliveries to dispatch after the commit. Approvals of the task still
     pending expire with it."""
     task.end(status, at)
-    await uow.tasks.update(task)
+    await uow.tasks.finish(task)
     await expire_pending(uow, task, at)
     appended = await uow.events.append(task.id, event, data)
     return await callbacks.record(uow, task, appended)

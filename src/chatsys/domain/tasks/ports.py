@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from chatsys.domain.nlu.analyzer import Analysis
+from chatsys.domain.planning.planner import Plan
 from chatsys.domain.tasks.model import StepRecord, Task, TaskEvent, TaskStatus
 
 
@@ -42,8 +44,25 @@ class TaskRepository(Protocol):
         conversation_id: UUID | None = None,
     ) -> Sequence[Task]: ...
 
-    async def update(self, task: Task) -> None:
-        """Write the task's mutable fields (status, analysis, plan, result, usage, ...)."""
+    # Intent writes: each writes only the columns its change is about, so a write made
+    # from an in-memory task can never put back a status or a field changed meanwhile.
+    async def set_status(self, task_id: UUID, status: TaskStatus) -> None:
+        """A move ``Task.move_to`` allowed (between running and awaiting_approval)."""
+        ...
+
+    async def save_analysis(self, task_id: UUID, analysis: Analysis) -> None: ...
+
+    async def save_plan(self, task_id: UUID, plan: Plan, steps: Sequence[StepRecord]) -> None:
+        """The (new) plan and its steps; a new step goes after the task's existing ones."""
+        ...
+
+    async def requeue(self, task: Task) -> None:
+        """Write what ``Task.requeue`` changed: status, runner, attempt."""
+        ...
+
+    async def finish(self, task: Task) -> None:
+        """Write what ending the task changed: status, runner, finished_at, result,
+        error, usage."""
         ...
 
     async def save_steps(self, task_id: UUID, steps: Sequence[StepRecord]) -> None: ...

@@ -8,11 +8,32 @@ from uuid import UUID
 from chatsys.domain.shared.clock import Clock
 from chatsys.domain.shared.uow import Factory
 from chatsys.domain.tasks.ending import Callbacks, cancel_requested_task
-from chatsys.domain.tasks.model import EventType, TaskStatus
+from chatsys.domain.tasks.model import EventType, Task, TaskStatus
 from chatsys.domain.tasks.submission import Dispatcher
 from chatsys.domain.tasks.uow import TasksUnitOfWork
 
 CLAIMED = frozenset({TaskStatus.RUNNING, TaskStatus.AWAITING_APPROVAL})  # held by a runner
+
+
+async def requeue_or_cancel(
+    uow: TasksUnitOfWork,
+    task: Task,
+    clock: Clock,
+    callbacks: Callbacks,
+    *,
+    reason: str,
+    spend_attempt: bool = True,
+) -> tuple[int | None, list[UUID]]:
+    """In the caller's transaction, for a claimed task (read under its lock) that its
+    runner no longer runs: back to the queue (returns the outbox entry to dispatch after
+    the commit), or, when a cancel was requested, nobody would claim it again, so it ends
+    cancelled here (returns the webhook deliveries to dispatch)."""
+    if task.cancel_requested:
+        return None, await cancel_requested_task(uow, task, clock, callbacks)
+    task.requeue(spend_attempt=spend_attempt)
+    await uow.tasks.requeue(task)
+    await uow.events.append(task.id, EventType.TASK_REQUEUED, {"reason": reason})
+    return await uow.outbox.add(task.id), []
 
 
 class RequeueStale:
@@ -41,17 +62,12 @@ class RequeueStale:
                 task = await uow.tasks.lock(task_id)
                 if task is None or task.status not in CLAIMED:
                     continue
-                if task.cancel_requested:  # its runner died before it could stop it
-                    deliveries += await cancel_requested_task(
-                        uow, task, self._clock, self._callbacks
-                    )
-                    continue
-                task.requeue(spend_attempt=True)
-                await uow.tasks.update(task)
-                await uow.events.append(
-                    task_id, EventType.TASK_REQUEUED, {"reason": "worker heartbeat lapsed"}
+                entry, ended = await requeue_or_cancel(
+                    uow, task, self._clock, self._callbacks, reason="worker heartbeat lapsed"
                 )
-                entries.append((await uow.outbox.add(task_id), task_id))
+                deliveries += ended
+                if entry is not None:
+                    entries.append((entry, task_id))
             await uow.commit()
         await self._callbacks.dispatch(deliveries)
         for entry, task_id in entries:

@@ -27,16 +27,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+from chatsys.domain.approvals.decisions import expire_dropped
 from chatsys.domain.approvals.gate import ApprovalGate
+from chatsys.domain.conversations.messages import earlier_turns
 from chatsys.domain.conversations.model import MessageRole
 from chatsys.domain.conversations.ports import StoredMessage
-from chatsys.domain.nlu import Analysis
 from chatsys.domain.nlu.llm_analyzer import TaskAnalyzer
 from chatsys.domain.planning.executor import PlanExecutor, StepFailed, StepInput, Turn
 from chatsys.domain.planning.journal import LeaseLost, TaskJournal
@@ -44,7 +45,7 @@ from chatsys.domain.planning.planner import Plan, Planner, PlanStep, Role
 from chatsys.domain.shared.clock import Clock
 from chatsys.domain.shared.errors import InvalidInput, LLMError
 from chatsys.domain.shared.uow import Factory
-from chatsys.domain.tasks.ending import Callbacks, cancel_requested_task, finish_task
+from chatsys.domain.tasks.ending import Callbacks, finish_task
 from chatsys.domain.tasks.model import (
     EventType,
     FailureKind,
@@ -56,11 +57,13 @@ from chatsys.domain.tasks.model import (
     TaskStatus,
     Usage,
 )
+from chatsys.domain.tasks.recovery import requeue_or_cancel
 from chatsys.domain.tasks.submission import Dispatcher
 from chatsys.domain.tasks.uow import TasksUnitOfWork
 
-FALLBACK_KEY = "fallback"
-HISTORY_MESSAGES = 20
+HISTORY = 20  # earlier messages of the conversation given to the agents
+Write = Callable[[TasksUnitOfWork, Task], Awaitable[None]]
+"""An intent write, given the unit of work and the task read under its row lock."""
 
 
 class _Cancelled(Exception):
@@ -175,38 +178,36 @@ class RunTask:
         if task.conversation_id is None:
             return []
         async with self._uow() as uow:
-            messages = await uow.messages.recent(task.conversation_id, limit=HISTORY_MESSAGES + 1)
-        turns = []
-        for m in messages:
-            if m.task_id == task.id and m.role is MessageRole.USER:
-                continue  # the request itself is given separately
-            if m.role in (MessageRole.USER, MessageRole.ASSISTANT):
-                turns.append(Turn(m.role.value, m.content))
-        return turns[-HISTORY_MESSAGES:]
-
-    def _plan_for(self, task: Task, analysis: Analysis) -> Plan:
-        options = task.options
-        if "plan" in options:
-            return Plan.from_dict(options["plan"])
-        if "agents" in options:
-            return self._planner.plan_for_agents(options["agents"])
-        return self._planner.plan(analysis)
+            earlier = await earlier_turns(uow, task.conversation_id, task.id, limit=HISTORY)
+        return [Turn(m.role.value, m.content) for m in earlier]
 
     async def _pipeline(self, task: Task, deadline: datetime) -> TaskStatus:
         history = await self._history(task)
-        if task.analysis is None or task.plan is None:
+        analysis = task.analysis  # stored once: a resumed task never pays for another
+        if analysis is None:
             analysis = await self._analyzer.analyze_request(
                 task.input, [t.content for t in history if t.role == "user"]
             )
-        if task.analysis is None:
             task.analysis = analysis
-            await self._save(task, EventType.TASK_ANALYZED, {"analysis": analysis.as_dict()})
-        if task.plan is None:
-            task.plan = self._plan_for(task, analysis)
-            task.steps = [_record(s) for s in task.plan.steps]
-            data = {"plan": task.plan.as_dict()}
-            await self._save(task, EventType.TASK_PLANNED, data, steps=task.steps)
+            data = {"analysis": analysis.as_dict()}
+            await self._write(
+                task.id,
+                EventType.TASK_ANALYZED,
+                data,
+                lambda uow, _: uow.tasks.save_analysis(task.id, analysis),
+            )
         plan = task.plan
+        if plan is None:
+            plan = task.plan = self._planner.for_task(task.options, analysis)
+            task.steps = [_record(s) for s in plan.steps]
+            data = {"plan": plan.as_dict()}
+            steps = task.steps
+            await self._write(
+                task.id,
+                EventType.TASK_PLANNED,
+                data,
+                lambda uow, _: uow.tasks.save_plan(task.id, plan, steps),
+            )
         template = StepInput(
             task_id=task.id,
             key="",
@@ -214,7 +215,7 @@ class RunTask:
             instruction="",
             request=task.input,
             history=history,
-            analysis=task.analysis,
+            analysis=analysis,
             model=task.options.get("model"),
             workspace=str(task.conversation_id or task.id),
         )
@@ -248,27 +249,25 @@ class RunTask:
     async def _degrade(
         self, task: Task, plan: Plan, failure: StepFailed, template: StepInput, journal: TaskJournal
     ) -> TaskStatus:
-        fallback = Plan(
-            (
-                PlanStep(
-                    FALLBACK_KEY,
-                    Role.ASSISTANT,
-                    "The team could not finish this request. Answer it directly and completely "
-                    "on your own.",
-                ),
-            ),
-            "degraded",
-        )
-        record = _record(fallback.steps[0])
-        task.plan = replace(fallback, degraded_from=plan)
+        fallback = self._planner.fallback(plan)
+        record = _record(fallback.final)
+        task.plan = fallback
         task.steps = [*task.steps, record]
-        journal.steps[FALLBACK_KEY] = record
-        await self._save(
-            task,
-            EventType.PLAN_DEGRADED,
-            {"failed_step": failure.key, "reason": failure.message, "plan": fallback.as_dict()},
-            steps=[record],
-        )
+        journal.steps[record.key] = record
+        data = {
+            "failed_step": failure.key,
+            "reason": failure.message,
+            "plan": replace(fallback, degraded_from=None).as_dict(),
+        }
+
+        async def degraded(uow: TasksUnitOfWork, current: Task) -> None:
+            await expire_dropped(uow, task.id, self._clock.now())  # nothing will make them
+            if current.status is TaskStatus.AWAITING_APPROVAL:  # nothing waits any more
+                current.move_to(TaskStatus.RUNNING)
+                await uow.tasks.set_status(task.id, current.status)
+            await uow.tasks.save_plan(task.id, fallback, [record])
+
+        await self._write(task.id, EventType.PLAN_DEGRADED, data, degraded)
         try:
             outputs = await self._executor.execute(fallback, template, journal)
         except StepFailed as second:
@@ -279,22 +278,14 @@ class RunTask:
             )
         return await self._finish_succeeded(task, fallback, outputs, journal)
 
-    async def _save(
-        self,
-        task: Task,
-        event: str,
-        data: dict[str, Any],
-        *,
-        steps: Sequence[StepRecord] = (),
-    ) -> None:
+    async def _write(self, task_id: UUID, event: str, data: dict[str, Any], write: Write) -> None:
+        """One intent write with its event, while this runner still holds the task."""
         async with self._uow() as uow:
-            current = await uow.tasks.lock(task.id)
+            current = await uow.tasks.lock(task_id)
             if current is None or current.worker_id != self._worker_id:
-                raise LeaseLost(str(task.id))
-            await uow.tasks.update(_keep_worker(task, self._worker_id))
-            if steps:
-                await uow.tasks.save_steps(task.id, steps)
-            await uow.events.append(task.id, event, data)
+                raise LeaseLost(str(task_id))
+            await write(uow, current)
+            await uow.events.append(task_id, event, data)
             await uow.commit()
 
     async def _finish(
@@ -374,19 +365,18 @@ class RunTask:
                 return
             if current.worker_id != self._worker_id:
                 return
-            if current.cancel_requested:  # nobody would claim it again: finish it here
-                deliveries = await cancel_requested_task(uow, current, self._clock, self._callbacks)
-                await uow.commit()
-                await self._callbacks.dispatch(deliveries)
-                return
-            current.requeue(spend_attempt=False)
-            await uow.tasks.update(current)
-            await uow.events.append(
-                task.id, EventType.TASK_REQUEUED, {"reason": "worker shutting down"}
+            entry, deliveries = await requeue_or_cancel(
+                uow,
+                current,
+                self._clock,
+                self._callbacks,
+                reason="worker shutting down",
+                spend_attempt=False,
             )
-            entry = await uow.outbox.add(task.id)
             await uow.commit()
-        await self._dispatcher.dispatch(entry, task.id)
+        await self._callbacks.dispatch(deliveries)
+        if entry is not None:
+            await self._dispatcher.dispatch(entry, task.id)
 
 
 def _record(step: PlanStep) -> StepRecord:
@@ -403,8 +393,3 @@ def _done(steps: Sequence[StepRecord]) -> dict[str, str]:
 
 def _error(failure: StepFailed) -> TaskError:
     return TaskError(str(failure), FailureKind.LLM, failure.key)
-
-
-def _keep_worker(task: Task, worker_id: str) -> Task:
-    task.worker_id = worker_id
-    return task

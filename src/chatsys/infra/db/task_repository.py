@@ -1,4 +1,4 @@
-"""SQL adapters for tasks, their steps, the event log, the outbox and messages."""
+"""The SQL adapter of tasks and their steps: claims, leases and intent writes."""
 
 from __future__ import annotations
 
@@ -6,25 +6,13 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
-from uuid import UUID, uuid4
+from uuid import UUID
 
-from sqlalchemy import (
-    String,
-    Table,
-    and_,
-    bindparam,
-    func,
-    or_,
-    select,
-    tuple_,
-    update,
-)
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy import Table, and_, func, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chatsys.domain.conversations.model import MessageRole
-from chatsys.domain.conversations.ports import StoredMessage
 from chatsys.domain.nlu.analyzer import Analysis
 from chatsys.domain.planning.planner import Plan
 from chatsys.domain.shared.errors import DuplicateRequest
@@ -33,75 +21,19 @@ from chatsys.domain.tasks.model import (
     StepStatus,
     Task,
     TaskError,
-    TaskEvent,
     TaskResult,
     TaskStatus,
     Usage,
 )
 from chatsys.domain.tasks.ports import Lease
-from chatsys.infra.db.access_repository import AUDITED_EVENTS, audit_details
-from chatsys.infra.db.models import (
-    AuditLogRow,
-    MessageRow,
-    StepRow,
-    TaskEventRow,
-    TaskOutboxRow,
-    TaskRow,
-)
+from chatsys.infra.db.models import StepRow, TaskRow
 
-# Hot-path statements, built once: executing a prebuilt Core statement with a parameter
-# dict skips per-call statement construction and ORM bookkeeping (see bench/ submit).
+# The insert is on the submit hot path: a prebuilt Core statement with a parameter dict
+# skips per-call statement construction and ORM bookkeeping (see bench/ submit).
 _TASKS = cast(Table, TaskRow.__table__)
-_EVENTS = cast(Table, TaskEventRow.__table__)
-_OUTBOX = cast(Table, TaskOutboxRow.__table__)
-_AUDIT = cast(Table, AuditLogRow.__table__)
 # A runner holds these tasks: it heartbeats them, and they are stale when it stops.
 _CLAIMED = (TaskStatus.RUNNING.value, TaskStatus.AWAITING_APPROVAL.value)
-
-
-def _append_statement(*, fenced: bool) -> Any:
-    """Bump the task's counter (taking its row lock, which serialises appends per task
-    and makes ``seq`` gapless) and insert the event with that number, in one statement.
-    Fenced: only while ``b_worker_id`` runs the task."""
-    where = _TASKS.c.id == bindparam("b_task_id")
-    if fenced:
-        where = where & (_TASKS.c.worker_id == bindparam("b_worker_id", type_=String))
-    bumped = (
-        update(_TASKS)
-        .where(where)
-        .values(last_seq=_TASKS.c.last_seq + 1)
-        .returning(_TASKS.c.id, _TASKS.c.last_seq, _TASKS.c.conversation_id)
-        .cte("bumped")
-    )
-    inserted = (
-        insert(_EVENTS)
-        .from_select(
-            ["task_id", "seq", "type", "data"],
-            select(
-                bumped.c.id,
-                bumped.c.last_seq,
-                bindparam("b_type", type_=String),
-                bindparam("b_data", type_=JSONB),
-            ),
-        )
-        .returning(_EVENTS.c.task_id, _EVENTS.c.seq, _EVENTS.c.created_at)
-        .cte("inserted")
-    )
-    return select(inserted.c.seq, inserted.c.created_at, bumped.c.conversation_id).join_from(
-        inserted, bumped, inserted.c.task_id == bumped.c.id
-    )
-
-
-_APPEND_EVENT = _append_statement(fenced=False)
-_APPEND_EVENT_FENCED = _append_statement(fenced=True)
-_ADD_OUTBOX = (
-    insert(_OUTBOX)
-    .values(task_id=bindparam("b_task_id"), dispatched_at=func.now(), attempts=1)
-    .returning(_OUTBOX.c.id)
-)
-
-
-_ACTIVE = (TaskStatus.QUEUED.value, TaskStatus.RUNNING.value, TaskStatus.AWAITING_APPROVAL.value)
+_ACTIVE = (TaskStatus.QUEUED.value, *_CLAIMED)
 
 
 def _usage(prompt: int, completion: int, cost: Decimal | float) -> Usage:
@@ -156,21 +88,11 @@ def _json(value: Analysis | Plan | TaskResult | TaskError | None) -> dict[str, A
     return None if value is None else value.as_dict()
 
 
-def _mutable(task: Task) -> dict[str, Any]:
+def _usage_columns(usage: Usage) -> dict[str, Any]:
     return {
-        "status": task.status.value,
-        "title": task.title,
-        "analysis": _json(task.analysis),
-        "plan": _json(task.plan),
-        "result": _json(task.result),
-        "error": _json(task.error),
-        "prompt_tokens": task.usage.prompt_tokens,
-        "completion_tokens": task.usage.completion_tokens,
-        "cost_usd": Decimal(str(task.usage.cost_usd)),
-        "attempt": task.attempt,
-        "worker_id": task.worker_id,
-        "started_at": task.started_at,
-        "finished_at": task.finished_at,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "cost_usd": Decimal(str(usage.cost_usd)),
     }
 
 
@@ -205,7 +127,17 @@ class SqlTaskRepository:
                 "metadata": task.metadata,
                 "created_at": task.created_at,
                 "updated_at": task.created_at,
-                **_mutable(task),
+                "status": task.status.value,
+                "title": task.title,
+                "analysis": _json(task.analysis),
+                "plan": _json(task.plan),
+                "result": _json(task.result),
+                "error": _json(task.error),
+                **_usage_columns(task.usage),
+                "attempt": task.attempt,
+                "worker_id": task.worker_id,
+                "started_at": task.started_at,
+                "finished_at": task.finished_at,
             },
         )
 
@@ -253,11 +185,35 @@ class SqlTaskRepository:
         query = query.order_by(TaskRow.created_at.desc(), TaskRow.id.desc()).limit(limit)
         return [_to_task(r) for r in await self._session.scalars(query)]
 
-    async def update(self, task: Task) -> None:
+    async def _write(self, task_id: UUID, **values: Any) -> None:
         await self._session.execute(
-            update(TaskRow)
-            .where(TaskRow.id == task.id)
-            .values(**_mutable(task), updated_at=func.now())
+            update(TaskRow).where(TaskRow.id == task_id).values(**values, updated_at=func.now())
+        )
+
+    async def set_status(self, task_id: UUID, status: TaskStatus) -> None:
+        await self._write(task_id, status=status.value)
+
+    async def save_analysis(self, task_id: UUID, analysis: Analysis) -> None:
+        await self._write(task_id, analysis=analysis.as_dict())
+
+    async def save_plan(self, task_id: UUID, plan: Plan, steps: Sequence[StepRecord]) -> None:
+        await self._write(task_id, plan=plan.as_dict())
+        await self.save_steps(task_id, steps)
+
+    async def requeue(self, task: Task) -> None:
+        await self._write(
+            task.id, status=task.status.value, worker_id=task.worker_id, attempt=task.attempt
+        )
+
+    async def finish(self, task: Task) -> None:
+        await self._write(
+            task.id,
+            status=task.status.value,
+            worker_id=task.worker_id,
+            finished_at=task.finished_at,
+            result=_json(task.result),
+            error=_json(task.error),
+            **_usage_columns(task.usage),
         )
 
     async def save_steps(self, task_id: UUID, steps: Sequence[StepRecord]) -> None:
@@ -397,144 +353,3 @@ class SqlTaskRepository:
             )
         ).first()
         return None if row is None else (int(row.last_seq), TaskStatus(row.status))
-
-
-class SqlEventLog:
-    """Appends are remembered with their task's conversation, to be published once
-    the unit of work commits."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-        self.appended: list[tuple[TaskEvent, UUID | None]] = []
-
-    async def append(
-        self, task_id: UUID, type: str, data: dict[str, Any], *, runner: str | None = None
-    ) -> TaskEvent:
-        params = {"b_task_id": task_id, "b_type": type, "b_data": data}
-        if runner is None:
-            row = (await self._session.execute(_APPEND_EVENT, params)).first()
-        else:
-            params["b_worker_id"] = runner
-            row = (await self._session.execute(_APPEND_EVENT_FENCED, params)).first()
-        if row is None:
-            raise LookupError(f"task {task_id} does not exist or is not run by {runner}")
-        event = TaskEvent(task_id, row.seq, type, data, row.created_at)
-        if type in AUDITED_EVENTS:
-            await self._session.execute(
-                insert(_AUDIT).values(
-                    event_id=uuid4(),
-                    event_type=type,
-                    action=type,
-                    actor=f"worker:{runner}" if runner else "system",
-                    agent=data.get("agent") if isinstance(data.get("agent"), str) else None,
-                    task_id=task_id,
-                    details={"seq": row.seq, **audit_details(data)},
-                )
-            )
-        conversation = row.conversation_id
-        self.appended.append((event, UUID(str(conversation)) if conversation else None))
-        return event
-
-    async def after(self, task_id: UUID, after: int, *, limit: int) -> Sequence[TaskEvent]:
-        rows = await self._session.scalars(
-            select(TaskEventRow)
-            .where(TaskEventRow.task_id == task_id, TaskEventRow.seq > after)
-            .order_by(TaskEventRow.seq)
-            .limit(limit)
-        )
-        return [TaskEvent(r.task_id, r.seq, r.type, r.data, r.created_at) for r in rows]
-
-
-class SqlOutbox:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
-    async def add(self, task_id: UUID) -> int:
-        entry_id = await self._session.scalar(_ADD_OUTBOX, {"b_task_id": task_id})
-        assert entry_id is not None
-        return int(entry_id)
-
-    async def pending(
-        self, *, older_than: float, lease: float, limit: int
-    ) -> Sequence[tuple[int, UUID]]:
-        due = func.now() - timedelta(seconds=older_than)
-        expired = func.now() - timedelta(seconds=lease)
-        rows = await self._session.execute(
-            select(TaskOutboxRow.id, TaskOutboxRow.task_id)
-            .join(TaskRow, TaskRow.id == TaskOutboxRow.task_id)
-            .where(
-                or_(
-                    and_(TaskOutboxRow.dispatched_at.is_(None), TaskOutboxRow.created_at <= due),
-                    and_(
-                        TaskOutboxRow.dispatched_at < expired,
-                        TaskRow.status == TaskStatus.QUEUED.value,
-                    ),
-                )
-            )
-            .order_by(TaskOutboxRow.id)
-            .limit(limit)
-            .with_for_update(of=TaskOutboxRow, skip_locked=True)
-        )
-        return [(int(r[0]), r[1]) for r in rows]
-
-    async def mark_dispatched(self, ids: Sequence[int]) -> None:
-        if ids:
-            await self._session.execute(
-                update(TaskOutboxRow)
-                .where(TaskOutboxRow.id.in_(ids))
-                .values(dispatched_at=func.now(), attempts=TaskOutboxRow.attempts + 1)
-            )
-
-    async def mark_undispatched(self, ids: Sequence[int]) -> None:
-        if ids:
-            await self._session.execute(
-                update(TaskOutboxRow).where(TaskOutboxRow.id.in_(ids)).values(dispatched_at=None)
-            )
-
-
-class SqlMessageRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
-    async def add(self, message: StoredMessage) -> None:
-        await self._session.execute(
-            insert(MessageRow).values(
-                id=message.id,
-                conversation_id=message.conversation_id,
-                task_id=message.task_id,
-                role=message.role.value,
-                agent=message.agent,
-                content=message.content,
-                created_at=message.created_at,
-            )
-        )
-
-    @staticmethod
-    def _to_message(row: MessageRow) -> StoredMessage:
-        return StoredMessage(
-            row.id,
-            row.conversation_id,
-            MessageRole(row.role),
-            row.content,
-            row.created_at,
-            row.task_id,
-            row.agent,
-        )
-
-    async def page(
-        self, conversation_id: UUID, *, limit: int, after: tuple[datetime, UUID] | None
-    ) -> Sequence[StoredMessage]:
-        query = select(MessageRow).where(MessageRow.conversation_id == conversation_id)
-        if after is not None:
-            query = query.where(tuple_(MessageRow.created_at, MessageRow.id) > tuple_(*after))
-        query = query.order_by(MessageRow.created_at, MessageRow.id).limit(limit)
-        return [self._to_message(r) for r in await self._session.scalars(query)]
-
-    async def recent(self, conversation_id: UUID, *, limit: int) -> Sequence[StoredMessage]:
-        rows = await self._session.scalars(
-            select(MessageRow)
-            .where(MessageRow.conversation_id == conversation_id)
-            .order_by(MessageRow.created_at.desc(), MessageRow.id.desc())
-            .limit(limit)
-        )
-        return [self._to_message(r) for r in reversed(list(rows))]
