@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.support import free_port
+from tests.support import GiveUp, eventually, free_port
 
 TERMINAL = {"task.succeeded", "task.failed", "task.cancelled"}
 
@@ -47,10 +47,14 @@ async def serve(app: FastAPI, *, send_buffer: int | None = None) -> AsyncIterato
     sock.bind(("127.0.0.1", port))
     server = _QuietServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
+
+    def started() -> bool:
         if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
+            task.result()  # its error, at once
+            raise GiveUp("the server stopped before it started")
+        return server.started
+
+    await eventually(started, within=60, every=0.01)
     try:
         yield f"127.0.0.1:{port}"
     finally:

@@ -6,24 +6,29 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from tests.support import ROOT, chatsys, clean_env, free_port, terminating
+from tests.support import ROOT, GiveUp, chatsys, clean_env, eventually_sync, free_port, terminating
 
 
 def wait_alive(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     """Up is enough here: no worker runs, so /readyz would say unavailable."""
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()[-3000:]
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise GiveUp(f"exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"{base} did not come up:\n{log.read_text()[-3000:]}")
+            return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+        return False
+
+    eventually_sync(
+        up,
+        within=90,
+        every=0.2,
+        message=lambda: f"{base} did not come up\n{log.read_text()[-3000:]}",
+    )
 
 
 def test_keys_from_the_cli_and_a_rate_limit_shared_by_two_api_processes(

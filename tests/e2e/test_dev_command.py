@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -17,6 +16,7 @@ from tests.support import (
     chatsys,
     clean_env,
     descendants,
+    eventually_sync,
     free_port,
     processes_mentioning,
     terminating,
@@ -63,10 +63,8 @@ def test_dev_serves_everything_stops_cleanly_and_keeps_data(
         assert "chatsys api" in kinds
         assert "chatsys worker" in kinds
 
-        for _ in range(100):  # the supervisor prints its banner once it sees /readyz too
-            if "ready at" in log.read_text():
-                break
-            time.sleep(0.1)
+        # the supervisor prints its banner once it sees /readyz too
+        eventually_sync(lambda: "ready at" in log.read_text(), within=10, every=0.1)
         assert f"ready at {base}" in log.read_text()
         assert f"local admin key (also in {data_dir / 'admin.key'}):\n  {key}" in log.read_text()
         dev.send_signal(stop_signal)

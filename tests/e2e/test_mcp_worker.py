@@ -6,13 +6,19 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, chatsys, clean_env, processes_mentioning, terminating
+from tests.support import (
+    ROOT,
+    chatsys,
+    clean_env,
+    eventually_sync,
+    processes_mentioning,
+    terminating,
+)
 
 
 def _worker_env(database_url: str, redis_url: str, marker: str) -> dict[str, str]:
@@ -32,14 +38,10 @@ def _worker_env(database_url: str, redis_url: str, marker: str) -> dict[str, str
     )
 
 
-def _wait_for(marker: str, *, present: bool, within: float) -> list[str]:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        found = processes_mentioning(f"--port {marker}")
-        if bool(found) == present:
-            return found
-        time.sleep(0.1)
-    return processes_mentioning(f"--port {marker}")
+def _gone(marker: str) -> bool:
+    left = processes_mentioning(f"--port {marker}")
+    assert left == [], f"orphaned MCP server: {left}"
+    return True
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])
@@ -50,12 +52,16 @@ def test_no_mcp_server_outlives_the_worker(
     log = tmp_path / "worker.log"
     env = _worker_env(database_url, redis_url, marker)
     with terminating(chatsys("worker", env=env, log=log)) as worker:
-        started = _wait_for(marker, present=True, within=60)
-        assert started, f"the MCP server did not start:\n{log.read_text()[-3000:]}"
+        eventually_sync(
+            lambda: processes_mentioning(f"--port {marker}"),
+            within=60,
+            every=0.1,
+            message=lambda: f"the MCP server did not start\n{log.read_text()[-3000:]}",
+        )
         worker.send_signal(stop)
         code = worker.wait(30)
         assert code == (0 if stop is signal.SIGTERM else -signal.SIGKILL)
-    assert _wait_for(marker, present=False, within=10) == [], "orphaned MCP server"
+    eventually_sync(lambda: _gone(marker), within=10, every=0.1)
     if stop is signal.SIGTERM:
         text = log.read_text()
         assert "chatsys.worker.stopped" in text

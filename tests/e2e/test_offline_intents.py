@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from chatsys.domain.nlu import Intent
-from tests.support import chatsys, clean_env, free_port, terminating, wait_ready
+from tests.support import chatsys, clean_env, eventually_sync, free_port, terminating, wait_ready
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "nlu_requests.jsonl"
 
@@ -34,14 +33,17 @@ def test_every_intent_runs_to_success_offline(tmp_path: Path) -> None:
             intent: http.post("/v1/tasks", json={"input": text}).json()["id"]
             for intent, text in one_request_per_intent().items()
         }
-        deadline = time.monotonic() + 90
         tasks: dict[Intent, dict[str, Any]] = {}
-        while time.monotonic() < deadline and len(tasks) < len(ids):
+
+        def all_finished() -> bool:
             for intent, task_id in ids.items():
                 task = http.get(f"/v1/tasks/{task_id}").json()
                 if task["status"] in ("succeeded", "failed", "cancelled"):
                     tasks[intent] = task
-            time.sleep(0.2)
+            assert set(tasks) == set(ids), f"still running: {sorted(set(ids) - set(tasks))}"
+            return True
+
+        eventually_sync(all_finished, within=90, every=0.2)
         events = {
             intent: http.get(f"/v1/tasks/{t['id']}/events", params={"limit": 1000}).json()
             for intent, t in tasks.items()

@@ -12,7 +12,14 @@ import httpx
 import pytest
 
 from tests.fakes.openai_compat import RunningFake, run_fake_openai
-from tests.support import chatsys, clean_env, free_port, terminating, wait_ready
+from tests.support import (
+    chatsys,
+    clean_env,
+    eventually_sync,
+    free_port,
+    terminating,
+    wait_ready,
+)
 
 REQUEST = (
     "Implement a distributed rate limiter service in Go backed by Redis, used by all our "
@@ -52,15 +59,6 @@ def _completed_steps(base: str, task_id: str) -> list[str]:
     return [e["data"]["step"] for e in _events(base, task_id) if e["type"] == "step.completed"]
 
 
-def _wait(predicate: Any, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {within}s waiting for {what}")
-
-
 def _status(base: str, task_id: str) -> str:
     status: str = httpx.get(f"{base}/v1/tasks/{task_id}").json()["status"]
     return status
@@ -84,14 +82,24 @@ def test_a_killed_worker_s_task_resumes_on_a_new_worker_without_repeating_steps(
         with terminating(first):
             wait_ready(base, 90, proc=api, log=log)
             task_id = httpx.post(f"{base}/v1/tasks", json={"input": REQUEST}).json()["id"]
-            _wait(lambda: len(_completed_steps(base, task_id)) >= 2, 60, "two steps to complete")
+            eventually_sync(
+                lambda: len(_completed_steps(base, task_id)) >= 2,
+                within=60,
+                every=0.1,
+                message="waiting for two steps to complete",
+            )
             first.send_signal(signal.SIGKILL)
             first.wait(10)
             killed_at = time.monotonic()
             done_before = _completed_steps(base, task_id)
         assert _status(base, task_id) == "running"  # nobody told the database
         with terminating(chatsys("worker", env=env, log=log)):
-            _wait(lambda: _status(base, task_id) == "succeeded", 60, "the task to succeed")
+            eventually_sync(
+                lambda: _status(base, task_id) == "succeeded",
+                within=60,
+                every=0.1,
+                message="waiting for the task to succeed",
+            )
             recovered_in = time.monotonic() - killed_at
         task = httpx.get(f"{base}/v1/tasks/{task_id}").json()
         log_events = _events(base, task_id)
@@ -118,9 +126,16 @@ def test_a_stopped_worker_hands_its_task_to_another_worker(
         terminating(chatsys("worker", env=env, log=log)) as two,
     ):
         wait_ready(base, 90, proc=api, log=log)
-        _wait(lambda: _workers(base) == 2, 60, "both workers")
+        eventually_sync(
+            lambda: _workers(base) == 2, within=60, every=0.1, message="waiting for both workers"
+        )
         task_id = httpx.post(f"{base}/v1/tasks", json={"input": REQUEST}).json()["id"]
-        _wait(lambda: len(_completed_steps(base, task_id)) >= 1, 60, "a step to complete")
+        eventually_sync(
+            lambda: len(_completed_steps(base, task_id)) >= 1,
+            within=60,
+            every=0.1,
+            message="waiting for a step to complete",
+        )
         started = next(e for e in _events(base, task_id) if e["type"] == "task.started")
         runner_pid = int(started["data"]["worker"].split(":")[1])  # host:pid:nonce
         runner = one if one.pid == runner_pid else two
@@ -128,7 +143,12 @@ def test_a_stopped_worker_hands_its_task_to_another_worker(
         runner.send_signal(signal.SIGTERM)
         assert runner.wait(30) == 0
         stopped_at = time.monotonic()
-        _wait(lambda: _status(base, task_id) == "succeeded", 60, "the task to succeed")
+        eventually_sync(
+            lambda: _status(base, task_id) == "succeeded",
+            within=60,
+            every=0.1,
+            message="waiting for the task to succeed",
+        )
         finished_in = time.monotonic() - stopped_at
         log_events = _events(base, task_id)
 

@@ -26,6 +26,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from tests.support import GiveUp, eventually_sync
+
 _STEP = re.compile(r"\(step '([^']+)'")
 
 
@@ -305,11 +307,13 @@ def run_fake_openai() -> Iterator[RunningFake]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="fake-openai", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the fake OpenAI server did not start")
-        time.sleep(0.01)
+
+    def started() -> bool:
+        if not thread.is_alive():
+            raise GiveUp("the fake OpenAI server stopped before it started")
+        return server.started
+
+    eventually_sync(started, within=10, every=0.01, message="the fake OpenAI server did not start")
     try:
         yield RunningFake(fake, f"http://127.0.0.1:{port}/v1")
     finally:

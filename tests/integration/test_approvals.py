@@ -21,7 +21,7 @@ from chatsys.bootstrap import build_worker
 from chatsys.infra.settings import LLMSettings, McpSettings, Settings, WebhookSettings
 from tests.fakes.openai_compat import FakeOpenAI, RunningFake, run_fake_openai
 from tests.integration.test_task_pipeline import events, wait_for
-from tests.support import stop_worker
+from tests.support import eventually, stop_worker
 
 TIME_SERVER = shutil.which("mcp-server-time", path=str(Path(sys.executable).parent))
 TOOL = "time__get_current_time"
@@ -88,14 +88,12 @@ async def submit(client: httpx.AsyncClient, **options: Any) -> str:
 async def wait_status(
     client: httpx.AsyncClient, task_id: str, status: str, *, within: float = 30
 ) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
+    async def there() -> dict[str, Any]:
         task: dict[str, Any] = (await client.get(f"/v1/tasks/{task_id}")).json()
-        if task["status"] == status:
-            return task
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"task still {task['status']} after {within}s, not {status}")
-        await asyncio.sleep(0.05)
+        assert task["status"] == status, f"task still {task['status']}, not {status}"
+        return task
+
+    return await eventually(there, within=within)
 
 
 async def requested(client: httpx.AsyncClient, task_id: str) -> list[dict[str, Any]]:

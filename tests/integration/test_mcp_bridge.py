@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -16,7 +17,7 @@ from fastapi import FastAPI
 
 from chatsys.agents.mcp.config import parse_server
 from chatsys.agents.mcp.manager import McpManager
-from tests.support import ROOT, chatsys, clean_env, free_port
+from tests.support import ROOT, chatsys, clean_env, eventually, free_port
 
 
 @pytest.fixture
@@ -26,13 +27,20 @@ async def api_url(app: FastAPI) -> AsyncIterator[str]:
         uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
     )
     serving = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: server.started, within=10, every=0.02)
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     await serving
+
+
+async def listening(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    await writer.wait_closed()
+    return True
 
 
 async def exercise(manager: McpManager, name: str) -> None:
@@ -40,12 +48,15 @@ async def exercise(manager: McpManager, name: str) -> None:
     made = await manager.call(name, "submit_task", {"input": "what is (2 + 3) * 4?"})
     assert not made.is_error, made.content
     task_id = json.loads(made.content)["id"]
-    for _ in range(200):
-        got = json.loads((await manager.call(name, "get_task", {"task_id": task_id})).content)
-        if got["status"] == "succeeded":
-            break
-        await asyncio.sleep(0.1)
-    assert got["status"] == "succeeded"
+
+    async def succeeded() -> dict[str, Any]:
+        got: dict[str, Any] = json.loads(
+            (await manager.call(name, "get_task", {"task_id": task_id})).content
+        )
+        assert got["status"] == "succeeded", f"task {got['status']}"
+        return got
+
+    got = await eventually(succeeded, within=30, every=0.1)
     assert '"value": 20.0' in got["result"]["text"]
     listed = json.loads((await manager.call(name, "list_tasks", {"limit": 5})).content)
     assert task_id in [t["id"] for t in listed["items"]]
@@ -78,12 +89,7 @@ async def test_chatsys_as_an_mcp_server_over_streamable_http(
     bridge = chatsys("mcp", "--transport", "http", "--port", str(port), env=env, log=tmp_path / "l")
     manager = McpManager([parse_server({"name": "remote", "url": f"http://127.0.0.1:{port}/mcp"})])
     try:
-        for _ in range(100):  # until it listens
-            try:
-                await asyncio.open_connection("127.0.0.1", port)
-                break
-            except OSError:
-                await asyncio.sleep(0.1)
+        await eventually(lambda: listening(port), within=30, every=0.1)
         await exercise(manager, "remote")
     finally:
         await manager.close()

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from chatsys.infra.settings import LLMSettings, Settings
 from tests.fakes.openai_compat import FakeOpenAI, RunningFake, run_fake_openai
 from tests.integration.test_task_pipeline import events, wait_for
+from tests.support import eventually
 
 MODEL = "openai/gpt-4o-mini"  # a model LiteLLM knows the price of, served by the fake
 
@@ -126,10 +127,13 @@ async def test_cancel_during_a_run_stops_it_within_two_seconds(
 ) -> None:
     fake.latency = 1.0
     task_id = await submit(client, "Implement a distributed rate limiter across all services")
-    for _ in range(200):  # until it runs
-        if (await client.get(f"/v1/tasks/{task_id}")).json()["status"] == "running":
-            break
-        await asyncio.sleep(0.05)
+
+    async def running() -> bool:
+        status = (await client.get(f"/v1/tasks/{task_id}")).json()["status"]
+        assert status == "running", f"task {status}"
+        return True
+
+    await eventually(running, within=10)
     await asyncio.sleep(0.3)  # a model call is under way
     started = time.perf_counter()
     answer = await client.post(f"/v1/tasks/{task_id}/cancel")

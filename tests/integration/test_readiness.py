@@ -9,7 +9,7 @@ import httpx
 from chatsys.bootstrap import build_worker
 from chatsys.infra.db import migrations
 from chatsys.infra.settings import Settings
-from tests.support import stop_worker
+from tests.support import eventually, stop_worker
 
 
 async def test_healthz_answers_without_checking_anything(client: httpx.AsyncClient) -> None:
@@ -37,12 +37,13 @@ async def test_ready_while_a_worker_runs_and_not_after_it_stops(
     worker._handle_signals = False
     running = asyncio.create_task(worker.async_run())
     try:
-        for _ in range(50):
+
+        async def ready() -> httpx.Response:
             answer = await client.get("/readyz")
-            if answer.status_code == 200:
-                break
-            await asyncio.sleep(0.1)
-        assert answer.status_code == 200, answer.text
+            assert answer.status_code == 200, answer.text
+            return answer
+
+        answer = await eventually(ready, within=10, every=0.1)
         assert answer.json()["components"]["worker"]["info"]["workers"] == 1
     finally:
         await stop_worker(worker, running)

@@ -35,6 +35,7 @@ from tests.streams import (
     serve,
     small_receive_buffer_socket,
 )
+from tests.support import eventually
 
 MODEL = "openai/gpt-4o-mini"
 LONG_REPLY = " ".join(f"word{i}" for i in range(60))
@@ -201,9 +202,12 @@ async def test_streams_survive_a_lost_pubsub_connection(
     admin = aioredis.Redis.from_url(redis_url)
     try:
         channel = f"chatsys:ev:task:{task_id}"
-        async with asyncio.timeout(10):
-            while not (await admin.pubsub_numsub(channel))[0][1]:  # noqa: ASYNC110 (polling Redis)
-                await asyncio.sleep(0.02)
+
+        async def subscribed() -> int:
+            listeners: int = (await admin.pubsub_numsub(channel))[0][1]
+            return listeners
+
+        await eventually(subscribed, within=10, every=0.02, message=f"nobody on {channel}")
         await asyncio.sleep(0.2)  # mid-stream
         killed = await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
     finally:

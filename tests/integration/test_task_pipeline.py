@@ -9,16 +9,17 @@ import httpx
 import pytest
 from arq.worker import Worker
 
+from tests.support import eventually
+
 
 async def wait_for(client: httpx.AsyncClient, task_id: str, *, within: float = 20) -> Any:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
+    async def final() -> Any:
         task = (await client.get(f"/v1/tasks/{task_id}")).json()
-        if task["status"] in ("succeeded", "failed", "cancelled"):
-            return task
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"task still {task['status']} after {within}s")
-        await asyncio.sleep(0.05)
+        status = task["status"]
+        assert status in ("succeeded", "failed", "cancelled"), f"task still {status}"
+        return task
+
+    return await eventually(final, within=within)
 
 
 async def events(client: httpx.AsyncClient, task_id: str) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from chatsys.infra.settings import (
     WebhookSettings,
     WorkerSettings,
 )
-from tests.support import free_port, stop_worker
+from tests.support import eventually, free_port, stop_worker
 from tests.webhook_receiver import Canary, Receiver
 
 FAST = WebhookSettings(
@@ -72,17 +72,6 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield running
 
 
-async def until(check: Callable[[], Awaitable[Any]], *, within: float = 20) -> Any:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        found = await check()
-        if found:
-            return found
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not true within {within}s")
-        await asyncio.sleep(0.05)
-
-
 async def deliveries(client: httpx.AsyncClient, task_id: str) -> list[dict[str, Any]]:
     answer = await client.get("/v1/webhook-deliveries", params={"task_id": task_id})
     assert answer.status_code == 200, answer.text
@@ -98,7 +87,7 @@ async def finished(client: httpx.AsyncClient, task_id: str) -> list[dict[str, An
         done = found and all(d["status"] in ("succeeded", "failed") for d in found)
         return found if done else None
 
-    result: list[dict[str, Any]] = await until(check)
+    result: list[dict[str, Any]] = await eventually(check)
     return result
 
 
@@ -202,7 +191,7 @@ async def test_the_last_failure_is_a_dead_letter_and_redeliver_sends_it_again(
         found = (await client.get(f"/v1/webhook-deliveries/{delivery['id']}")).json()
         return found if found["status"] == "succeeded" else None
 
-    redelivered = await until(succeeded)
+    redelivered = await eventually(succeeded)
     assert [a["status_code"] for a in redelivered["attempts"]] == [503, 503, 503, 503, 204]
 
 
@@ -226,7 +215,7 @@ async def test_redirects_are_failures_and_410_disables_the_endpoint(
     assert "disabled" in conflict.json()["detail"]
 
     later = (await client.post("/v1/tasks", json={"input": "hello again"})).json()
-    await until(lambda: _status(client, later["id"], "succeeded"))
+    await eventually(lambda: _status(client, later["id"], "succeeded"))
     assert await deliveries(client, later["id"]) == []  # a disabled endpoint gets nothing
 
 
@@ -293,7 +282,7 @@ async def test_a_delivery_survives_a_receiver_outage_and_a_worker_and_redis_rest
             found = await deliveries(client, task_id)
             return bool(found) and found[0]["attempt_count"] >= 1
 
-        await until(failed_once)
+        await eventually(failed_once)
         [delivery] = await deliveries(client, task_id)
         assert delivery["status"] == "pending"
         assert "could not connect" in delivery["attempts"][0]["error"]

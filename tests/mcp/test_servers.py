@@ -24,7 +24,7 @@ from chatsys.agents.mcp.manager import McpManager
 from chatsys.agents.mcp.workspace import Workspaces, build_workspace_server
 from chatsys.domain.shared.errors import Conflict, InvalidInput, NotFound, Unavailable
 from tests.mcp.support import workspace_manager
-from tests.support import ROOT, free_port
+from tests.support import ROOT, eventually, eventually_sync, free_port
 
 TIME_SERVER = shutil.which("mcp-server-time", path=str(Path(sys.executable).parent))
 
@@ -165,11 +165,12 @@ async def test_an_idle_server_that_dies_is_restarted_in_the_background(
     pid = int((await manager.call("fake", "pid", {})).content)
     os.kill(pid, signal.SIGKILL)
     connection = manager.connection("fake")
-    for _ in range(100):
-        if connection.restarts == 1 and connection.state.value == "ready":
-            break
-        await asyncio.sleep(0.05)
-    assert connection.restarts == 1
+
+    def restarted() -> bool:
+        assert (connection.restarts, connection.state.value) == (1, "ready")
+        return True
+
+    await eventually(restarted, within=5)
     assert connection.pid not in (None, pid)
 
 
@@ -177,11 +178,13 @@ async def test_a_changed_tool_is_quarantined_until_accepted(manager: McpManager)
     before = {t.name: t for t in await manager.tools("fake")}
     assert before["echo"].status == "active"
     assert (await manager.call("fake", "mutate", {})).content == "mutated"
-    for _ in range(50):  # notifications/tools/list_changed makes the manager list again
+
+    async def changed() -> dict[str, Any] | None:
         tools = {t.name: t for t in await manager.tools("fake")}
-        if tools["echo"].digest != before["echo"].digest:
-            break
-        await asyncio.sleep(0.05)
+        return tools if tools["echo"].digest != before["echo"].digest else None
+
+    # notifications/tools/list_changed makes the manager list again
+    tools = await eventually(changed, within=5)
     assert tools["echo"].status == "quarantined"
     assert "IGNORE PREVIOUS" in tools["echo"].description
     offered = [s.name for s in await manager.specs_for("developer")]
@@ -293,11 +296,9 @@ def test_the_death_signal_stops_servers_of_a_killed_owner(tmp_path: Path) -> Non
     finally:
         owner.kill()
         owner.wait(10)
-    for _ in range(100):
-        if not _alive(pid):
-            break
-        time.sleep(0.05)
-    assert not _alive(pid), "the MCP server outlived its killed owner"
+    eventually_sync(
+        lambda: not _alive(pid), within=5, message="the MCP server outlived its killed owner"
+    )
 
 
 # -- our own server over streamable HTTP -----------------------------------------------
@@ -313,10 +314,7 @@ def http_workspace(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.02)
+    eventually_sync(lambda: server.started, within=10, every=0.02)
     try:
         yield f"http://127.0.0.1:{port}/mcp", root
     finally:
