@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import inspect
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,9 @@ from typing import Any, TypeVar, overload
 import httpx
 import psutil
 from sqlalchemy.engine import make_url
+
+# One free-port helper for the product (its embedded servers) and the tests.
+from chatsys.infra.embedded.server import free_port as free_port  # noqa: PLC0414 (re-export)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,13 +37,6 @@ def plain_dsn(sqlalchemy_url: str, database: str | None = None) -> str:
 
 def with_database(sqlalchemy_url: str, database: str) -> str:
     return make_url(sqlalchemy_url).set(database=database).render_as_string(hide_password=False)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def clean_env(**extra: str) -> dict[str, str]:

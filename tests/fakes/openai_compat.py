@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import re
-import socket
 import threading
 import time
 import uuid
@@ -26,7 +25,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from tests.support import GiveUp, eventually_sync
+from tests.support import GiveUp, eventually_sync, free_port
 
 _STEP = re.compile(r"\(step '([^']+)'")
 
@@ -290,18 +289,11 @@ class RunningFake:
     base_url: str  # ends in /v1
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def run_fake_openai() -> Iterator[RunningFake]:
     """Serve a fresh fake on a free loopback port in a background thread."""
     fake = FakeOpenAI()
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(create_app(fake), host="127.0.0.1", port=port, log_level="warning",
                             lifespan="off")  # fmt: skip
     server = uvicorn.Server(config)
