@@ -136,7 +136,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 def cmd_mcp(args: argparse.Namespace) -> int:
     import anyio
 
-    from chatsys.infra.mcp_bridge import serve
+    from chatsys.api.mcp_bridge import serve
     from chatsys.infra.settings import McpSettings
 
     mcp = McpSettings()

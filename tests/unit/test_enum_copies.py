@@ -20,7 +20,7 @@ from chatsys.cli import build_parser
 from chatsys.domain.access.model import Role
 from chatsys.domain.tasks.model import TaskStatus
 from chatsys.domain.webhooks.model import DeliveryStatus
-from chatsys.infra.mcp_bridge import build_bridge
+from chatsys.api.mcp_bridge import build_bridge
 
 
 def values(enum: type[StrEnum]) -> list[str]:
