@@ -74,10 +74,17 @@ def compare(old: Path, new: Path, scenarios: list[str], rounds: int) -> dict[str
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__)
     parser.add_argument("--old", required=True, help="the commit to compare with (a git ref)")
+    parser.add_argument(
+        "--new", default=None, help="a git ref, not the working tree (= --old: the noise)"
+    )
     parser.add_argument("--scenarios", default="submit,step,streaming")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--requests", type=int, default=2000, help="submit: requests per measurement"
+    )
     args = parser.parse_args()
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    SCENARIO_ARGS["submit"] = ["--requests", str(args.requests)]
     unknown = set(scenarios) - set(SCENARIO_ARGS)
     if unknown:
         parser.error(f"no comparison for {sorted(unknown)}; choose from {sorted(SCENARIO_ARGS)}")
@@ -86,12 +93,20 @@ def main() -> int:
         git = shutil.which("git") or "git"
         subprocess.run([git, "worktree", "add", "--detach", "-q", str(old), args.old],
                        cwd=ROOT, check=True)  # fmt: skip
+        new = ROOT
+        if args.new is not None:
+            new = Path(tmp) / "new"
+            subprocess.run([git, "worktree", "add", "--detach", "-q", str(new), args.new],
+                           cwd=ROOT, check=True)  # fmt: skip
         try:
-            report = compare(old, ROOT, scenarios, args.rounds)
+            report = compare(old, new, scenarios, args.rounds)
         finally:
-            subprocess.run([git, "worktree", "remove", "--force", str(old)], cwd=ROOT, check=False)
+            for tree in {old, new} - {ROOT}:
+                subprocess.run([git, "worktree", "remove", "--force", str(tree)], cwd=ROOT,
+                               check=False)  # fmt: skip
     for scenario, table in report.items():
-        print(f"\n{scenario} (median of {args.rounds} rounds; old = {args.old}, new = this tree)")
+        side = args.new or "this tree"
+        print(f"\n{scenario} (median of {args.rounds} rounds; old = {args.old}, new = {side})")
         print(f"  {'metric':<48}{'old':>12}{'new':>12}{'new/old':>10}")
         for metric, row in table.items():
             print(f"  {metric:<48}{row['old']:>12.3f}{row['new']:>12.3f}{row['new/old']:>10.3f}")

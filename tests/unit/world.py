@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -20,6 +19,7 @@ from chatsys.domain.tasks.recovery import RequeueStale
 from chatsys.domain.tasks.running import RunTask
 from chatsys.domain.tasks.submission import Dispatcher, SubmitTask, TaskQuota, TaskRequest
 from chatsys.domain.webhooks.model import RetryPolicy
+from tests.support import eventually
 from tests.unit.fakes import (
     FakeClock,
     FakeDatabase,
@@ -129,8 +129,4 @@ class World:
 
 async def until(condition: Callable[[], bool]) -> None:
     """Wait (up to 5 s) for ``condition`` to hold: work running in other asyncio tasks."""
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("the condition did not come true within 5 s")
+    await eventually(condition, within=5, every=0.005, message="the condition did not hold")

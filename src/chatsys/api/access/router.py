@@ -19,6 +19,7 @@ from chatsys.api.access.deps import (
     RevokeApiKeyDep,
     TicketStoreDep,
 )
+from chatsys.api.pagination import PageOut
 from chatsys.domain.access.model import NAME_MAX, ApiKey, AuditEntry, Role
 
 router = APIRouter(tags=["access"])
@@ -70,9 +71,8 @@ class ApiKeyCreatedOut(ApiKeyOut):
     key: str = Field(description="the key itself: shown this once, never stored")
 
 
-class ApiKeyPageOut(BaseModel):
-    items: list[ApiKeyOut]
-    next_cursor: str | None
+class ApiKeyPageOut(PageOut[ApiKeyOut]):
+    """A page of API keys, newest first."""
 
 
 class MeOut(BaseModel):
@@ -110,9 +110,8 @@ class AuditOut(BaseModel):
         )
 
 
-class AuditPageOut(BaseModel):
-    items: list[AuditOut]
-    next_cursor: str | None
+class AuditPageOut(PageOut[AuditOut]):
+    """A page of the audit trail, newest first."""
 
 
 @router.post(
@@ -139,7 +138,7 @@ async def list_api_keys(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> ApiKeyPageOut:
     page = await list_keys.execute(limit=limit, cursor=cursor)
-    return ApiKeyPageOut(items=[ApiKeyOut.of(k) for k in page.items], next_cursor=page.next_cursor)
+    return ApiKeyPageOut.of(page, ApiKeyOut.of)
 
 
 @router.delete(
@@ -187,4 +186,4 @@ async def list_audit_logs(
         limit=limit, cursor=cursor, actor=actor, action=action,
         task_id=task_id, since=since, until=until,
     )  # fmt: skip
-    return AuditPageOut(items=[AuditOut.of(e) for e in page.items], next_cursor=page.next_cursor)
+    return AuditPageOut.of(page, AuditOut.of)

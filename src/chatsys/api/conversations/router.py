@@ -17,6 +17,7 @@ from chatsys.api.conversations.deps import (
     StartConversationDep,
 )
 from chatsys.api.conversations.schemas import MessageCreate, MessageOut, MessagePageOut
+from chatsys.api.pagination import PageOut
 from chatsys.api.tasks.deps import SubmitTaskDep
 from chatsys.api.tasks.schemas import TaskCreatedOut
 from chatsys.domain.conversations.model import Conversation
@@ -51,11 +52,8 @@ class ConversationOut(BaseModel):
         )
 
 
-class ConversationPage(BaseModel):
-    items: list[ConversationOut]
-    next_cursor: str | None = Field(
-        description="pass as `cursor` to get the next page; null on the last page"
-    )
+class ConversationPage(PageOut[ConversationOut]):
+    """A page of conversations, newest first."""
 
 
 @router.post(
@@ -85,9 +83,7 @@ async def list_conversations(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> ConversationPage:
     page = await list_conversations.execute(owner=owner, limit=limit, cursor=cursor)
-    return ConversationPage(
-        items=[ConversationOut.of(c) for c in page.items], next_cursor=page.next_cursor
-    )
+    return ConversationPage.of(page, ConversationOut.of)
 
 
 @router.get("/{conversation_id}", response_model=ConversationOut, summary="Get a conversation")
@@ -110,9 +106,7 @@ async def list_messages(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> MessagePageOut:
     page = await list_messages.execute(conversation_id, owner=owner, limit=limit, cursor=cursor)
-    return MessagePageOut(
-        items=[MessageOut.of(m) for m in page.items], next_cursor=page.next_cursor
-    )
+    return MessagePageOut.of(page, MessageOut.of)
 
 
 @router.post(

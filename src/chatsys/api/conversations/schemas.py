@@ -7,6 +7,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from chatsys.api.pagination import PageOut
 from chatsys.api.tasks.schemas import TaskOptions
 from chatsys.domain.conversations.ports import StoredMessage
 
@@ -35,6 +36,5 @@ class MessageOut(BaseModel):
         )
 
 
-class MessagePageOut(BaseModel):
-    items: list[MessageOut]
-    next_cursor: str | None
+class MessagePageOut(PageOut[MessageOut]):
+    """A page of a conversation's messages, oldest first."""

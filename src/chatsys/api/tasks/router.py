@@ -89,7 +89,7 @@ async def list_tasks(
         status=TaskStatus(status_filter) if status_filter else None,
         conversation_id=conversation_id,
     )
-    return TaskPageOut(items=[TaskSummary.of(t) for t in page.items], next_cursor=page.next_cursor)
+    return TaskPageOut.of(page, TaskSummary.of)
 
 
 @router.get("/{task_id}", response_model=TaskOut, summary="Get a task with its steps")

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chatsys.api.pagination import PageOut
 from chatsys.domain.planning.planner import MAX_STEPS
 from chatsys.domain.shared.text import TITLE_MAX
 from chatsys.domain.tasks.model import StepRecord, Task, TaskEvent, Usage
@@ -195,9 +196,8 @@ class TaskSummary(BaseModel):
         )
 
 
-class TaskPageOut(BaseModel):
-    items: list[TaskSummary]
-    next_cursor: str | None
+class TaskPageOut(PageOut[TaskSummary]):
+    """A page of tasks, newest first."""
 
 
 class EventOut(BaseModel):

@@ -35,9 +35,7 @@ async def list_deliveries(
         task_id=task_id,
         status=DeliveryStatus(status_filter) if status_filter else None,
     )
-    return DeliveryPageOut(
-        items=[DeliveryOut.of(d) for d in page.items], next_cursor=page.next_cursor
-    )
+    return DeliveryPageOut.of(page, DeliveryOut.of)
 
 
 @router.get("/{delivery_id}", response_model=DeliveryOut, summary="Get a webhook delivery")

@@ -54,9 +54,7 @@ async def list_webhooks(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> WebhookPageOut:
     page = await list_webhooks.execute(owner=owner, limit=limit, cursor=cursor)
-    return WebhookPageOut(
-        items=[WebhookOut.of(e) for e in page.items], next_cursor=page.next_cursor
-    )
+    return WebhookPageOut.of(page, WebhookOut.of)
 
 
 @router.get("/{webhook_id}", response_model=WebhookOut, summary="Get a webhook endpoint")

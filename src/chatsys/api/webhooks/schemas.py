@@ -9,6 +9,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chatsys.api.pagination import PageOut
 from chatsys.domain.webhooks.endpoints import DESCRIPTION_MAX, MAX_ROTATION_GRACE
 from chatsys.domain.webhooks.model import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
 
@@ -65,9 +66,8 @@ class WebhookWithSecretOut(WebhookOut):
         return cls(**WebhookOut.of(endpoint).__dict__, secret=endpoint.secret)
 
 
-class WebhookPageOut(BaseModel):
-    items: list[WebhookOut]
-    next_cursor: str | None
+class WebhookPageOut(PageOut[WebhookOut]):
+    """A page of webhook endpoints, newest first."""
 
 
 class SecretRotation(BaseModel):
@@ -138,6 +138,5 @@ class DeliveryOut(BaseModel):
         )
 
 
-class DeliveryPageOut(BaseModel):
-    items: list[DeliveryOut]
-    next_cursor: str | None
+class DeliveryPageOut(PageOut[DeliveryOut]):
+    """A page of webhook deliveries, newest first."""
