@@ -78,6 +78,11 @@ class StepStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
+    CANCELLED = "cancelled"  # unfinished (pending or running) when its task was cancelled
+
+    @property
+    def is_finished(self) -> bool:
+        return self not in (StepStatus.PENDING, StepStatus.RUNNING)
 
 
 class EventType(StrEnum):
@@ -96,6 +101,7 @@ class EventType(StrEnum):
     STEP_RETRYING = "step.retrying"
     STEP_COMPLETED = "step.completed"
     STEP_FAILED = "step.failed"
+    STEP_CANCELLED = "step.cancelled"
     PLAN_DEGRADED = "plan.degraded"
     USAGE_UPDATED = "usage.updated"
     TASK_SUCCEEDED = "task.succeeded"
