@@ -36,7 +36,8 @@ MODELS = ("fake-model",)
 
 def render(task: Task) -> dict[str, Any]:
     """A stand-in for the API's view of a task (``TaskRenderer``)."""
-    return {"id": str(task.id), "status": task.status.value, "result": task.result}
+    result = None if task.result is None else task.result.as_dict()
+    return {"id": str(task.id), "status": task.status.value, "result": result}
 
 
 async def no_sleep(_: float) -> None:

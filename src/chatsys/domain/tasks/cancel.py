@@ -16,9 +16,13 @@ from chatsys.domain.tasks.uow import TasksUnitOfWork
 class CancelTask:
     """Cancel a task.
 
-    Rules: a queued task is cancelled at once; a running one is flagged and its
-    runner stops it at its next heartbeat (well within 2 s); a finished task
-    cannot be cancelled (conflict). A task cancelled here calls its webhooks.
+    Rules: a queued task is cancelled at once (with its unfinished steps, if it
+    was handed back to the queue mid-run); a running one is flagged and its runner
+    stops it at its next heartbeat (well within 2 s); a finished task cannot be
+    cancelled (conflict naming its status). The check is made under the task's row
+    lock, which the runner's end also takes: so a cancel either finds the task
+    already ended (conflict) or is accepted, and then the task ends cancelled. A
+    task cancelled here calls its webhooks.
     """
 
     def __init__(self, uow: Factory[TasksUnitOfWork], clock: Clock, callbacks: Callbacks) -> None:
@@ -45,10 +49,11 @@ class CancelTask:
                     {"reason": "cancelled before it started"},
                     at=self._clock.now(),
                     callbacks=self._callbacks,
-                )
+                )  # task.steps: as they now are
             else:
                 await uow.tasks.request_cancel(task_id)
                 task.cancel_requested = True
+                task.steps = owned.steps
             await uow.audit.add(
                 AuditEntry(
                     "task.cancel",
@@ -60,5 +65,4 @@ class CancelTask:
             )
             await uow.commit()
         await self._callbacks.dispatch(deliveries)
-        task.steps = owned.steps
         return task

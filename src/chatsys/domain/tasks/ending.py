@@ -7,6 +7,12 @@ Rules:
   appends the terminal event and records the webhook deliveries it calls for, all
   in the caller's transaction: a task never ends without its deliveries, and no
   delivery exists for an end that was rolled back;
+- a task ending cancelled ends its unfinished steps (pending, running) ``cancelled``
+  in that same transaction, each with a ``step.cancelled`` event before the terminal
+  one; its completed steps keep their outputs, and its usage is what its steps used;
+- a cancel accepted while a runner held the task wins: whatever the runner reached
+  (success, failure), its end, read under the task's row lock, is ``cancelled``
+  (``end_run``), so an accepted cancel is always followed by ``cancelled``;
 - a delivery goes to the task's own ``webhook_url`` and to each enabled endpoint of
   the task's owner subscribed to the event; its body, ``{type, timestamp, data:
   {task}}`` with the task as ``GET /v1/tasks/{id}`` shows it at that moment, is
@@ -25,7 +31,7 @@ from uuid import UUID, uuid4
 
 from chatsys.domain.approvals.decisions import expire_pending
 from chatsys.domain.shared.clock import Clock
-from chatsys.domain.tasks.model import EventType, Task, TaskEvent, TaskStatus
+from chatsys.domain.tasks.model import EventType, StepStatus, Task, TaskEvent, TaskStatus, Usage
 from chatsys.domain.tasks.ports import TaskRenderer
 from chatsys.domain.tasks.uow import TasksUnitOfWork
 from chatsys.domain.webhooks.model import (
@@ -117,12 +123,52 @@ async def finish_task(
     """End ``task`` (read under its row lock, its result or error set by the caller) at
     ``at`` in the caller's transaction: status, terminal event, webhook deliveries.
     Returns the deliveries to dispatch after the commit. Approvals of the task still
-    pending expire with it."""
+    pending expire with it. Ending cancelled also ends its unfinished steps, and leaves
+    ``task.steps`` as they now are."""
     task.end(status, at)
+    if status is TaskStatus.CANCELLED:
+        await _cancel_steps(uow, task, at)
     await uow.tasks.finish(task)
     await expire_pending(uow, task, at)
     appended = await uow.events.append(task.id, event, data)
     return await callbacks.record(uow, task, appended)
+
+
+async def _cancel_steps(uow: TasksUnitOfWork, task: Task, at: datetime) -> None:
+    """The unfinished steps of a task being cancelled end ``cancelled``, each with its
+    event; the task's usage becomes what its steps used."""
+    steps = await uow.tasks.steps(task.id)
+    unfinished = [(s, s.status) for s in steps if not s.status.is_finished]
+    for step, _ in unfinished:
+        step.status, step.finished_at = StepStatus.CANCELLED, at
+    if unfinished:
+        await uow.tasks.save_steps(task.id, [step for step, _ in unfinished])
+    for step, was in unfinished:
+        data = {"step": step.key, "agent": step.agent, "attempt": step.attempt, "was": was.value}
+        await uow.events.append(task.id, EventType.STEP_CANCELLED, data)
+    task.usage = sum((s.usage for s in steps), Usage())
+    task.steps = steps
+
+
+async def end_run(
+    uow: TasksUnitOfWork,
+    task: Task,
+    status: TaskStatus,
+    event: str,
+    data: dict[str, Any],
+    *,
+    clock: Clock,
+    callbacks: Callbacks,
+) -> tuple[TaskStatus, list[UUID]]:
+    """A runner's end of ``task`` (read under its row lock, with the runner's result,
+    error and usage set): ``status``, unless a cancel was accepted meanwhile; then the
+    task ends cancelled instead, with no result and no error. Returns the status it
+    ended with and the deliveries to dispatch after the commit."""
+    if task.cancel_requested:
+        task.result = task.error = None
+        return TaskStatus.CANCELLED, await cancel_requested_task(uow, task, clock, callbacks)
+    ended = await finish_task(uow, task, status, event, data, at=clock.now(), callbacks=callbacks)
+    return status, ended
 
 
 async def cancel_requested_task(

@@ -13,6 +13,8 @@ Rules:
   checkpointed and never run again when the task resumes on another worker;
 - recovery, in order: the executor retries a failing step; then the plan is
   degraded to one ``assistant`` step; then the task fails with the error;
+- a cancel accepted while it runs wins, even over a run that just reached its end
+  (``end_run``, under the task's row lock);
 - a task never stays ``running`` when its runner stops: it ends succeeded,
   failed or cancelled, or (worker shutting down) it is handed back to the
   queue without spending an attempt; only a killed worker leaves it running,
@@ -45,7 +47,7 @@ from chatsys.domain.planning.planner import Plan, Planner, PlanStep, Role
 from chatsys.domain.shared.clock import Clock
 from chatsys.domain.shared.errors import InvalidInput, LLMError
 from chatsys.domain.shared.uow import Factory
-from chatsys.domain.tasks.ending import Callbacks, finish_task
+from chatsys.domain.tasks.ending import Callbacks, end_run
 from chatsys.domain.tasks.model import (
     EventType,
     FailureKind,
@@ -55,7 +57,6 @@ from chatsys.domain.tasks.model import (
     TaskError,
     TaskResult,
     TaskStatus,
-    Usage,
 )
 from chatsys.domain.tasks.recovery import requeue_or_cancel
 from chatsys.domain.tasks.submission import Dispatcher
@@ -305,6 +306,8 @@ class RunTask:
             if current.worker_id not in (None, self._worker_id):
                 raise LeaseLost(str(task.id))
             current.result, current.error, current.usage = task.result, task.error, task.usage
+            if current.cancel_requested:  # it ends cancelled (end_run): no answer is posted
+                answer = None
             if answer is not None and task.conversation_id is not None:
                 await uow.messages.add(
                     StoredMessage(
@@ -317,8 +320,8 @@ class RunTask:
                         answer_agent,
                     )
                 )
-            deliveries = await finish_task(
-                uow, current, status, event, data, at=self._clock.now(), callbacks=self._callbacks
+            status, deliveries = await end_run(
+                uow, current, status, event, data, clock=self._clock, callbacks=self._callbacks
             )
             await uow.commit()
         await self._callbacks.dispatch(deliveries)
@@ -350,12 +353,8 @@ class RunTask:
         return await self._finish(task, TaskStatus.FAILED, EventType.TASK_FAILED, data)
 
     async def _finish_cancelled(self, task: Task) -> TaskStatus:
-        async with self._uow() as uow:
-            task.steps = await uow.tasks.steps(task.id)
-        task.usage = sum((s.usage for s in task.steps), Usage())
-        return await self._finish(
-            task, TaskStatus.CANCELLED, EventType.TASK_CANCELLED, {"reason": "cancel requested"}
-        )
+        data = {"reason": "cancel requested"}  # its usage: what its steps used
+        return await self._finish(task, TaskStatus.CANCELLED, EventType.TASK_CANCELLED, data)
 
     async def _hand_back(self, task: Task) -> None:
         """The worker is shutting down: return the task to the queue, attempt unspent."""

@@ -26,6 +26,7 @@ AUDITED_EVENTS = frozenset(
         EventType.STEP_STARTED,
         EventType.STEP_COMPLETED,
         EventType.STEP_FAILED,
+        EventType.STEP_CANCELLED,
         EventType.TOOL_CALL_STARTED,
         EventType.TOOL_CALL_COMPLETED,
         EventType.APPROVAL_REQUESTED,
