@@ -53,3 +53,32 @@ async def test_the_drift_check_catches_a_model_the_migrations_lack(
             await asyncio.to_thread(migrations.check, empty_database_url)
     finally:
         Base.metadata.remove(extra)
+
+
+async def test_cancelled_steps_survive_a_downgrade_as_skipped(empty_database_url: str) -> None:
+    """0006 lets steps end 'cancelled'; going back below it keeps them, as 'skipped'."""
+    url = empty_database_url
+    await asyncio.to_thread(migrations.upgrade, url)
+    conn = await asyncpg.connect(plain_dsn(url))
+    try:
+        task = await conn.fetchval(
+            "INSERT INTO tasks (id, owner, input, status) VALUES"
+            " (gen_random_uuid(), 'ann', 'x', 'cancelled') RETURNING id"
+        )
+        for key, status in (("a", "succeeded"), ("b", "cancelled")):
+            await conn.execute(
+                "INSERT INTO steps (task_id, key, agent, instruction, status)"
+                " VALUES ($1, $2, 'qa', 'i', $3)",
+                task,
+                key,
+                status,
+            )
+        await asyncio.to_thread(migrations.downgrade, url, "0005_approvals")
+        rows = await conn.fetch("SELECT key, status FROM steps ORDER BY key")
+        assert [(r["key"], r["status"]) for r in rows] == [("a", "succeeded"), ("b", "skipped")]
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("UPDATE steps SET status = 'cancelled' WHERE key = 'b'")
+        await asyncio.to_thread(migrations.upgrade, url)
+        await conn.execute("UPDATE steps SET status = 'cancelled' WHERE key = 'b'")
+    finally:
+        await conn.close()

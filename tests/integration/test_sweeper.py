@@ -10,12 +10,17 @@ from sqlalchemy import text
 
 from chatsys.bootstrap import Resources
 from chatsys.bootstrap.components import webhook_callbacks
-from chatsys.domain.tasks.model import Task, TaskStatus
+from chatsys.domain.tasks.model import StepRecord, StepStatus, Task, TaskStatus, Usage
 from chatsys.domain.tasks.recovery import RequeueStale
 from chatsys.domain.tasks.submission import Dispatcher
 from chatsys.infra.clock import SystemClock
 from chatsys.infra.queue import ArqJobQueue
 from chatsys.infra.settings import Settings
+
+STEPS = [  # one step done, the next one under way when the runner died
+    StepRecord("a", "qa", "i", (), StepStatus.SUCCEEDED, output="done", usage=Usage(3, 2, 0)),
+    StepRecord("b", "qa", "i", ("a",), StepStatus.RUNNING, attempt=1),
+]
 
 
 async def _running_task(resources: Resources, *, cancel: bool) -> Task:
@@ -25,6 +30,7 @@ async def _running_task(resources: Resources, *, cancel: bool) -> Task:
         await uow.commit()
     async with resources.unit_of_work() as uow:
         assert await uow.tasks.claim(task.id, "dead-worker", stale_after=10) is not None
+        await uow.tasks.save_steps(task.id, STEPS)
         if cancel:
             await uow.tasks.request_cancel(task.id)
         await uow.commit()
@@ -57,7 +63,14 @@ async def test_lapsed_tasks_are_requeued_and_cancel_requests_honoured(settings: 
         assert requeued.status is TaskStatus.QUEUED
         assert cancelled is not None
         assert cancelled.status is TaskStatus.CANCELLED
-        assert events[-1].type == "task.cancelled"
+        assert [e.type for e in events[-2:]] == ["step.cancelled", "task.cancelled"]
+        assert [(s.key, s.status) for s in cancelled.steps] == [
+            ("a", StepStatus.SUCCEEDED),
+            ("b", StepStatus.CANCELLED),
+        ]
+        assert cancelled.steps[1].finished_at is not None
+        assert cancelled.usage.total_tokens == 5  # what its steps used
+        assert [(s.key, s.status) for s in requeued.steps] == [(s.key, s.status) for s in STEPS]
         assert await resources.redis.zcard(settings.worker.queue_name) == 1
     finally:
         await resources.close()
