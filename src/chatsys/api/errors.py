@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chatsys.api.text import printable
 from chatsys.domain.shared.errors import (
     Conflict,
     DomainError,
@@ -131,7 +132,8 @@ def _http_detail(request: Request, exc: StarletteHTTPException) -> str:
 
 
 def _location(loc: tuple[Any, ...] | list[Any]) -> str:
-    return ".".join(str(part) for part in loc) or "request"
+    # A location can hold a client's JSON key, and a message the text it refused.
+    return printable(".".join(str(part) for part in loc)) or "request"
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -139,7 +141,7 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     for err in exc.errors():
         item: dict[str, Any] = {
             "location": _location(err.get("loc", ())),
-            "message": err.get("msg", "invalid"),
+            "message": printable(err.get("msg", "invalid")),
             "type": err.get("type", "value_error"),
         }
         if err.get("type") == "json_invalid":

@@ -20,6 +20,7 @@ from chatsys.api.access.deps import (
     TicketStoreDep,
 )
 from chatsys.api.pagination import PageOut
+from chatsys.api.text import LINE, Line, LineOrNone
 from chatsys.domain.access.model import NAME_MAX, ApiKey, AuditEntry, Role
 
 router = APIRouter(tags=["access"])
@@ -30,9 +31,9 @@ RoleName = Annotated[Role, Field(description="admin, member or viewer")]
 class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=NAME_MAX, examples=["ci pipeline"])
+    name: Line = Field(min_length=1, max_length=NAME_MAX, examples=["ci pipeline"])
     role: RoleName = Role.MEMBER
-    subject: str | None = Field(
+    subject: LineOrNone = Field(
         default=None,
         max_length=200,
         pattern=r"^[A-Za-z0-9._@:-]+$",
@@ -135,7 +136,7 @@ async def list_api_keys(
     list_keys: ListApiKeysDep,
     _: AdminDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200), LINE] = None,
 ) -> ApiKeyPageOut:
     page = await list_keys.execute(limit=limit, cursor=cursor)
     return ApiKeyPageOut.of(page, ApiKeyOut.of)
@@ -174,13 +175,17 @@ async def create_stream_ticket(tickets: TicketStoreDep, principal: PrincipalDep)
 async def list_audit_logs(
     audit_logs: ListAuditLogsDep,
     _: AdminDep,
-    actor: Annotated[str | None, Query(max_length=200, description="e.g. key:<id>")] = None,
-    action: Annotated[str | None, Query(max_length=100, description="e.g. task.cancel")] = None,
+    actor: Annotated[str | None, Query(max_length=200, description="e.g. key:<id>"), LINE] = None,
+    action: Annotated[
+        str | None,
+        Query(max_length=100, description="e.g. task.cancel"),
+        LINE,
+    ] = None,
     task_id: UUID | None = None,
     since: Annotated[datetime | None, Query(description="from this time (inclusive)")] = None,
     until: Annotated[datetime | None, Query(description="before this time")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200), LINE] = None,
 ) -> AuditPageOut:
     page = await audit_logs.execute(
         limit=limit, cursor=cursor, actor=actor, action=action,

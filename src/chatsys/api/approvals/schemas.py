@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chatsys.api.text import TextOrNone
 from chatsys.domain.approvals.model import REASON_MAX, Approval
 
 ApprovalStatusName = Literal["pending", "approved", "denied", "expired"]
@@ -20,7 +21,7 @@ class ApprovalDecisionIn(BaseModel):
         description="approve: the tool runs and the model gets its result; deny: it does not "
         "run and the model is told so (with the reason)"
     )
-    reason: str | None = Field(default=None, max_length=REASON_MAX)
+    reason: TextOrNone = Field(default=None, max_length=REASON_MAX)
 
 
 class ApprovalOut(BaseModel):

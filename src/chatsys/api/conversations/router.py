@@ -20,6 +20,7 @@ from chatsys.api.conversations.schemas import MessageCreate, MessageOut, Message
 from chatsys.api.pagination import PageOut
 from chatsys.api.tasks.deps import SubmitTaskDep
 from chatsys.api.tasks.schemas import TaskCreatedOut
+from chatsys.api.text import LINE, JsonObject, LineOrNone
 from chatsys.domain.conversations.model import Conversation
 from chatsys.domain.conversations.use_cases import METADATA_MAX_KEYS
 from chatsys.domain.shared.text import TITLE_MAX
@@ -30,8 +31,8 @@ router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 class ConversationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: str | None = Field(default=None, max_length=TITLE_MAX, examples=["Payment service"])
-    metadata: dict[str, Any] = Field(default_factory=dict, max_length=METADATA_MAX_KEYS)
+    title: LineOrNone = Field(default=None, max_length=TITLE_MAX, examples=["Payment service"])
+    metadata: JsonObject = Field(default_factory=dict, max_length=METADATA_MAX_KEYS)
 
 
 class ConversationOut(BaseModel):
@@ -80,7 +81,7 @@ async def list_conversations(
     list_conversations: ListConversationsDep,
     owner: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=100, description="page size")] = 20,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200), LINE] = None,
 ) -> ConversationPage:
     page = await list_conversations.execute(owner=owner, limit=limit, cursor=cursor)
     return ConversationPage.of(page, ConversationOut.of)
@@ -103,7 +104,7 @@ async def list_messages(
     list_messages: ListMessagesDep,
     owner: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200), LINE] = None,
 ) -> MessagePageOut:
     page = await list_messages.execute(conversation_id, owner=owner, limit=limit, cursor=cursor)
     return MessagePageOut.of(page, MessageOut.of)

@@ -9,11 +9,12 @@ from pydantic import BaseModel, Field
 
 from chatsys.api.pagination import PageOut
 from chatsys.api.tasks.schemas import TaskOptions
+from chatsys.api.text import Text
 from chatsys.domain.conversations.ports import StoredMessage
 
 
 class MessageCreate(TaskOptions):
-    content: str = Field(description="the user's message; it starts a task in the conversation")
+    content: Text = Field(description="the user's message; it starts a task in the conversation")
 
 
 class MessageOut(BaseModel):

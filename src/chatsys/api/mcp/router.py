@@ -26,11 +26,12 @@ from chatsys.api.mcp.schemas import (
     McpToolOut,
     McpToolResultOut,
 )
+from chatsys.api.text import LINE
 
 router = APIRouter(prefix="/v1/mcp/servers", tags=["mcp"])
 
-ServerName = Annotated[str, Path(min_length=1, max_length=64)]
-ToolName = Annotated[str, Path(min_length=1, max_length=128)]
+ServerName = Annotated[str, Path(min_length=1, max_length=64), LINE]
+ToolName = Annotated[str, Path(min_length=1, max_length=128), LINE]
 
 
 @router.get("", response_model=McpServerListOut, summary="MCP servers with their state")

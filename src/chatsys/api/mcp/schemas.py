@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chatsys.api.text import JsonObject, Line, LineMap, LineOrNone, Text, TextMap
 from chatsys.domain.mcp.ports import McpServerInfo, McpToolInfo
 
 
@@ -14,16 +15,16 @@ class McpServerCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=32, examples=["time"])
+    name: Line = Field(min_length=1, max_length=32, examples=["time"])
     transport: Literal["stdio", "streamable-http"] | None = None
-    command: str | None = Field(default=None, max_length=4096, examples=["mcp-server-time"])
-    args: list[str] = Field(default_factory=list, max_length=256)
-    env: dict[str, str] = Field(default_factory=dict, max_length=100)
-    cwd: str | None = Field(default=None, max_length=4096)
-    url: str | None = Field(default=None, max_length=2048)
-    headers: dict[str, str] = Field(default_factory=dict, max_length=100)
-    roles: list[str] = Field(default_factory=lambda: ["*"], max_length=20)
-    tools: list[str] = Field(default_factory=lambda: ["*"], max_length=100)
+    command: LineOrNone = Field(default=None, max_length=4096, examples=["mcp-server-time"])
+    args: list[Text] = Field(default_factory=list, max_length=256)
+    env: TextMap = Field(default_factory=dict, max_length=100)
+    cwd: LineOrNone = Field(default=None, max_length=4096)
+    url: LineOrNone = Field(default=None, max_length=2048)
+    headers: LineMap = Field(default_factory=dict, max_length=100)
+    roles: list[Line] = Field(default_factory=lambda: ["*"], max_length=20)
+    tools: list[Line] = Field(default_factory=lambda: ["*"], max_length=100)
     timeout: float | None = Field(default=None, gt=0, le=3600)
     max_result_chars: int | None = Field(default=None, ge=100, le=1_000_000)
     lazy: bool = True
@@ -94,8 +95,8 @@ class McpToolListOut(BaseModel):
 class McpToolCall(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    arguments: dict[str, Any] = Field(default_factory=dict)
-    workspace: str | None = Field(
+    arguments: JsonObject = Field(default_factory=dict)
+    workspace: LineOrNone = Field(
         default=None,
         max_length=64,
         description="for the workspace tools: the workspace (a conversation or task id)",

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chatsys.api.access.deps import ReaderDep
 from chatsys.api.nlu.deps import AgentCatalogueDep, AnalyzeTextDep
+from chatsys.api.text import Text
 from chatsys.domain.shared.errors import InvalidInput
 
 router = APIRouter(tags=["analysis"])
@@ -18,7 +19,7 @@ router = APIRouter(tags=["analysis"])
 class AnalyzeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=32 * 1024)
+    text: Text = Field(min_length=1, max_length=32 * 1024)
     conversation_id: UUID | None = None
 
 

@@ -18,6 +18,7 @@ from chatsys.api.tasks.deps import (
     SubmitTaskDep,
 )
 from chatsys.api.tasks.schemas import (
+    SEQ_MAX,
     EventOut,
     EventPageOut,
     TaskCreate,
@@ -27,6 +28,7 @@ from chatsys.api.tasks.schemas import (
     TaskStatusName,
     TaskSummary,
 )
+from chatsys.api.text import LINE, TEXT
 from chatsys.domain.shared.errors import InvalidInput
 from chatsys.domain.tasks.model import TaskStatus
 
@@ -40,6 +42,7 @@ IdempotencyKey = Annotated[
         max_length=255,
         description="same key and body: the same task again; same key, other body: 409",
     ),
+    LINE,
 ]
 
 
@@ -78,7 +81,7 @@ async def list_tasks(
     list_tasks: ListTasksDep,
     owner: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200), LINE] = None,
     status_filter: Annotated[TaskStatusName | None, Query(alias="status")] = None,
     conversation_id: UUID | None = None,
 ) -> TaskPageOut:
@@ -142,12 +145,15 @@ async def list_task_events(
     list_events: ListTaskEventsDep,
     stream: StreamConfigDep,
     owner: ReaderDep,
-    after: Annotated[int, Query(ge=0, description="return events with seq > after")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=SEQ_MAX, description="return events with seq > after")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="page size (JSON only)")] = 200,
-    accept: Annotated[str, Header()] = "application/json",
+    accept: Annotated[str, Header(), TEXT] = "application/json",
     last_event_id: Annotated[
         str | None,
         Header(alias="Last-Event-ID", max_length=20, description="SSE: resume after this seq"),
+        LINE,
     ] = None,
 ) -> EventPageOut | Response:
     if "text/event-stream" in accept:

@@ -9,10 +9,13 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatsys.api.pagination import PageOut
+from chatsys.api.text import JsonObject, Line, LineOrNone, Text
 from chatsys.domain.planning.planner import MAX_STEPS
 from chatsys.domain.shared.text import TITLE_MAX
 from chatsys.domain.tasks.model import StepRecord, Task, TaskEvent, Usage
 from chatsys.domain.tasks.submission import TaskRequest
+
+SEQ_MAX = 2**63 - 1  # an event's seq is a Postgres bigint
 
 TaskStatusName = Literal[
     "queued", "running", "awaiting_approval", "succeeded", "failed", "cancelled"
@@ -22,10 +25,10 @@ TaskStatusName = Literal[
 class PlanStepIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    key: str = Field(min_length=1, max_length=50, examples=["implement"])
-    agent: str = Field(min_length=1, max_length=50, examples=["developer"])
-    instruction: str = Field(min_length=1, max_length=4000)
-    depends_on: list[str] = Field(default_factory=list, max_length=MAX_STEPS)
+    key: Line = Field(min_length=1, max_length=50, examples=["implement"])
+    agent: Line = Field(min_length=1, max_length=50, examples=["developer"])
+    instruction: Text = Field(min_length=1, max_length=4000)
+    depends_on: list[Line] = Field(default_factory=list, max_length=MAX_STEPS)
 
 
 class TaskOptions(BaseModel):
@@ -33,8 +36,8 @@ class TaskOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: str | None = Field(default=None, max_length=TITLE_MAX)
-    agents: list[str] | None = Field(
+    title: LineOrNone = Field(default=None, max_length=TITLE_MAX)
+    agents: list[Line] | None = Field(
         default=None,
         min_length=1,
         max_length=MAX_STEPS,
@@ -43,14 +46,14 @@ class TaskOptions(BaseModel):
     plan: list[PlanStepIn] | None = Field(
         default=None, min_length=1, max_length=MAX_STEPS, description="a plan of your own"
     )
-    model: str | None = Field(default=None, max_length=200, description="a configured model")
-    webhook_url: str | None = Field(
+    model: LineOrNone = Field(default=None, max_length=200, description="a configured model")
+    webhook_url: LineOrNone = Field(
         default=None,
         max_length=2048,
         description="called (signed, Standard Webhooks) when the task ends; the answer to "
         "the submission carries its secret",
     )
-    metadata: dict[str, Any] = Field(default_factory=dict, max_length=50)
+    metadata: JsonObject = Field(default_factory=dict, max_length=50)
 
     def to_request(self, text: str, conversation_id: UUID | None) -> TaskRequest:
         return TaskRequest(
@@ -66,7 +69,7 @@ class TaskOptions(BaseModel):
 
 
 class TaskCreate(TaskOptions):
-    input: str = Field(description="what you want done (at most 32 KiB by default)")
+    input: Text = Field(description="what you want done (at most 32 KiB by default)")
     conversation_id: UUID | None = None
 
 

@@ -8,6 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, status
 
 from chatsys.api.access.deps import SubjectDep, WriterDep
+from chatsys.api.text import LINE
 from chatsys.api.webhooks.deps import GetDeliveryDep, ListDeliveriesDep, RedeliverDep
 from chatsys.api.webhooks.schemas import DeliveryOut, DeliveryPageOut, DeliveryStatusName
 from chatsys.domain.webhooks.model import DeliveryStatus
@@ -26,7 +27,7 @@ async def list_deliveries(
     task_id: UUID | None = None,
     status_filter: Annotated[DeliveryStatusName | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200), LINE] = None,
 ) -> DeliveryPageOut:
     page = await list_deliveries.execute(
         owner=owner,

@@ -8,6 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response, status
 
 from chatsys.api.access.deps import SubjectDep, WriterDep
+from chatsys.api.text import LINE
 from chatsys.api.webhooks.deps import (
     CreateWebhookDep,
     DeleteWebhookDep,
@@ -51,7 +52,7 @@ async def list_webhooks(
     list_webhooks: ListWebhooksDep,
     owner: SubjectDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200), LINE] = None,
 ) -> WebhookPageOut:
     page = await list_webhooks.execute(owner=owner, limit=limit, cursor=cursor)
     return WebhookPageOut.of(page, WebhookOut.of)

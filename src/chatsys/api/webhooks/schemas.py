@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatsys.api.pagination import PageOut
+from chatsys.api.text import Line, TextOrNone
 from chatsys.domain.webhooks.endpoints import DESCRIPTION_MAX, MAX_ROTATION_GRACE
 from chatsys.domain.webhooks.model import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
 
@@ -20,14 +21,14 @@ DeliveryStatusName = Literal["pending", "delivering", "succeeded", "failed"]
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(max_length=2048, examples=["https://example.com/hooks/chatsys"])
+    url: Line = Field(max_length=2048, examples=["https://example.com/hooks/chatsys"])
     event_types: list[WebhookEventName] | None = Field(
         default=None,
         min_length=1,
         max_length=4,
         description="default: task.succeeded, task.failed, task.cancelled",
     )
-    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX)
+    description: TextOrNone = Field(default=None, max_length=DESCRIPTION_MAX)
 
 
 class WebhookOut(BaseModel):
