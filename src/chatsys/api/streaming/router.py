@@ -15,7 +15,9 @@ server -> client
   {"type": "pong", "id": "ref"}
   {"type": "error", "id": "ref" | null, "code": "...", "message": "..."}
 
-A bad frame gets an error frame; the connection stays open.
+A bad frame gets an error frame; the connection stays open. Strings follow the text rule
+of ``chatsys.api.text`` (no NUL, no lone surrogate), as in HTTP bodies; an unexpected
+failure is logged and answered with ``code: "internal"``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import orjson
+import structlog
 from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
@@ -47,7 +50,8 @@ from chatsys.api.streaming.sse import (
     run_until_stopped,
 )
 from chatsys.api.tasks.deps import SubmitTaskDep
-from chatsys.api.tasks.schemas import TaskOptions
+from chatsys.api.tasks.schemas import SEQ_MAX, TaskOptions
+from chatsys.api.text import LineOrNone, Text, printable
 from chatsys.domain.access.model import Principal
 from chatsys.domain.shared.errors import (
     DomainError,
@@ -57,6 +61,7 @@ from chatsys.domain.streaming.follow import FollowConversation, FollowTask, Idle
 from chatsys.domain.tasks.submission import SubmitTask
 
 router = APIRouter(tags=["streams"])
+log = structlog.stdlib.get_logger("chatsys.api")
 
 
 def _parse_after(raw: str | None) -> int | None:
@@ -111,7 +116,7 @@ async def task_stream(
 class _Frame(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str | None = Field(default=None, max_length=100, description="echoed in the answer")
+    id: LineOrNone = Field(default=None, max_length=100, description="echoed in the answer")
 
 
 class _Target(_Frame):
@@ -127,7 +132,7 @@ class _Target(_Frame):
 
 class SubscribeFrame(_Target):
     type: Literal["subscribe"]
-    after: int = Field(default=0, ge=0, description="tasks only: start after this seq")
+    after: int = Field(default=0, ge=0, le=SEQ_MAX, description="tasks only: start after this seq")
 
 
 class UnsubscribeFrame(_Target):
@@ -136,9 +141,9 @@ class UnsubscribeFrame(_Target):
 
 class SendMessageFrame(TaskOptions):
     type: Literal["send_message"]
-    id: str | None = Field(default=None, max_length=100)
+    id: LineOrNone = Field(default=None, max_length=100)
     conversation_id: UUID
-    content: str
+    content: Text
 
 
 class PingFrame(_Frame):
@@ -156,7 +161,7 @@ def _frame_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first.get("loc", ()) if p not in _FRAME_TYPES)
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where or 'frame'}: {first.get('msg', 'invalid')}{more}"
+    return printable(f"{where or 'frame'}: {first.get('msg', 'invalid')}{more}")
 
 
 _FRAME_TYPES = {"subscribe", "unsubscribe", "send_message", "ping"}
@@ -254,6 +259,12 @@ class _Connection:
                 await self._send_message(frame)
         except DomainError as exc:
             await self.error(ref, _error_code(exc), exc.detail)
+        except Exception:  # a bug, not the client's fault: log it, answer, keep the socket
+            request_id = self.ws.scope.get("state", {}).get("request_id")
+            log.exception("chatsys.api.ws_frame_failed", frame=frame.type, request_id=request_id)
+            await self.error(
+                ref, "internal", f"internal error; it is logged with request id {request_id}"
+            )
 
     @staticmethod
     def _key(frame: _Target) -> tuple[str, UUID]:
