@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from chatsys.infra.db.engine import create_engine
 from chatsys.infra.settings import DatabaseSettings
@@ -30,5 +32,20 @@ async def test_a_connection_killed_while_idle_is_replaced(database_url: str) -> 
         async with engine.connect() as conn:
             second = await conn.scalar(text("SELECT pg_backend_pid()"))
         assert second != first
+    finally:
+        await engine.dispose()
+
+
+async def test_a_failing_statement_never_shows_its_bound_values(database_url: str) -> None:
+    """A statement's parameters are what users sent (task input, names): the error of a
+    failing statement, which reaches the log, must not list them (``hide_parameters``).
+    (The database's own message may still quote a value it refused; not this case.)"""
+    engine = create_engine(DatabaseSettings(), database_url, role="test")
+    try:
+        async with engine.connect() as conn:
+            with pytest.raises(DBAPIError) as failed:
+                await conn.execute(text("SELECT 1 / 0 WHERE :v <> ''"), {"v": "secret-input-42"})
+        assert "secret-input-42" not in str(failed.value)
+        assert "hidden due to hide_parameters" in str(failed.value)
     finally:
         await engine.dispose()

@@ -29,6 +29,7 @@ def create_engine(settings: DatabaseSettings, url: str, *, role: str) -> AsyncEn
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout,
         echo=settings.echo,
+        hide_parameters=True,  # bound values are user input: never in an error or a log
         connect_args={"server_settings": {"application_name": app_name}},
     )
     _ping_when_idle(engine, settings.ping_after_idle)
