@@ -137,14 +137,18 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     import anyio
 
     from chatsys.api.mcp_bridge import serve
-    from chatsys.infra.settings import McpSettings
+    from chatsys.bootstrap import load_settings
+    from chatsys.bootstrap.cli import bridge_target
 
-    mcp = McpSettings()
-    api_url = args.api_url or mcp.api_url
-    api_key = mcp.api_key.get_secret_value() if mcp.api_key else None
+    target = bridge_target(load_settings(), args.api_url)
     anyio.run(
         lambda: serve(
-            api_url, transport=args.transport, host=args.host, port=args.port, api_key=api_key
+            target.api_url,
+            transport=args.transport,
+            host=args.host,
+            port=args.port,
+            api_key=target.api_key,
+            unauthorized_hint=target.unauthorized_hint,
         )
     )
     return 0
@@ -226,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     mcp = sub.add_parser(
         "mcp",
-        help="serve chatsys' API as MCP tools (submit_task, get_task, list_tasks)",
+        help="serve chatsys' API as MCP tools (submit_task, get_task, list_tasks, wait_for_task)",
         description="An MCP server whose tools call a running chatsys API, so MCP clients "
         "(desktop assistants, IDEs, other agents) can use chatsys as a tool.",
     )
@@ -239,7 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     mcp.add_argument("--host", default="127.0.0.1", help="HTTP bind address (127.0.0.1)")
     mcp.add_argument("--port", type=int, default=8765, help="HTTP port (8765)")
     mcp.add_argument(
-        "--api-url", help="the chatsys API (CHATSYS_MCP_API_URL, default http://127.0.0.1:8000)"
+        "--api-url",
+        help="the chatsys API (CHATSYS_MCP_API_URL; default this machine at CHATSYS_API_PORT, "
+        "with the data dir's admin.key unless CHATSYS_MCP_API_KEY is set)",
     )
     mcp.set_defaults(handler=cmd_mcp)
     return parser
