@@ -114,15 +114,16 @@ def cmd_openapi(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
-    import asyncio
-
     from chatsys.bootstrap import load_settings
-    from chatsys.bootstrap.cli import create_key
+    from chatsys.bootstrap.cli import create_key_now
     from chatsys.domain.access.model import Role
 
-    settings = load_settings()
-    key, full = asyncio.run(
-        create_key(settings, name=args.name, role=Role(args.role), subject=args.subject)
+    key, full = create_key_now(
+        load_settings(),
+        name=args.name,
+        role=Role(args.role),
+        subject=args.subject,
+        progress=lambda m: print(f"chatsys: {m}", file=sys.stderr),
     )
     print(full)
     print(
@@ -214,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = sub.add_parser(
         "keys",
-        help="manage API keys directly in the database (for the first admin key)",
+        help="manage API keys directly in the database (for the first admin key; the data "
+        "dir's embedded Postgres whether `chatsys dev` runs or not)",
         description="API keys; once you have an admin key, the /v1/api-keys endpoints do the same.",
     )
     keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)

@@ -14,8 +14,11 @@ from chatsys.bootstrap.components import service_urls
 from chatsys.domain.access.model import ApiKey, Role
 from chatsys.domain.access.use_cases import Authenticate, CreateApiKey
 from chatsys.infra.clock import SystemClock
+from chatsys.infra.db import migrations
 from chatsys.infra.db.engine import create_engine, create_session_factory
 from chatsys.infra.db.unit_of_work import SqlUnitOfWork
+from chatsys.infra.embedded.server import Progress
+from chatsys.infra.embedded.stack import one_off_database
 from chatsys.infra.settings import Settings
 
 
@@ -54,10 +57,16 @@ def local_admin_key(settings: Settings, database_url: str) -> str:
 
 
 async def create_key(
-    settings: Settings, *, name: str, role: Role, subject: str | None
+    settings: Settings,
+    *,
+    name: str,
+    role: Role,
+    subject: str | None,
+    database_url: str | None = None,
 ) -> tuple[ApiKey, str]:
-    """For `chatsys keys create` and `chatsys dev`: a key straight into the database."""
-    database_url, _ = service_urls(settings)
+    """A key straight into the database (``database_url``, else the configured one)."""
+    if database_url is None:
+        database_url, _ = service_urls(settings)
     engine = create_engine(settings.database, database_url, role="cli")
     try:
         uow = SqlUnitOfWork(create_session_factory(engine))
@@ -66,6 +75,22 @@ async def create_key(
         )
     finally:
         await engine.dispose()
+
+
+def create_key_now(
+    settings: Settings, *, name: str, role: Role, subject: str | None, progress: Progress
+) -> tuple[ApiKey, str]:
+    """`chatsys keys create`: the key in the configured database, else in the data dir's
+    embedded one, whether `chatsys dev` runs (its Postgres) or not (Postgres started for
+    this, migrated, and stopped)."""
+    url = settings.database.url.get_secret_value() if settings.database.url else None
+    with one_off_database(settings.data_dir, database_url=url, progress=progress) as database:
+        if database.started_here:
+            progress("applying database migrations")
+            migrations.upgrade(database.url)
+        return asyncio.run(
+            create_key(settings, name=name, role=role, subject=subject, database_url=database.url)
+        )
 
 
 @dataclass(frozen=True, slots=True)
