@@ -135,7 +135,8 @@ async def test_tools_answer_structured_objects_and_the_server_names_its_version(
         for tool in tools.values():
             assert tool.output_schema is not None, tool.name
             assert tool.output_schema["type"] == "object"
-        assert {"id", "status", "result"} <= set(tools["get_task"].output_schema["properties"])
+        task_schema = tools["get_task"].output_schema or {}
+        assert {"id", "status", "result"} <= set(task_schema["properties"])
         limits = tools["wait_for_task"].input_schema["properties"]["timeout_seconds"]
         assert (limits["minimum"], limits["maximum"]) == (1, 600)
 

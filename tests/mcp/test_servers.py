@@ -75,15 +75,11 @@ async def test_mcp_server_time_over_stdio(manager: McpManager) -> None:
 async def test_a_server_installed_in_chatsys_venv_starts_by_its_bare_name() -> None:
     """`pip install mcp-server-time` beside chatsys, then `"command": "mcp-server-time"`:
     it starts even though the venv's bin is not on the PATH the server is given."""
-    venv_bin = str(Path(sys.executable).parent)
-    bare = McpManager(
-        [
-            parse_server(
-                {"name": "t", "command": "mcp-server-time", "env": {"PATH": "/usr/bin:/bin"}}
-            )
-        ]
-    )
-    assert venv_bin not in "/usr/bin:/bin".split(":")
+    path = ["/usr/bin", "/bin"]
+    assert str(Path(sys.executable).parent) not in path
+    assert shutil.which("mcp-server-time", path=":".join(path)) is None
+    definition = {"name": "t", "command": "mcp-server-time", "env": {"PATH": ":".join(path)}}
+    bare = McpManager([parse_server(definition)])
     try:
         result = await bare.call("t", "get_current_time", {"timezone": "UTC"})
         assert not result.is_error, result.content

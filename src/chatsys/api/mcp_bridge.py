@@ -200,11 +200,11 @@ def build_bridge(
         return _shaped(TaskList, await api.call("GET", "/v1/tasks", params=params))
 
     @server.tool()
-    async def wait_for_task(task_id: str, timeout_seconds: Seconds = 60.0) -> TaskWait:
+    async def wait_for_task(task_id: str, timeout_seconds: Seconds = 25.0) -> TaskWait:
         """Wait until the task ends (succeeded, failed or cancelled) and return it with its
-        result; after timeout_seconds (1 to 600) return it as it is then, with ended false
-        (call again to keep waiting). Some MCP clients give up on a tool call sooner than
-        the timeout: pick one below your client's limit."""
+        result; after timeout_seconds (1 to 600, default 25) return it as it is then, with
+        ended false: call again to keep waiting. MCP clients give up on a tool call after
+        a limit of their own (often 30 or 60 s): keep timeout_seconds below it."""
         return await api.wait(task_id, timeout_seconds)
 
     return server
