@@ -114,15 +114,16 @@ def cmd_openapi(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
-    import asyncio
-
     from chatsys.bootstrap import load_settings
-    from chatsys.bootstrap.cli import create_key
+    from chatsys.bootstrap.cli import create_key_now
     from chatsys.domain.access.model import Role
 
-    settings = load_settings()
-    key, full = asyncio.run(
-        create_key(settings, name=args.name, role=Role(args.role), subject=args.subject)
+    key, full = create_key_now(
+        load_settings(),
+        name=args.name,
+        role=Role(args.role),
+        subject=args.subject,
+        progress=lambda m: print(f"chatsys: {m}", file=sys.stderr),
     )
     print(full)
     print(
@@ -137,14 +138,18 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     import anyio
 
     from chatsys.api.mcp_bridge import serve
-    from chatsys.infra.settings import McpSettings
+    from chatsys.bootstrap import load_settings
+    from chatsys.bootstrap.cli import bridge_target
 
-    mcp = McpSettings()
-    api_url = args.api_url or mcp.api_url
-    api_key = mcp.api_key.get_secret_value() if mcp.api_key else None
+    target = bridge_target(load_settings(), args.api_url)
     anyio.run(
         lambda: serve(
-            api_url, transport=args.transport, host=args.host, port=args.port, api_key=api_key
+            target.api_url,
+            transport=args.transport,
+            host=args.host,
+            port=args.port,
+            api_key=target.api_key,
+            unauthorized_hint=target.unauthorized_hint,
         )
     )
     return 0
@@ -210,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = sub.add_parser(
         "keys",
-        help="manage API keys directly in the database (for the first admin key)",
+        help="manage API keys directly in the database (for the first admin key; the data "
+        "dir's embedded Postgres whether `chatsys dev` runs or not)",
         description="API keys; once you have an admin key, the /v1/api-keys endpoints do the same.",
     )
     keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
@@ -226,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     mcp = sub.add_parser(
         "mcp",
-        help="serve chatsys' API as MCP tools (submit_task, get_task, list_tasks)",
+        help="serve chatsys' API as MCP tools (submit_task, get_task, list_tasks, wait_for_task)",
         description="An MCP server whose tools call a running chatsys API, so MCP clients "
         "(desktop assistants, IDEs, other agents) can use chatsys as a tool.",
     )
@@ -239,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     mcp.add_argument("--host", default="127.0.0.1", help="HTTP bind address (127.0.0.1)")
     mcp.add_argument("--port", type=int, default=8765, help="HTTP port (8765)")
     mcp.add_argument(
-        "--api-url", help="the chatsys API (CHATSYS_MCP_API_URL, default http://127.0.0.1:8000)"
+        "--api-url",
+        help="the chatsys API (CHATSYS_MCP_API_URL; default this machine at CHATSYS_API_PORT, "
+        "with the data dir's admin.key unless CHATSYS_MCP_API_KEY is set)",
     )
     mcp.set_defaults(handler=cmd_mcp)
     return parser

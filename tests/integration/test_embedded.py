@@ -10,8 +10,9 @@ import psutil
 import pytest
 import redis
 
+from chatsys.infra.embedded.postgres import running_url
 from chatsys.infra.embedded.server import EmbeddedServerError
-from chatsys.infra.embedded.stack import EmbeddedStack
+from chatsys.infra.embedded.stack import EmbeddedStack, one_off_database
 from tests.support import plain_dsn
 
 
@@ -65,3 +66,27 @@ def test_configured_urls_start_nothing(tmp_path: Path) -> None:
         assert endpoints.redis_url == "redis://cache:6379/0"
         assert list(stack.pids()) == []
     assert not (tmp_path / "postgres").exists()
+
+
+def test_a_one_off_command_uses_the_running_owners_postgres_or_starts_its_own(
+    tmp_path: Path,
+) -> None:
+    said: list[str] = []
+    assert running_url(tmp_path) is None  # nothing there yet
+    with one_off_database(tmp_path, database_url=None, progress=said.append) as alone:
+        assert alone.started_here
+        assert running_url(tmp_path) == alone.url  # read back from postmaster.pid
+        _write_and_read(alone.url, "from the one-off")
+    assert running_url(tmp_path) is None  # stopped again (its postmaster.pid is gone)
+
+    owner = EmbeddedStack(tmp_path, database_url=None, redis_url=None, want_redis=False)
+    with owner as endpoints:
+        with one_off_database(tmp_path, database_url=None, progress=said.append) as shared:
+            assert not shared.started_here
+            assert shared.url == endpoints.database_url
+            assert _write_and_read(shared.url, None) == "from the one-off"
+        assert _write_and_read(endpoints.database_url, None) == "from the one-off"  # still up
+    assert any("using the embedded Postgres of the chatsys process" in m for m in said)
+
+    with one_off_database(tmp_path, database_url="postgresql+asyncpg://x@db/x") as given:
+        assert (given.url, given.started_here) == ("postgresql+asyncpg://x@db/x", False)

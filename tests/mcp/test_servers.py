@@ -72,6 +72,22 @@ async def test_mcp_server_time_over_stdio(manager: McpManager) -> None:
     assert psutil.pid_exists(info.pid)
 
 
+async def test_a_server_installed_in_chatsys_venv_starts_by_its_bare_name() -> None:
+    """`pip install mcp-server-time` beside chatsys, then `"command": "mcp-server-time"`:
+    it starts even though the venv's bin is not on the PATH the server is given."""
+    path = ["/usr/bin", "/bin"]
+    assert str(Path(sys.executable).parent) not in path
+    assert shutil.which("mcp-server-time", path=":".join(path)) is None
+    definition = {"name": "t", "command": "mcp-server-time", "env": {"PATH": ":".join(path)}}
+    bare = McpManager([parse_server(definition)])
+    try:
+        result = await bare.call("t", "get_current_time", {"timezone": "UTC"})
+        assert not result.is_error, result.content
+        assert json.loads(result.content)["timezone"] == "UTC"
+    finally:
+        await bare.close()
+
+
 async def test_the_session_is_pooled_across_calls(manager: McpManager) -> None:
     first = await manager.call("fake", "pid", {})
     for _ in range(5):

@@ -176,9 +176,30 @@ async def test_every_resolved_address_is_checked() -> None:
     assert asked == ["mixed.example", "sneaky.example", "public.example", "nowhere.example"]
 
 
-async def test_localhost_resolves_to_loopback_and_is_refused() -> None:
-    with pytest.raises(InvalidInput, match=r"'localhost' resolves to .*loopback"):
+async def test_localhost_resolves_to_loopback_and_is_refused_naming_the_setting() -> None:
+    with pytest.raises(InvalidInput, match=r"'localhost' resolves to .*loopback") as refused:
         await AddressVetter().vet("http://localhost:9/")
+    assert "set CHATSYS_WEBHOOKS_ALLOW_PRIVATE_NETWORKS=true" in refused.value.detail
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/", "http://[::1]:9/", "http://10.0.0.1/"])
+async def test_a_refusal_the_setting_would_lift_names_it(url: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        await AddressVetter().vet(url)
+    assert refused.value.detail.endswith(
+        "to let webhooks reach loopback and private networks (local development), "
+        "set CHATSYS_WEBHOOKS_ALLOW_PRIVATE_NETWORKS=true"
+    )
+    target, _ = await AddressVetter(allow_private=True).vet(url)  # and it does lift it
+    assert target.address is not None
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/", "http://224.0.0.1/", "http://0.0.0.0/"])
+async def test_a_refusal_the_setting_would_not_lift_does_not_name_it(url: str) -> None:
+    for vetter in (AddressVetter(), AddressVetter(allow_private=True)):
+        with pytest.raises(InvalidInput) as refused:
+            await vetter.vet(url)
+        assert "CHATSYS_WEBHOOKS_ALLOW_PRIVATE_NETWORKS" not in refused.value.detail
 
 
 class _NoConnections(httpcore.AsyncNetworkBackend):

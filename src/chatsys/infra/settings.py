@@ -232,10 +232,16 @@ class McpSettings(BaseSettings):
     workspace_roles: list[str] = Field(
         default_factory=lambda: ["operator"], description="roles given the workspace tools"
     )
-    api_url: str = Field(
-        default="http://127.0.0.1:8000", description="the chatsys API `chatsys mcp` calls"
+    api_url: OptionalStr = Field(
+        default=None,
+        description="the chatsys API `chatsys mcp` calls (default: this machine, at "
+        "CHATSYS_API_PORT)",
     )
-    api_key: OptionalSecret = Field(default=None, description="the key `chatsys mcp` sends")
+    api_key: OptionalSecret = Field(
+        default=None,
+        description="the key `chatsys mcp` sends (default, to a local API only: the data "
+        "dir's admin.key, written by `chatsys dev`)",
+    )
     workspace_policy: Literal["auto", "ask", "deny"] = Field(
         default="auto", description="the workspace tools' policy (auto, ask, deny)"
     )

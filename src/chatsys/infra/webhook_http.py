@@ -28,10 +28,18 @@ from chatsys.domain.webhooks.urls import (
     IPAddress,
     WebhookTarget,
     check_address,
+    forbidden_reason,
     parse_webhook_url,
 )
 
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+
+# Appended to a refusal that allowing private networks would lift (never to metadata,
+# multicast, ... which stay refused): the newcomer's webhook to localhost.
+PRIVATE_NETWORKS_HINT = (
+    "; to let webhooks reach loopback and private networks (local development), "
+    "set CHATSYS_WEBHOOKS_ALLOW_PRIVATE_NETWORKS=true"
+)
 
 
 async def system_resolve(host: str, port: int) -> Sequence[str]:
@@ -67,7 +75,7 @@ class AddressVetter:
         the reason) when it must not be called, ``Unresolvable`` when DNS fails."""
         target = parse_webhook_url(url, max_length=self._max_url_length)
         if target.address is not None:
-            check_address(target.address, allow_private=self._allow_private)
+            self._check(target.address)
             return target, [target.address]
         try:
             async with asyncio.timeout(self._resolve_timeout):
@@ -79,8 +87,16 @@ class AddressVetter:
         if not addresses:
             raise Unresolvable(f"could not resolve {target.host!r}: no address")
         for address in addresses:  # every one: a mixed answer is refused as a whole
-            check_address(address, allow_private=self._allow_private, host=target.host)
+            self._check(address, host=target.host)
         return target, addresses
+
+    def _check(self, address: IPAddress, *, host: str | None = None) -> None:
+        try:
+            check_address(address, allow_private=self._allow_private, host=host)
+        except InvalidInput as exc:
+            if self._allow_private or forbidden_reason(address, allow_private=True) is not None:
+                raise
+            raise InvalidInput(exc.detail + PRIVATE_NETWORKS_HINT) from None
 
 
 class ResolvingUrlGuard:

@@ -48,8 +48,19 @@ class StartError(Exception):
     """The server cannot be started; the message says why."""
 
 
-def resolve_command(config: ServerConfig) -> str:
-    """The executable's absolute path, or a clear ``StartError``."""
+def own_bin_dir() -> Path:
+    """The bin directory of the interpreter running chatsys (its virtualenv's, when it runs
+    in one): the symlink's folder, not its target's, so a venv stays the venv."""
+    return Path(sys.executable).parent
+
+
+def resolve_command(config: ServerConfig, *, first_in: Path | None = None) -> str:
+    """The executable's absolute path, or a clear ``StartError``.
+
+    A bare name (no slash) is looked up in ``first_in`` (chatsys' own bin directory by
+    default, so ``pip install mcp-server-time`` beside chatsys is enough), then on PATH
+    (the server's ``env`` PATH if it sets one). A name with a slash is taken as a path.
+    """
     assert config.command is not None
     command = config.command
     cwd = Path(config.cwd) if config.cwd else Path.cwd()
@@ -60,10 +71,11 @@ def resolve_command(config: ServerConfig) -> str:
         if not candidate.is_file() or not os.access(candidate, os.X_OK):
             raise StartError(f"command not found or not executable: {command}")
         return str(candidate)
-    search = config.env.get("PATH") or os.environ.get("PATH", os.defpath)
-    found = shutil.which(command, path=search)
+    own = first_in if first_in is not None else own_bin_dir()
+    path = config.env.get("PATH") or os.environ.get("PATH", os.defpath)
+    found = shutil.which(command, path=str(own)) or shutil.which(command, path=path)
     if found is None:
-        raise StartError(f"command not found: {command} (searched PATH)")
+        raise StartError(f"command not found: {command} (searched {own}, then PATH)")
     return found
 
 

@@ -58,6 +58,33 @@ def _make_traversable(path: Path) -> None:
             ancestor.chmod(mode | stat.S_IXOTH)
 
 
+def running_url(data_dir: Path) -> str | None:
+    """The URL of the Postgres already serving ``<data_dir>/postgres`` (another chatsys
+    process owns it: `chatsys dev`), read from its ``postmaster.pid``; None when none is
+    running there or it is not ready yet."""
+    data_dir = data_dir.resolve()
+    try:
+        lines = (data_dir / "postgres" / "postmaster.pid").read_text().splitlines()
+        password = (data_dir / "postgres.password").read_text().strip()
+    except OSError:
+        return None
+    # postmaster.pid: pid, data dir, start time, port, socket dir, listen address,
+    # shared memory key, status ("ready" once it accepts connections).
+    if len(lines) < 8 or not lines[0].strip().isdigit() or not lines[3].strip().isdigit():
+        return None
+    if lines[7].strip() != "ready":
+        return None
+    try:
+        os.kill(int(lines[0]), 0)
+    except ProcessLookupError:
+        return None  # a stale file: its owner was killed
+    except PermissionError:
+        pass  # alive, as another account
+    return (
+        f"postgresql+asyncpg://{DATABASE_USER}:{password}@127.0.0.1:{int(lines[3])}/{DATABASE_NAME}"
+    )
+
+
 class EmbeddedPostgres(ChildServer):
     """A Postgres cluster in ``<data_dir>/postgres``, owned by this process."""
 

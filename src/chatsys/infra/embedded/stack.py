@@ -5,14 +5,23 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from chatsys.infra.embedded.postgres import EmbeddedPostgres
+from chatsys.infra.embedded.postgres import EmbeddedPostgres, running_url
 from chatsys.infra.embedded.redis import EmbeddedRedis
 from chatsys.infra.embedded.server import EmbeddedServerError, Progress, quiet
+
+
+class DataDirInUse(EmbeddedServerError):
+    """Another chatsys process holds the data dir (and runs its servers)."""
+
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class DataDirLock:
@@ -31,9 +40,10 @@ class DataDirLock:
             fh.seek(0)
             holder = fh.read().strip() or "unknown"
             fh.close()
-            raise EmbeddedServerError(
+            raise DataDirInUse(
                 f"the data dir {self.path.parent} is in use by another chatsys process "
-                f"(pid {holder}). Stop that one first, or choose another CHATSYS_DATA_DIR."
+                f"(pid {holder}). Stop that one first, or choose another CHATSYS_DATA_DIR.",
+                holder,
             ) from None
         fh.seek(0)
         fh.truncate()
@@ -125,3 +135,41 @@ class EmbeddedStack:
         for server in (self.postgres, self.redis):
             if server is not None and server.pid is not None:
                 yield server.pid
+
+
+@dataclass(frozen=True, slots=True)
+class OneOffDatabase:
+    url: str
+    started_here: bool  # True: Postgres was started for this command (and is stopped after)
+
+
+@contextmanager
+def one_off_database(
+    data_dir: Path, *, database_url: str | None, progress: Progress = quiet
+) -> Iterator[OneOffDatabase]:
+    """The database for a one-off command (`chatsys keys create`): the configured URL;
+    else the data dir's embedded Postgres, the one a running `chatsys dev` serves, or,
+    when none runs, one started for the command alone and stopped after it."""
+    if database_url is not None:
+        yield OneOffDatabase(database_url, started_here=False)
+        return
+    stack = EmbeddedStack(
+        data_dir, database_url=None, redis_url=None, want_redis=False, progress=progress
+    )
+    try:
+        endpoints = stack.__enter__()
+    except DataDirInUse as busy:
+        url = running_url(data_dir)
+        if url is None:
+            raise EmbeddedServerError(
+                f"the data dir {data_dir} is in use by another chatsys process (pid "
+                f"{busy.holder}) whose Postgres is not ready; try again once it is "
+                "(`chatsys dev` prints `ready at ...`)"
+            ) from None
+        progress(f"using the embedded Postgres of the chatsys process {busy.holder}")
+        yield OneOffDatabase(url, started_here=False)
+        return
+    try:
+        yield OneOffDatabase(endpoints.database_url, started_here=True)
+    finally:
+        stack.close()
