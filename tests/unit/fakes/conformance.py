@@ -17,6 +17,7 @@ from chatsys.domain.conversations.ports import (
 )
 from chatsys.domain.llm.ports import LLM, ToolInvoker
 from chatsys.domain.shared.clock import Clock
+from chatsys.domain.shared.idempotency import IdempotencyRecords, IdempotencyUnitOfWork
 from chatsys.domain.shared.uow import Factory
 from chatsys.domain.streaming.ports import StreamingUnitOfWork
 from chatsys.domain.tasks.ports import EventLog, JobQueue, Outbox, TaskRepository
@@ -33,6 +34,7 @@ from tests.unit.fakes.access import FakeApiKeyRepository, FakeAuditLog, FakeRate
 from tests.unit.fakes.approvals import FakeApprovalRepository
 from tests.unit.fakes.clock import FakeClock
 from tests.unit.fakes.conversations import FakeConversationRepository, FakeMessageRepository
+from tests.unit.fakes.idempotency import FakeIdempotencyRecords
 from tests.unit.fakes.llm import FakeTools, ScriptedLLM
 from tests.unit.fakes.session import Session
 from tests.unit.fakes.tasks import FakeEventLog, FakeJobQueue, FakeOutbox, FakeTaskRepository
@@ -62,6 +64,7 @@ def _conforms(db: FakeDatabase, session: Session) -> None:
     guard: UrlGuard = FakeUrlGuard()
     audit: AuditLog = FakeAuditLog(session)
     api_keys: ApiKeyRepository = FakeApiKeyRepository(session)
+    idempotency: IdempotencyRecords = FakeIdempotencyRecords(session)
     limiter: RateLimiter = FakeRateLimiter(clock)
     llm: LLM = ScriptedLLM()
     tools: ToolInvoker = FakeTools()
@@ -71,6 +74,8 @@ def _conforms(db: FakeDatabase, session: Session) -> None:
     webhook_uows: Factory[WebhooksUnitOfWork] = db.uow
     access_uows: Factory[AccessUnitOfWork] = db.uow
     streaming_uows: Factory[StreamingUnitOfWork] = db.uow
+    idempotency_uows: Factory[IdempotencyUnitOfWork] = db.uow
     del clock, tasks, events, outbox, jobs, conversations, messages, approvals, endpoints
     del deliveries, webhook_queue, sender, guard, audit, api_keys, limiter, llm, tools
     del task_uows, conversation_uows, approval_uows, webhook_uows, access_uows, streaming_uows
+    del idempotency, idempotency_uows

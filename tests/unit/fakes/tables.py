@@ -12,6 +12,7 @@ from chatsys.domain.access.model import ApiKey, AuditEntry
 from chatsys.domain.approvals.model import Approval
 from chatsys.domain.conversations.model import Conversation
 from chatsys.domain.conversations.ports import StoredMessage
+from chatsys.domain.shared.idempotency import KeyRecord
 from chatsys.domain.tasks.model import StepRecord, Task, TaskEvent
 from chatsys.domain.webhooks.model import WebhookDelivery, WebhookEndpoint
 
@@ -61,6 +62,7 @@ class Tables:
     deliveries: dict[UUID, DeliveryRow] = field(default_factory=dict)
     audit: list[AuditEntry] = field(default_factory=list)
     api_keys: dict[UUID, ApiKey] = field(default_factory=dict)
+    idempotency: dict[tuple[str, str, str], KeyRecord] = field(default_factory=dict)
 
     # -- reading rows back as the domain sees them (for assertions) ----------------------
 

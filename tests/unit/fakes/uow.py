@@ -26,6 +26,7 @@ from tests.unit.fakes.access import FakeApiKeyRepository, FakeAuditLog
 from tests.unit.fakes.approvals import FakeApprovalRepository
 from tests.unit.fakes.clock import FakeClock
 from tests.unit.fakes.conversations import FakeConversationRepository, FakeMessageRepository
+from tests.unit.fakes.idempotency import FakeIdempotencyRecords
 from tests.unit.fakes.session import Session
 from tests.unit.fakes.tables import Tables
 from tests.unit.fakes.tasks import FakeEventLog, FakeOutbox, FakeTaskRepository
@@ -139,3 +140,7 @@ class FakeUnitOfWork:
     @property
     def api_keys(self) -> FakeApiKeyRepository:
         return FakeApiKeyRepository(self._open())
+
+    @property
+    def idempotency(self) -> FakeIdempotencyRecords:
+        return FakeIdempotencyRecords(self._open())

@@ -19,6 +19,7 @@ from chatsys.api.access.deps import (
     RevokeApiKeyDep,
     TicketStoreDep,
 )
+from chatsys.api.idempotency import ShownOnceIdempotencyKeyHeader, once
 from chatsys.api.pagination import PageOut
 from chatsys.api.text import LINE, Line, LineOrNone
 from chatsys.domain.access.model import NAME_MAX, ApiKey, AuditEntry, Role
@@ -122,11 +123,16 @@ class AuditPageOut(PageOut[AuditOut]):
     summary="Create an API key (admin); the key is shown once",
 )
 async def create_api_key(
-    body: ApiKeyCreate, create_key: CreateApiKeyDep, principal: AdminDep, response: Response
+    body: ApiKeyCreate,
+    create_key: CreateApiKeyDep,
+    principal: AdminDep,
+    response: Response,
+    idempotency_key: ShownOnceIdempotencyKeyHeader = None,
 ) -> ApiKeyCreatedOut:
     key, full = await create_key.execute(
-        name=body.name, role=body.role, subject=body.subject, actor=principal.actor
-    )
+        name=body.name, role=body.role, subject=body.subject, actor=principal.actor,
+        once=once(principal, idempotency_key, ApiKeyOut.of),  # recorded without the key
+    )  # fmt: skip
     response.headers["Location"] = f"/v1/api-keys/{key.id}"
     return ApiKeyCreatedOut(**ApiKeyOut.of(key).model_dump(), key=full)
 

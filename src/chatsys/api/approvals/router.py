@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from chatsys.api.access.deps import ReaderDep, WriterDep
 from chatsys.api.approvals.deps import DecideApprovalDep, ListApprovalsDep
 from chatsys.api.approvals.schemas import ApprovalDecisionIn, ApprovalListOut, ApprovalOut
+from chatsys.api.idempotency import IdempotencyKeyHeader, once, replayed
+from chatsys.domain.shared.idempotency import Replayed
 
 router = APIRouter(prefix="/v1/tasks", tags=["approvals"])
 
@@ -36,14 +38,19 @@ async def decide_approval(
     body: ApprovalDecisionIn,
     decide_approval: DecideApprovalDep,
     principal: WriterDep,
-) -> ApprovalOut:
-    approval = await decide_approval.execute(
-        task_id,
-        approval_id,
-        owner=principal.scope,
-        approve=body.decision == "approve",
-        reason=body.reason,
-        actor=principal.actor,
-        decided_by=principal.subject,
-    )
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> ApprovalOut | Response:
+    try:
+        approval = await decide_approval.execute(
+            task_id,
+            approval_id,
+            owner=principal.scope,
+            approve=body.decision == "approve",
+            reason=body.reason,
+            actor=principal.actor,
+            decided_by=principal.subject,
+            once=once(principal, idempotency_key, ApprovalOut.of),
+        )
+    except Replayed as replay:
+        return replayed(replay, 200)
     return ApprovalOut.of(approval)

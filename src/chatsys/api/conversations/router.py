@@ -17,12 +17,19 @@ from chatsys.api.conversations.deps import (
     StartConversationDep,
 )
 from chatsys.api.conversations.schemas import MessageCreate, MessageOut, MessagePageOut
+from chatsys.api.idempotency import (
+    IdempotencyKeyHeader,
+    TaskIdempotencyKeyHeader,
+    once,
+    replayed,
+)
 from chatsys.api.pagination import PageOut
-from chatsys.api.tasks.deps import SubmitTaskDep
+from chatsys.api.tasks.deps import GetTaskDep, SubmitTaskDep
 from chatsys.api.tasks.schemas import TaskCreatedOut
 from chatsys.api.text import LINE, JsonObject, LineOrNone
 from chatsys.domain.conversations.model import Conversation
 from chatsys.domain.conversations.use_cases import METADATA_MAX_KEYS
+from chatsys.domain.shared.idempotency import Replayed
 from chatsys.domain.shared.text import TITLE_MAX
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
@@ -68,10 +75,15 @@ async def create_conversation(
     start_conversation: StartConversationDep,
     principal: WriterDep,
     response: Response,
-) -> ConversationOut:
-    conversation = await start_conversation.execute(
-        owner=principal.subject, title=body.title, metadata=body.metadata, actor=principal.actor
-    )
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> ConversationOut | Response:
+    try:
+        conversation = await start_conversation.execute(
+            owner=principal.subject, title=body.title, metadata=body.metadata,
+            actor=principal.actor, once=once(principal, idempotency_key, ConversationOut.of),
+        )  # fmt: skip
+    except Replayed as replay:
+        return replayed(replay, 201, location=f"/v1/conversations/{replay.answer['id']}")
     response.headers["Location"] = f"/v1/conversations/{conversation.id}"
     return ConversationOut.of(conversation)
 
@@ -119,16 +131,23 @@ async def list_messages(
 async def post_message(
     conversation_id: UUID,
     body: MessageCreate,
+    get_task: GetTaskDep,
     submit_task: SubmitTaskDep,
     principal: WriterDep,
     response: Response,
+    idempotency_key: TaskIdempotencyKeyHeader = None,
 ) -> TaskCreatedOut:
     request = body.to_request(body.content, conversation_id)
-    task, _ = await submit_task.execute(
+    task, created = await submit_task.execute(
         owner=principal.subject,
         request=request,
+        idempotency_key=idempotency_key,
         actor=principal.actor,
         role=principal.role,
     )
     response.headers["Location"] = f"/v1/tasks/{task.id}"
+    if not created:  # as POST /v1/tasks: the task as it is now, and its secret
+        response.headers["Idempotent-Replayed"] = "true"
+        now = await get_task.execute(task.id, owner=principal.subject)
+        return TaskCreatedOut.created(now, webhook_secret=task.webhook_secret)
     return TaskCreatedOut.created(task, webhook_secret=task.webhook_secret)

@@ -8,6 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, Response, status
 
 from chatsys.api.access.deps import ReaderDep, WriterDep
+from chatsys.api.idempotency import IdempotencyKeyHeader, TaskIdempotencyKeyHeader, once, replayed
 from chatsys.api.streaming.deps import FollowTaskDep, StreamConfigDep
 from chatsys.api.streaming.sse import EventStreamResponse
 from chatsys.api.tasks.deps import (
@@ -30,20 +31,10 @@ from chatsys.api.tasks.schemas import (
 )
 from chatsys.api.text import LINE, TEXT
 from chatsys.domain.shared.errors import InvalidInput
+from chatsys.domain.shared.idempotency import Replayed
 from chatsys.domain.tasks.model import TaskStatus
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
-
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        description="same key and body: the same task again; same key, other body: 409",
-    ),
-    LINE,
-]
 
 
 @router.post(
@@ -58,7 +49,7 @@ async def create_task(
     submit_task: SubmitTaskDep,
     principal: WriterDep,
     response: Response,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: TaskIdempotencyKeyHeader = None,
 ) -> TaskCreatedOut:
     request = body.to_request(body.input, body.conversation_id)
     task, created = await submit_task.execute(
@@ -105,8 +96,19 @@ async def get_task(task_id: UUID, get_task: GetTaskDep, owner: ReaderDep) -> Tas
     response_model=TaskOut,
     summary="Cancel a task (409 when it has already finished)",
 )
-async def cancel_task(task_id: UUID, cancel_task: CancelTaskDep, principal: WriterDep) -> TaskOut:
-    cancelled = await cancel_task.execute(task_id, owner=principal.scope, actor=principal.actor)
+async def cancel_task(
+    task_id: UUID,
+    cancel_task: CancelTaskDep,
+    principal: WriterDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> TaskOut | Response:
+    try:
+        cancelled = await cancel_task.execute(
+            task_id, owner=principal.scope, actor=principal.actor,
+            once=once(principal, idempotency_key, TaskOut.of),
+        )  # fmt: skip
+    except Replayed as replay:
+        return replayed(replay, 200)
     return TaskOut.of(cancelled)
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
 from chatsys.api.access.deps import SubjectDep, WriterDep
+from chatsys.api.idempotency import IdempotencyKeyHeader, once, replayed
 from chatsys.api.text import LINE
 from chatsys.api.webhooks.deps import GetDeliveryDep, ListDeliveriesDep, RedeliverDep
 from chatsys.api.webhooks.schemas import DeliveryOut, DeliveryPageOut, DeliveryStatusName
+from chatsys.domain.shared.idempotency import Replayed
 from chatsys.domain.webhooks.model import DeliveryStatus
 
 router = APIRouter(prefix="/v1/webhook-deliveries", tags=["webhook-deliveries"])
@@ -53,9 +55,16 @@ async def get_delivery(
     summary="Send a finished delivery again (same body and webhook-id, a fresh schedule)",
 )
 async def redeliver(
-    delivery_id: UUID, redeliver: RedeliverDep, principal: WriterDep
-) -> DeliveryOut:
-    redelivered = await redeliver.execute(
-        delivery_id, owner=principal.subject, actor=principal.actor
-    )
+    delivery_id: UUID,
+    redeliver: RedeliverDep,
+    principal: WriterDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> DeliveryOut | Response:
+    try:
+        redelivered = await redeliver.execute(
+            delivery_id, owner=principal.subject, actor=principal.actor,
+            once=once(principal, idempotency_key, DeliveryOut.of),
+        )  # fmt: skip
+    except Replayed as replay:
+        return replayed(replay, status.HTTP_202_ACCEPTED)
     return DeliveryOut.of(redelivered)

@@ -8,6 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response, status
 
 from chatsys.api.access.deps import SubjectDep, WriterDep
+from chatsys.api.idempotency import ShownOnceIdempotencyKeyHeader, once
 from chatsys.api.text import LINE
 from chatsys.api.webhooks.deps import (
     CreateWebhookDep,
@@ -34,7 +35,11 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
     summary="Register a webhook endpoint; the answer shows its secret, once",
 )
 async def create_webhook(
-    body: WebhookCreate, create_webhook: CreateWebhookDep, principal: WriterDep, response: Response
+    body: WebhookCreate,
+    create_webhook: CreateWebhookDep,
+    principal: WriterDep,
+    response: Response,
+    idempotency_key: ShownOnceIdempotencyKeyHeader = None,
 ) -> WebhookWithSecretOut:
     endpoint = await create_webhook.execute(
         owner=principal.subject,
@@ -42,6 +47,7 @@ async def create_webhook(
         url=body.url,
         event_types=body.event_types,
         description=body.description,
+        once=once(principal, idempotency_key, WebhookOut.of),  # recorded without the secret
     )
     response.headers["Location"] = f"/v1/webhooks/{endpoint.id}"
     return WebhookWithSecretOut.revealed(endpoint)

@@ -9,7 +9,7 @@ from typing import Protocol
 from uuid import UUID
 
 from chatsys.domain.access.model import ApiKey, AuditEntry, Principal
-from chatsys.domain.shared.uow import UnitOfWork
+from chatsys.domain.shared.idempotency import IdempotencyUnitOfWork
 
 
 class ApiKeyRepository(Protocol):
@@ -77,7 +77,7 @@ class TicketStore(Protocol):
     async def resolve(self, ticket: str) -> Principal | None: ...
 
 
-class AccessUnitOfWork(UnitOfWork, Protocol):
+class AccessUnitOfWork(IdempotencyUnitOfWork, Protocol):
     @property
     def api_keys(self) -> ApiKeyRepository: ...
 

@@ -19,22 +19,36 @@ from chatsys.domain.access.model import (
 )
 from chatsys.domain.access.ports import AccessUnitOfWork
 from chatsys.domain.shared.clock import Clock
-from chatsys.domain.shared.errors import InvalidInput, NotFound
+from chatsys.domain.shared.errors import Conflict, InvalidInput, NotFound
+from chatsys.domain.shared.idempotency import IdempotentRequest, Replayed, claim_key
 from chatsys.domain.shared.pagination import Page, cut_page, decode_cursor
 from chatsys.domain.shared.uow import Factory
 
 
 class CreateApiKey:
+    """A new key: its secret is shown in this answer only (the database keeps a hash).
+
+    Under an ``Idempotency-Key`` (``once``) a retry creates nothing; as the key cannot
+    be shown again, the retry is a conflict naming the key made (revoke it if it was
+    lost, and create another)."""
+
     def __init__(self, uow: Factory[AccessUnitOfWork], clock: Clock) -> None:
         self._uow = uow
         self._clock = clock
 
     async def execute(
-        self, *, name: str, role: Role, subject: str | None, actor: str
+        self,
+        *,
+        name: str,
+        role: Role,
+        subject: str | None,
+        actor: str,
+        once: IdempotentRequest[ApiKey] | None = None,
     ) -> tuple[ApiKey, str]:
         name = name.strip()
         if not name or len(name) > NAME_MAX:
             raise InvalidInput(f"name must be 1 to {NAME_MAX} characters")
+        request = {"name": name, "role": role.value, "subject": subject}
         key_id = uuid4()
         subject = subject or str(key_id)
         if not SUBJECT_SHAPE.match(subject):
@@ -43,11 +57,20 @@ class CreateApiKey:
         key = ApiKey(key_id, name, role, subject, prefix, secret_hash, self._clock.now(),
                      created_by=actor)  # fmt: skip
         async with self._uow() as uow:
+            try:
+                claim = await claim_key(uow, once, "api_key.create", request, at=key.created_at)
+            except Replayed as replay:
+                raise Conflict(
+                    f"this Idempotency-Key already created API key {replay.answer.get('id')}; "
+                    "the key is shown only once: revoke that one if it was lost, and create "
+                    "another"
+                ) from None
             await uow.api_keys.add(key)
             await uow.audit.add(
                 AuditEntry("api_key.create", actor, target=f"api_key:{key_id}",
                            details={"name": name, "role": role.value, "subject": subject})
             )  # fmt: skip
+            await claim.record(key)
             await uow.commit()
         return key, full
 

@@ -12,6 +12,7 @@ from chatsys.domain.approvals.model import Approval, ApprovalStatus, iso
 from chatsys.domain.approvals.ports import ApprovalsUnitOfWork
 from chatsys.domain.shared.clock import Clock
 from chatsys.domain.shared.errors import Conflict, NotFound
+from chatsys.domain.shared.idempotency import IdempotentRequest, claim_key
 from chatsys.domain.shared.uow import Factory
 from chatsys.domain.tasks.model import EventType, Task, TaskStatus
 
@@ -61,10 +62,14 @@ class DecideApproval:
         reason: str | None = None,
         actor: str = "system",
         decided_by: str | None = None,
+        once: IdempotentRequest[Approval] | None = None,
     ) -> Approval:
         """``owner=None``: any owner's task (an admin). ``decided_by`` names the person
         (shown to the model and in the task); ``actor`` goes to the audit trail."""
+        request = {"task_id": task_id, "approval_id": approval_id, "approve": approve,
+                   "reason": reason}  # fmt: skip
         async with self._uow() as uow:
+            claim = await claim_key(uow, once, "approval.decide", request, at=self._clock.now())
             task = await uow.tasks.lock(task_id)
             if task is None or (owner is not None and task.owner != owner):
                 raise NotFound(f"task {task_id} does not exist")
@@ -102,6 +107,7 @@ class DecideApproval:
             ):
                 task.move_to(TaskStatus.RUNNING)
                 await uow.tasks.set_status(task.id, task.status)
+            await claim.record(decided)
             await uow.commit()
         return decided
 

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from chatsys.domain.access.ports import AuditLog
 from chatsys.domain.approvals.model import Approval
-from chatsys.domain.shared.uow import UnitOfWork
+from chatsys.domain.shared.idempotency import IdempotencyUnitOfWork
 from chatsys.domain.tasks.ports import EventLog, TaskRepository
 
 
@@ -41,7 +41,7 @@ class ApprovalRepository(Protocol):
         ...
 
 
-class ApprovalsUnitOfWork(UnitOfWork, Protocol):
+class ApprovalsUnitOfWork(IdempotencyUnitOfWork, Protocol):
     @property
     def approvals(self) -> ApprovalRepository: ...
 

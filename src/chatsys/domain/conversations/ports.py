@@ -10,7 +10,7 @@ from uuid import UUID
 
 from chatsys.domain.access.ports import AuditLog
 from chatsys.domain.conversations.model import Conversation, MessageRole
-from chatsys.domain.shared.uow import UnitOfWork
+from chatsys.domain.shared.idempotency import IdempotencyUnitOfWork
 
 
 class ConversationRepository(Protocol):
@@ -56,7 +56,7 @@ class MessageRepository(Protocol):
         ...
 
 
-class ConversationsUnitOfWork(UnitOfWork, Protocol):
+class ConversationsUnitOfWork(IdempotencyUnitOfWork, Protocol):
     @property
     def conversations(self) -> ConversationRepository: ...
 

@@ -10,6 +10,7 @@ from chatsys.domain.conversations.model import Conversation
 from chatsys.domain.conversations.ports import ConversationsUnitOfWork
 from chatsys.domain.shared.clock import Clock
 from chatsys.domain.shared.errors import InvalidInput, NotFound
+from chatsys.domain.shared.idempotency import IdempotentRequest, claim_key
 from chatsys.domain.shared.pagination import Page, cut_page, decode_cursor
 from chatsys.domain.shared.text import Title
 from chatsys.domain.shared.uow import Factory
@@ -21,7 +22,9 @@ class StartConversation:
     """Create a conversation owned by ``owner``.
 
     Rules: the title is trimmed and must be 1..200 characters (default
-    "New conversation"); metadata is a flat JSON object of at most 50 keys.
+    "New conversation"); metadata is a flat JSON object of at most 50 keys. Under an
+    ``Idempotency-Key`` (``once``, see ``domain.shared.idempotency``) a retry gets
+    the first answer and starts nothing.
     """
 
     def __init__(self, uow: Factory[ConversationsUnitOfWork], clock: Clock) -> None:
@@ -35,6 +38,7 @@ class StartConversation:
         title: str | None,
         metadata: dict[str, Any] | None,
         actor: str = "system",
+        once: IdempotentRequest[Conversation] | None = None,
     ) -> Conversation:
         metadata = dict(metadata or {})
         if len(metadata) > METADATA_MAX_KEYS:
@@ -50,11 +54,14 @@ class StartConversation:
             updated_at=now,
             metadata=metadata,
         )
+        request = {"title": title, "metadata": metadata}
         async with self._uow() as uow:
+            claim = await claim_key(uow, once, "conversation.create", request, at=now)
             await uow.conversations.add(conversation)
             await uow.audit.add(
                 AuditEntry("conversation.create", actor, target=f"conversation:{conversation.id}")
             )
+            await claim.record(conversation)
             await uow.commit()
         return conversation
 

@@ -7,6 +7,7 @@ from uuid import UUID
 from chatsys.domain.access.model import AuditEntry
 from chatsys.domain.shared.clock import Clock
 from chatsys.domain.shared.errors import Conflict, NotFound
+from chatsys.domain.shared.idempotency import IdempotentRequest, claim_key
 from chatsys.domain.shared.uow import Factory
 from chatsys.domain.tasks.ending import Callbacks, finish_task
 from chatsys.domain.tasks.model import EventType, Task, TaskStatus
@@ -22,7 +23,8 @@ class CancelTask:
     cancelled (conflict naming its status). The check is made under the task's row
     lock, which the runner's end also takes: so a cancel either finds the task
     already ended (conflict) or is accepted, and then the task ends cancelled. A
-    task cancelled here calls its webhooks.
+    task cancelled here calls its webhooks. Under an ``Idempotency-Key`` (``once``) a
+    retry gets what the first call answered (the task as it was then), not a conflict.
     """
 
     def __init__(self, uow: Factory[TasksUnitOfWork], clock: Clock, callbacks: Callbacks) -> None:
@@ -30,9 +32,19 @@ class CancelTask:
         self._clock = clock
         self._callbacks = callbacks
 
-    async def execute(self, task_id: UUID, *, owner: str | None, actor: str = "system") -> Task:
+    async def execute(
+        self,
+        task_id: UUID,
+        *,
+        owner: str | None,
+        actor: str = "system",
+        once: IdempotentRequest[Task] | None = None,
+    ) -> Task:
         deliveries: list[UUID] = []
         async with self._uow() as uow:
+            claim = await claim_key(
+                uow, once, "task.cancel", {"task_id": task_id}, at=self._clock.now()
+            )
             owned = await uow.tasks.get(task_id, owner=owner)
             if owned is None:
                 raise NotFound(f"task {task_id} does not exist")
@@ -63,6 +75,7 @@ class CancelTask:
                     details={"status": task.status.value},
                 )
             )
+            await claim.record(task)
             await uow.commit()
         await self._callbacks.dispatch(deliveries)
         return task

@@ -23,6 +23,7 @@ from chatsys.domain.shared.errors import (
     NotFound,
     TooManyRequests,
 )
+from chatsys.domain.shared.idempotency import IdempotencyKey
 from chatsys.domain.shared.text import Title
 from chatsys.domain.shared.uow import Factory
 from chatsys.domain.tasks.model import EventType, Task, TaskStatus
@@ -129,8 +130,9 @@ class SubmitTask:
       as the user's message in it;
     - the caller's role decides its quota (active tasks, tokens per minute), checked
       in the transaction that stores the task; a role with no quota may not submit;
-    - an ``Idempotency-Key`` seen before with the same body returns the same
-      task; with a different body it is a conflict;
+    - an ``Idempotency-Key`` (1 to 255 printable ASCII characters, the owner's, shared by
+      the two routes that submit: tasks and conversation messages) seen before with the
+      same body returns the same task; with a different body it is a conflict;
     - the task, its ``task.created`` event and its outbox entry are written in
       one transaction; the job is enqueued only after the commit;
     - a ``webhook_url`` must pass the URL and address rules (``url_guard``); the task
@@ -197,6 +199,8 @@ class SubmitTask:
         quota = self._quotas.get(role)
         if quota is None:
             raise Forbidden(f"the {role.value} role may not submit tasks")
+        if idempotency_key is not None:
+            IdempotencyKey(idempotency_key)
         options = self._validate(request)
         if request.webhook_url is not None:
             await self._url_guard.check(request.webhook_url)

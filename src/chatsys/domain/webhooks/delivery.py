@@ -28,6 +28,7 @@ from uuid import UUID
 from chatsys.domain.access.model import AuditEntry
 from chatsys.domain.shared.clock import Clock
 from chatsys.domain.shared.errors import Conflict, NotFound
+from chatsys.domain.shared.idempotency import IdempotentRequest, claim_key
 from chatsys.domain.shared.pagination import Page, cut_page, decode_cursor
 from chatsys.domain.shared.uow import Factory
 from chatsys.domain.webhooks.model import (
@@ -186,15 +187,26 @@ class Redeliver:
     """Send a finished delivery again: same body, same ``webhook-id``, a fresh retry
     schedule. A delivery still under way cannot be redelivered (conflict), nor one whose
     endpoint was deleted or is disabled. Audited as ``webhook.redeliver`` in the
-    transaction that reschedules it; a refused redelivery is not."""
+    transaction that reschedules it; a refused redelivery is not. Under an
+    ``Idempotency-Key`` (``once``) a retry gets the first answer and sends nothing more."""
 
     def __init__(self, uow: Factory[WebhooksUnitOfWork], clock: Clock, queue: WebhookQueue) -> None:
         self._uow = uow
         self._clock = clock
         self._queue = queue
 
-    async def execute(self, delivery_id: UUID, *, owner: str, actor: str) -> WebhookDelivery:
+    async def execute(
+        self,
+        delivery_id: UUID,
+        *,
+        owner: str,
+        actor: str,
+        once: IdempotentRequest[WebhookDelivery] | None = None,
+    ) -> WebhookDelivery:
+        now = self._clock.now()
         async with self._uow() as uow:
+            request = {"delivery_id": delivery_id}
+            claim = await claim_key(uow, once, "webhook.redeliver", request, at=now)
             found = await uow.deliveries.get(delivery_id, owner=owner)
             if found is None:
                 raise NotFound(f"webhook delivery {delivery_id} does not exist")
@@ -206,16 +218,17 @@ class Redeliver:
                     raise Conflict("its webhook endpoint was deleted")
                 if not endpoint.enabled:
                     raise Conflict(f"its webhook endpoint is disabled: {endpoint.disabled_reason}")
-            now = self._clock.now()
+            was = found.status
             await uow.deliveries.reschedule(delivery_id, at=now)
+            found.status = DeliveryStatus.PENDING
+            found.next_attempt_at = now
+            found.finished_at = None
             await uow.audit.add(
                 AuditEntry("webhook.redeliver", actor, target=f"webhook_delivery:{delivery_id}",
-                           task_id=found.task_id, details={"was": found.status.value})
+                           task_id=found.task_id, details={"was": was.value})
             )  # fmt: skip
+            await claim.record(found)
             await uow.commit()
-        found.status = DeliveryStatus.PENDING
-        found.next_attempt_at = now
-        found.finished_at = None
         with contextlib.suppress(Exception):  # the relay sends it
             await self._queue.enqueue_delivery(delivery_id, found.attempt_count, delay=0)
         return found

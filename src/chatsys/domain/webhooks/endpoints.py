@@ -8,7 +8,8 @@ from uuid import UUID, uuid4
 
 from chatsys.domain.access.model import AuditEntry
 from chatsys.domain.shared.clock import Clock
-from chatsys.domain.shared.errors import InvalidInput, NotFound
+from chatsys.domain.shared.errors import Conflict, InvalidInput, NotFound
+from chatsys.domain.shared.idempotency import IdempotentRequest, Replayed, claim_key
 from chatsys.domain.shared.pagination import Page, cut_page, decode_cursor
 from chatsys.domain.shared.uow import Factory
 from chatsys.domain.webhooks.model import (
@@ -31,7 +32,10 @@ class CreateWebhook:
     send); event types default to the three task endings and must be known; the
     secret is generated here and shown only in this answer (and after a rotation).
     Audited as ``webhook.create`` in the same transaction, with neither the secret nor
-    the URL (a receiver's URL can be a credential itself, as Slack's are).
+    the URL (a receiver's URL can be a credential itself, as Slack's are). Under an
+    ``Idempotency-Key`` (``once``) a retry registers nothing; since the secret is shown
+    once and the key's record keeps none, the retry is a conflict naming the endpoint
+    (rotating its secret gives a new one).
     """
 
     def __init__(self, uow: Factory[WebhooksUnitOfWork], clock: Clock, guard: UrlGuard) -> None:
@@ -47,6 +51,7 @@ class CreateWebhook:
         url: str,
         event_types: Sequence[str] | None = None,
         description: str | None = None,
+        once: IdempotentRequest[WebhookEndpoint] | None = None,
     ) -> WebhookEndpoint:
         events = check_event_types(event_types if event_types is not None
                                    else DEFAULT_ENDPOINT_EVENTS)  # fmt: skip
@@ -62,12 +67,24 @@ class CreateWebhook:
             created_at=self._clock.now(),
             description=description,
         )
+        request = {"url": url, "event_types": list(events), "description": description}
         async with self._uow() as uow:
+            try:
+                claim = await claim_key(
+                    uow, once, "webhook.create", request, at=endpoint.created_at
+                )
+            except Replayed as replay:
+                raise Conflict(
+                    f"this Idempotency-Key already registered webhook endpoint "
+                    f"{replay.answer.get('id')}; its secret is shown only once: rotate the "
+                    "secret to get a new one"
+                ) from None
             await uow.webhooks.add(endpoint)
             await uow.audit.add(
                 AuditEntry("webhook.create", actor, target=f"webhook:{endpoint.id}",
                            details={"event_types": list(events)})
             )  # fmt: skip
+            await claim.record(endpoint)
             await uow.commit()
         return endpoint
 

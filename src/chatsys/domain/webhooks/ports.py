@@ -9,7 +9,7 @@ from typing import Protocol
 from uuid import UUID
 
 from chatsys.domain.access.ports import AuditLog
-from chatsys.domain.shared.uow import UnitOfWork
+from chatsys.domain.shared.idempotency import IdempotencyUnitOfWork
 from chatsys.domain.webhooks.model import (
     DeliveryAttempt,
     DeliveryStatus,
@@ -126,7 +126,7 @@ class UrlGuard(Protocol):
         ...
 
 
-class WebhooksUnitOfWork(UnitOfWork, Protocol):
+class WebhooksUnitOfWork(IdempotencyUnitOfWork, Protocol):
     @property
     def webhooks(self) -> WebhookEndpointRepository: ...
 

@@ -23,7 +23,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import JSON, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from chatsys.domain.access.model import Role
@@ -359,3 +359,17 @@ class ApprovalRow(Base):
     created_at: Mapped[datetime] = _created_at()
     decided_at: Mapped[datetime | None]
     expires_at: Mapped[datetime]
+
+
+class IdempotencyKeyRow(Base):
+    """An ``Idempotency-Key`` an owner used for an operation, with its request's hash and
+    its answer (never a secret); written in the transaction of what the request made."""
+
+    __tablename__ = "idempotency_keys"
+
+    owner: Mapped[str] = mapped_column(String(200), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    answer: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # json: keeps the key order
+    created_at: Mapped[datetime]

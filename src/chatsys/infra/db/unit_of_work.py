@@ -14,6 +14,7 @@ from chatsys.infra.db.access_repository import SqlApiKeys, SqlAuditLog
 from chatsys.infra.db.approval_repository import SqlApprovalRepository
 from chatsys.infra.db.conversation_repository import SqlConversationRepository
 from chatsys.infra.db.event_log import SqlEventLog
+from chatsys.infra.db.idempotency_repository import SqlIdempotencyRecords
 from chatsys.infra.db.message_repository import SqlMessageRepository
 from chatsys.infra.db.outbox import SqlOutbox
 from chatsys.infra.db.task_repository import SqlTaskRepository
@@ -40,6 +41,7 @@ class SqlUnitOfWork:
     api_keys: SqlApiKeys
     audit: SqlAuditLog
     approvals: SqlApprovalRepository
+    idempotency: SqlIdempotencyRecords
 
     def __init__(
         self,
@@ -61,6 +63,7 @@ class SqlUnitOfWork:
         self.webhooks = SqlWebhookEndpoints(self._session)
         self.deliveries = SqlWebhookDeliveries(self._session)
         self.approvals = SqlApprovalRepository(self._session)
+        self.idempotency = SqlIdempotencyRecords(self._session)
         return self
 
     async def __aexit__(
