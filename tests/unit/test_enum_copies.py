@@ -14,13 +14,13 @@ from typing import Any, get_args
 
 import pytest
 
+from chatsys.api.mcp_bridge import build_bridge
 from chatsys.api.tasks.schemas import TaskStatusName
 from chatsys.api.webhooks.schemas import DeliveryStatusName
 from chatsys.cli import build_parser
 from chatsys.domain.access.model import Role
 from chatsys.domain.tasks.model import TaskStatus
 from chatsys.domain.webhooks.model import DeliveryStatus
-from chatsys.api.mcp_bridge import build_bridge
 
 
 def values(enum: type[StrEnum]) -> list[str]:
