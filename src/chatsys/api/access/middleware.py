@@ -169,7 +169,7 @@ async def _principal(scope: Scope, access: AccessServices) -> Principal | None:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         tickets = query.get("ticket")
         if tickets:
-            principal = await access.tickets.resolve(tickets[0])
+            principal = await access.tickets.redeem(tickets[0])  # spent, whatever follows
             if principal is not None and await access.still_active(principal):
                 return principal
     return None
