@@ -198,11 +198,9 @@ def install_error_handlers(app: FastAPI) -> None:
         errors = _validation_errors(exc)
         first = errors[0] if errors else {"location": "request", "message": "invalid"}
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        said = (
-            first["message"]
-            if first.get("type") == "json_invalid"
-            else (f"{first['location']}: {first['message']}")
-        )
+        said = f"{first['location']}: {first['message']}"
+        if first.get("type") == "json_invalid":  # its message says "the body" already
+            said = first["message"]
         return problem(request, 422, f"{said}{more}", extra={"errors": errors})
 
     async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
