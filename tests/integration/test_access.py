@@ -3,6 +3,7 @@ headers, over real HTTP and WebSocket with real Postgres and Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -93,7 +94,7 @@ async def test_every_route_but_the_public_ones_needs_a_valid_key(
     ]
     spec = app.openapi()
     checked = 0
-    bodies: set[bytes] = set()
+    bodies: set[str] = set()
     for path, operations in spec["paths"].items():
         if path in PUBLIC:
             continue
@@ -104,10 +105,14 @@ async def test_every_route_but_the_public_ones_needs_a_valid_key(
                 assert answer.status_code == 401, (method, path, headers, answer.text)
                 assert answer.headers["content-type"] == "application/problem+json"
                 assert answer.headers["www-authenticate"] == 'Bearer realm="chatsys"'
-                bodies.add(answer.content)
+                body = answer.json()
+                assert body["instance"] == answer.request.url.path
+                assert body["request_id"] == answer.headers["x-request-id"]
+                del body["instance"], body["request_id"]
+                bodies.add(json.dumps(body, sort_keys=True))
                 checked += 1
     assert checked > 100  # (34 operations x 6 when written)
-    assert len(bodies) == 1  # byte-identical, whatever was wrong with the key
+    assert len(bodies) == 1  # the same, whatever was wrong with the key
     assert json.loads(bodies.pop())["detail"].startswith("a valid API key is required")
     sockets = websocket_paths(app)
     assert sockets == ["/v1/tasks/{task_id}/stream", "/v1/ws"]  # the walk found them all
@@ -331,14 +336,57 @@ async def test_stream_tickets_keep_keys_out_of_urls(
     assert issued.status_code == 201
     ticket = issued.json()["ticket"]
     assert key not in ticket
+    # A ticket works for streams only (and a refused use does not spend it).
+    assert (await http.get(f"/v1/tasks/{task}", params={"ticket": ticket})).status_code == 401
     async with connect(f"ws://{host}/v1/tasks/{task}/stream?ticket={ticket}") as ws:
         assert json.loads(await ws.recv())["type"] == "task.created"
-    # A ticket works for streams only, and dies with its key.
-    assert (await http.get(f"/v1/tasks/{task}", params={"ticket": ticket})).status_code == 401
+    # And dies with its key.
+    unused = (await http.post("/v1/stream-tickets", headers=auth(key))).json()["ticket"]
     key_id = (await http.get("/v1/me", headers=auth(key))).json()["key_id"]
     await http.delete(f"/v1/api-keys/{key_id}", headers=auth(admin))
-    closed = await read_ws(f"ws://{host}/v1/tasks/{task}/stream?ticket={ticket}")
+    closed = await read_ws(f"ws://{host}/v1/tasks/{task}/stream?ticket={unused}")
     assert closed.code == 4401
+
+
+async def test_a_stream_ticket_opens_one_stream_only(
+    http: httpx.AsyncClient, host: str, settings: Settings
+) -> None:
+    key = await new_key(settings, Role.MEMBER, subject="grace")
+    task = (await http.post("/v1/tasks", json={"input": "x"}, headers=auth(key))).json()["id"]
+
+    async def ticket() -> str:
+        issued = await http.post("/v1/stream-tickets", headers=auth(key))
+        assert issued.status_code == 201
+        return str(issued.json()["ticket"])
+
+    socket_ticket = await ticket()
+    url = f"ws://{host}/v1/tasks/{task}/stream?ticket={socket_ticket}"
+    first = await read_ws(url, stop_after=1)
+    assert [e["type"] for e in first.events] == ["task.created"]
+    again = await read_ws(url, stop_after=1)  # (were it accepted, it would not hang)
+    assert (again.code, again.events) == (4401, [])
+    # The same ticket is spent for the other kind of stream too.
+    spent = await read_sse(
+        http, f"/v1/tasks/{task}/events", params={"ticket": socket_ticket}, stop_after=1
+    )
+    assert spent.status == 401
+
+    sse_ticket = await ticket()
+    opened = await read_sse(
+        http, f"/v1/tasks/{task}/events", params={"ticket": sse_ticket}, stop_after=1
+    )
+    assert (opened.status, [e["type"] for e in opened.events]) == (200, ["task.created"])
+    reused = await http.get(
+        f"/v1/tasks/{task}/events",
+        params={"ticket": sse_ticket},
+        headers={"Accept": "text/event-stream"},
+    )
+    assert reused.status_code == 401
+    assert reused.headers["content-type"] == "application/problem+json"
+    assert reused.json()["instance"] == f"/v1/tasks/{task}/events"  # no query string in it
+    async with asyncio.timeout(10):  # /v1/ws says nothing until asked: do not wait forever
+        multiplexed = await read_ws(f"ws://{host}/v1/ws?ticket={sse_ticket}")
+    assert multiplexed.code == 4401
 
 
 async def test_security_headers_and_limits_on_every_kind_of_answer(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
+import pytest
 from fastapi import FastAPI
 
 PROBLEM = "application/problem+json"
@@ -28,20 +31,85 @@ async def test_wrong_method_is_a_405_problem_naming_the_allowed_ones(
     assert answer.json()["detail"] == "method DELETE is not allowed on /healthz; allowed: GET"
 
 
-async def test_malformed_json_is_a_422_problem_naming_the_problem(
+async def test_malformed_json_is_a_422_problem_naming_line_and_column(
     client: httpx.AsyncClient,
 ) -> None:
     answer = await client.post(
-        "/v1/conversations",
-        content=b'{"title": "unterminated',
+        "/v1/tasks",
+        content=b'{\n  "input": "x",\n  "metadata": {"a": "1"\n    "b": "2"}\n}',
         headers={"content-type": "application/json"},
     )
     assert answer.status_code == 422
     assert answer.headers["content-type"] == PROBLEM
     body = answer.json()
-    assert body["errors"][0]["type"] == "json_invalid"
-    assert body["detail"].startswith("body.")
-    assert "invalid JSON" in body["detail"]
+    said = "the body is not valid JSON: Expecting ',' delimiter at line 4, column 5"
+    assert body["detail"] == said
+    assert body["errors"] == [{"location": "body", "message": said, "type": "json_invalid"}]
+    assert body["instance"] == "/v1/tasks"
+    assert body["request_id"] == answer.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", None])
+@pytest.mark.parametrize(
+    ("path", "payload"),
+    [("/v1/tasks", b'{"input": "hello"}'), ("/v1/conversations", b'{"title": "hello"}')],
+)
+async def test_a_json_body_sent_as_another_media_type_is_a_415_problem(
+    client: httpx.AsyncClient, path: str, payload: bytes, content_type: str | None
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    answer = await client.post(path, content=payload, headers=headers)
+    assert answer.status_code == 415, answer.text
+    assert answer.headers["content-type"] == PROBLEM
+    body = answer.json()
+    assert body["type"] == "urn:chatsys:problem:unsupported-media-type"
+    assert "application/json" in body["detail"]
+    assert body["instance"] == path
+    assert body["request_id"] == answer.headers["x-request-id"]
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", "application/merge-patch+json"]
+)
+async def test_json_media_types_are_accepted(client: httpx.AsyncClient, content_type: str) -> None:
+    answer = await client.post(
+        "/v1/conversations", content=b'{"title": "hello"}', headers={"content-type": content_type}
+    )
+    assert answer.status_code == 201, answer.text
+
+
+async def test_a_route_without_a_body_does_not_look_at_the_content_type(
+    client: httpx.AsyncClient,
+) -> None:
+    answer = await client.post(
+        "/v1/stream-tickets", content=b"whatever", headers={"content-type": "text/plain"}
+    )
+    assert answer.status_code == 201, answer.text
+
+
+async def test_a_body_over_the_limit_is_a_413_problem_with_instance_and_request_id(
+    client: httpx.AsyncClient,
+) -> None:
+    big = b'{"input": "' + b"x" * (300 * 1024) + b'"}'
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it comes
+        for start in range(0, len(big), 64 * 1024):
+            yield big[start : start + 64 * 1024]
+
+    declared = await client.post(
+        "/v1/tasks", content=big, headers={"content-type": "application/json"}
+    )
+    streamed = await client.post(
+        "/v1/tasks", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert "content-length" not in streamed.request.headers
+    for answer in (declared, streamed):
+        assert answer.status_code == 413, answer.text
+        assert answer.headers["content-type"] == PROBLEM
+        body = answer.json()
+        assert body["detail"] == "the body is over 262144 bytes"
+        assert body["instance"] == "/v1/tasks"
+        assert body["request_id"] == answer.headers["x-request-id"]
 
 
 async def test_unhandled_exception_is_a_500_problem_without_internals(

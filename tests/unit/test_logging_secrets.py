@@ -1,15 +1,17 @@
-"""Tracebacks in the log never show frame locals (they can hold signing secrets)."""
+"""Secrets stay out of the log: tracebacks never show frame locals (they can hold
+signing secrets), and uvicorn's lines never carry a query string (a stream ticket)."""
 
 from __future__ import annotations
 
 import io
+import logging
 import re
 import sys
 
 import structlog
 
 from chatsys.domain.webhooks.model import new_secret
-from chatsys.infra.logging import _traceback_without_locals
+from chatsys.infra.logging import NoQueryStrings, _traceback_without_locals
 
 
 def _sign_and_fail(secret: str) -> None:
@@ -34,3 +36,29 @@ def _render(formatter: object, exc_info: object) -> str:
     out = io.StringIO()
     formatter(out, exc_info)  # type: ignore[operator]
     return re.sub(r"\x1b\[[0-9;]*m", "", out.getvalue())  # without colour codes
+
+
+def _uvicorn_record(name: str, msg: str, *args: object) -> logging.LogRecord:
+    return logging.LogRecord(name, logging.INFO, "uvicorn", 1, msg, args, None)
+
+
+def test_uvicorn_lines_lose_their_query_strings() -> None:
+    keep = NoQueryStrings()
+    handshake = _uvicorn_record(
+        "uvicorn.error", '%s - "WebSocket %s" [accepted]', "127.0.0.1:5", "/v1/ws?ticket=cst_x"
+    )
+    assert not keep.filter(handshake)  # chatsys logs the connection itself, by path
+    access = _uvicorn_record(
+        "uvicorn.access",
+        '%s - "%s %s HTTP/%s" %d',
+        "127.0.0.1:5",
+        "GET",
+        "/v1/tasks/1/events?ticket=cst_x",
+        "1.1",
+        200,
+    )
+    assert keep.filter(access)
+    assert access.getMessage() == '127.0.0.1:5 - "GET /v1/tasks/1/events HTTP/1.1" 200'
+    started = _uvicorn_record("uvicorn.error", "Uvicorn running on %s (Press CTRL+C)", "http://x")
+    assert keep.filter(started)
+    assert started.getMessage() == "Uvicorn running on http://x (Press CTRL+C)"

@@ -131,24 +131,52 @@ def _http_detail(request: Request, exc: StarletteHTTPException) -> str:
     return default
 
 
+JSON_MEDIA_TYPE = "application/json"
+UNSUPPORTED_MEDIA_DETAIL = (
+    f"the body must be JSON: send it with 'Content-Type: {JSON_MEDIA_TYPE}' "
+    "(or another application/*+json type)"
+)
+
+
 def _location(loc: tuple[Any, ...] | list[Any]) -> str:
     # A location can hold a client's JSON key, and a message the text it refused.
     return printable(".".join(str(part) for part in loc)) or "request"
 
 
+def _where(doc: str, pos: int) -> str:
+    """``line L, column C`` (both from 1) of a character offset, as ``json`` counts them."""
+    line = doc.count("\n", 0, pos) + 1
+    column = pos - doc.rfind("\n", 0, pos)
+    return f"line {line}, column {column}"
+
+
+def _invalid_json(err: dict[str, Any], doc: Any) -> dict[str, Any]:
+    """FastAPI reports a JSON decoding error at ``("body", <character offset>)``: say
+    where it is as a person reads it, not as if the offset were a field."""
+    reason = (err.get("ctx") or {}).get("error", "invalid")
+    loc = err.get("loc", ())
+    pos = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+    where = f" at {_where(doc, pos)}" if isinstance(doc, str) and pos is not None else ""
+    return {
+        "location": "body",
+        "message": printable(f"the body is not valid JSON: {reason}{where}"),
+        "type": "json_invalid",
+    }
+
+
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     errors = []
     for err in exc.errors():
-        item: dict[str, Any] = {
-            "location": _location(err.get("loc", ())),
-            "message": printable(err.get("msg", "invalid")),
-            "type": err.get("type", "value_error"),
-        }
         if err.get("type") == "json_invalid":
-            ctx = err.get("ctx") or {}
-            if "error" in ctx:
-                item["message"] = f"invalid JSON: {ctx['error']}"
-        errors.append(item)
+            errors.append(_invalid_json(err, exc.body))
+            continue
+        errors.append(
+            {
+                "location": _location(err.get("loc", ())),
+                "message": printable(err.get("msg", "invalid")),
+                "type": err.get("type", "value_error"),
+            }
+        )
     return errors
 
 
@@ -164,15 +192,18 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
+        if isinstance(exc.body, bytes):
+            # FastAPI reads a body as JSON only when its Content-Type says JSON (its
+            # strict_content_type, on); otherwise the raw bytes reach validation, which a
+            # body model always refuses. So: a body on a JSON route, not sent as JSON.
+            return problem(request, 415, UNSUPPORTED_MEDIA_DETAIL)
         errors = _validation_errors(exc)
         first = errors[0] if errors else {"location": "request", "message": "invalid"}
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        return problem(
-            request,
-            422,
-            f"{first['location']}: {first['message']}{more}",
-            extra={"errors": errors},
-        )
+        said = f"{first['location']}: {first['message']}"
+        if first.get("type") == "json_invalid":  # its message says "the body" already
+            said = first["message"]
+        return problem(request, 422, f"{said}{more}", extra={"errors": errors})
 
     async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DomainError)

@@ -1,11 +1,14 @@
-"""Request context: a request id on every response and log line, and a last line of
-defence that turns any unhandled exception into a 500 problem+json with no internals."""
+"""Request context: a request id on every response and log line, one log line per
+request and per WebSocket connection (the path, never the query string: a stream's
+``?ticket=`` stays out of the log), and a last line of defence that turns any
+unhandled exception into a 500 problem+json with no internals."""
 
 from __future__ import annotations
 
 import re
 import time
 import uuid
+from collections.abc import Awaitable
 
 import orjson
 import structlog
@@ -37,6 +40,9 @@ class RequestContextMiddleware:
             return
         request_id = _incoming_request_id(scope) or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send, request_id)
+            return
         started = time.perf_counter()
         status = 0
 
@@ -51,26 +57,67 @@ class RequestContextMiddleware:
 
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
-                # WebSocket frames skip the wrapper (it only adds to HTTP answers).
-                await self.app(scope, receive, send_with_id if scope["type"] == "http" else send)
+                await self.app(scope, receive, send_with_id)
             except Exception:
                 log.exception(
                     "chatsys.api.unhandled_error",
                     method=scope.get("method"),
                     path=scope.get("path"),
                 )
-                if scope["type"] == "http" and status == 0:
+                if status == 0:
                     status = 500
                     await self._send_500(scope, send_with_id, request_id)
             finally:
-                if scope["type"] == "http":
-                    log.info(
-                        "chatsys.api.request",
-                        method=scope.get("method"),
-                        path=scope.get("path"),
-                        status=status,
-                        duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                    )
+                log.info(
+                    "chatsys.api.request",
+                    method=scope.get("method"),
+                    path=scope.get("path"),
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        """One line when the connection ends: its path, how it closed, how long it was
+        open. The close code is the server's (``4401``, ``1000`` "task finished", ...)
+        or the client's; ``403`` when it was refused before the handshake."""
+        started = time.perf_counter()
+        accepted = False
+        close_code: int | None = None
+
+        async def receive_noting_close() -> Message:
+            nonlocal close_code
+            message = await receive()
+            if message["type"] == "websocket.disconnect" and close_code is None:
+                close_code = message.get("code", 1005)
+            return message
+
+        def send_noting_close(message: Message) -> Awaitable[None]:
+            # Not a coroutine: a frame (nearly every message) costs a call and one
+            # comparison, and the server's own send is what the app awaits.
+            nonlocal accepted, close_code
+            kind = message["type"]
+            if kind != "websocket.send":
+                if kind == "websocket.accept":
+                    accepted = True
+                elif close_code is None and kind == "websocket.close":
+                    close_code = message.get("code", 1000) if accepted else 403
+                elif close_code is None and kind == "websocket.http.response.start":
+                    close_code = message["status"]
+            return send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await self.app(scope, receive_noting_close, send_noting_close)
+            except Exception:
+                log.exception("chatsys.api.unhandled_error", path=scope.get("path"))
+                close_code = close_code or 1011
+            finally:
+                log.info(
+                    "chatsys.api.websocket",
+                    path=scope.get("path"),
+                    close_code=close_code,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )
 
     @staticmethod
     async def _send_500(scope: Scope, send: Send, request_id: str) -> None:

@@ -5,6 +5,11 @@ production and whenever ``CHATSYS_LOG_FORMAT=json``. Standard-library loggers
 (uvicorn, arq, alembic, sqlalchemy) go through the same renderer, so a process
 writes one format. Context (``request_id``, ``task_id``) is bound through
 contextvars and appears on every line logged while it is bound.
+
+No query string reaches the log (a stream's ``?ticket=`` is a credential): chatsys
+logs each request and WebSocket connection itself, by path (``api/middleware.py``);
+uvicorn's access log is off (``chatsys api``) and its WebSocket handshake lines are
+dropped (:class:`NoQueryStrings`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,30 @@ def _want_json(settings: Settings) -> bool:
     if settings.environment is Environment.PRODUCTION:
         return True
     return not sys.stderr.isatty()
+
+
+class NoQueryStrings(logging.Filter):
+    """On uvicorn's loggers (their records only, never chatsys' own). Drops uvicorn's
+    WebSocket handshake lines (``'"WebSocket /path?query" [accepted]'``, at INFO on
+    ``uvicorn.error``): chatsys logs each connection itself. And, should any other of
+    its lines carry a path with a query string (the access log, were it switched on),
+    the query goes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and '"WebSocket %s"' in record.msg:
+            return False
+        if isinstance(record.args, tuple):
+            record.args = tuple(_without_query(arg) for arg in record.args)
+        return True
+
+
+def _without_query(arg: object) -> object:
+    if isinstance(arg, str) and arg.startswith("/") and "?" in arg:
+        return arg.partition("?")[0]
+    return arg
+
+
+_NO_QUERY_STRINGS = NoQueryStrings()  # one instance: addFilter does not add it twice
 
 
 def configure_logging(settings: Settings, *, force: bool = False) -> None:
@@ -74,6 +103,8 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
         lib_logger.handlers.clear()
         lib_logger.propagate = True
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).addFilter(_NO_QUERY_STRINGS)
     # LiteLLM logs every call at INFO with its own formatter; ours says what matters.
     for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx"):
         noisy = logging.getLogger(name)

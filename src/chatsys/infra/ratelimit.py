@@ -108,9 +108,11 @@ class RedisRateLimiter:
 class RedisTickets:
     """Short-lived stream tickets: a key's holder trades it for a ticket that can go in
     a URL (EventSource and browsers' WebSocket cannot send an Authorization header),
-    so the key itself never appears in a URL or an access log. A ticket is valid for
-    ``ttl`` seconds, any number of times (EventSource reconnects with the same URL),
-    and only while its key is not revoked."""
+    so the key itself never appears in a URL or an access log. A ticket opens one
+    stream: the first connection spends it (GETDEL, so two racing connections cannot
+    both win), within ``ttl`` seconds, and only while its key is not revoked. A URL
+    that leaks (a proxy's log, a browser's history) is worth nothing once used; a
+    client that reconnects takes a new ticket."""
 
     def __init__(self, redis: Redis, *, ttl: float) -> None:
         self._redis = redis
@@ -130,10 +132,10 @@ class RedisTickets:
         await self._redis.set(self._name(ticket), orjson.dumps(body), px=int(self.ttl * 1000))
         return ticket
 
-    async def resolve(self, ticket: str) -> Principal | None:
+    async def redeem(self, ticket: str) -> Principal | None:
         if not ticket.startswith("cst_") or len(ticket) > 100:
             return None
-        raw = await self._redis.get(self._name(ticket))
+        raw = await self._redis.getdel(self._name(ticket))
         if raw is None:
             return None
         body = orjson.loads(raw)

@@ -31,9 +31,8 @@ UNAUTHORIZED_DETAIL = (
     "a valid API key is required: send 'Authorization: Bearer csk_...' "
     "(streams also take ?ticket= from POST /v1/stream-tickets)"
 )
-# One body for every failed authentication (no key, malformed, unknown, revoked): the
+# One detail for every failed authentication (no key, malformed, unknown, revoked): the
 # answer tells nothing about which it was.
-UNAUTHORIZED_BODY = orjson.dumps(problem_body(401, UNAUTHORIZED_DETAIL))
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_RATE_LIMITED = 4429
 
@@ -112,7 +111,8 @@ class AccessMiddleware:
         if scope["type"] == "http":
             length = _header(scope, b"content-length")
             if length is not None and length.isdigit() and int(length) > config.max_body_bytes:
-                await _problem(send, 413, f"the body is over {config.max_body_bytes} bytes", [])
+                detail = f"the body is over {config.max_body_bytes} bytes"
+                await _problem(scope, send, 413, detail, [])
                 return
             receive = _capped(receive, config.max_body_bytes)  # bodies without a length
 
@@ -169,7 +169,7 @@ async def _principal(scope: Scope, access: AccessServices) -> Principal | None:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         tickets = query.get("ticket")
         if tickets:
-            principal = await access.tickets.resolve(tickets[0])
+            principal = await access.tickets.redeem(tickets[0])  # spent, whatever follows
             if principal is not None and await access.still_active(principal):
                 return principal
     return None
@@ -191,9 +191,12 @@ def _capped(receive: Receive, limit: int) -> Receive:
 
 
 async def _problem(
-    send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]]
+    scope: Scope, send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]]
 ) -> None:
-    body = UNAUTHORIZED_BODY if status == 401 else orjson.dumps(problem_body(status, detail))
+    """A problem answer from here, before any route: with ``instance`` (the path, never
+    the query string, which may hold a ticket) and the request id, like every other."""
+    request_id = scope.get("state", {}).get("request_id")
+    body = orjson.dumps(problem_body(status, detail, instance=scope["path"], request_id=request_id))
     await send(
         {
             "type": "http.response.start",
@@ -217,7 +220,7 @@ async def _refuse(
 ) -> None:
     status, detail, close_code = refusal
     if scope["type"] == "http":
-        await _problem(send, status, detail, headers)
+        await _problem(scope, send, status, detail, headers)
         return
     # WebSocket: accept, then close with a code and reason a browser can read.
     message = await receive()

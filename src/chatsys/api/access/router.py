@@ -84,8 +84,10 @@ class MeOut(BaseModel):
 
 
 class TicketOut(BaseModel):
-    ticket: str = Field(description="pass as ?ticket= to an SSE or WebSocket stream")
-    expires_at: datetime
+    ticket: str = Field(
+        description="pass as ?ticket= to one SSE or WebSocket stream: its first use spends it"
+    )
+    expires_at: datetime = Field(description="unused by then, it is void")
 
 
 class AuditOut(BaseModel):
@@ -170,7 +172,7 @@ async def me(principal: PrincipalDep) -> MeOut:
     "/v1/stream-tickets",
     status_code=status.HTTP_201_CREATED,
     response_model=TicketOut,
-    summary="A short-lived ticket for streams opened where headers cannot be set",
+    summary="A single-use ticket for a stream opened where headers cannot be set",
 )
 async def create_stream_ticket(tickets: TicketStoreDep, principal: PrincipalDep) -> TicketOut:
     ticket = await tickets.issue(principal)

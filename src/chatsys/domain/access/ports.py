@@ -68,13 +68,17 @@ class RateLimiter(Protocol):
 
 
 class TicketStore(Protocol):
-    """Short-lived stand-ins for a key, fit to go in a URL."""
+    """Short-lived, single-use stand-ins for a key, fit to go in a URL."""
 
-    ttl: float
+    ttl: float  # the longest a ticket waits for its one use
 
     async def issue(self, principal: Principal) -> str: ...
 
-    async def resolve(self, ticket: str) -> Principal | None: ...
+    async def redeem(self, ticket: str) -> Principal | None:
+        """The principal the ticket stands for, once: the first call spends it (even
+        when that use is then refused), so every later call, and any after ``ttl``,
+        gets ``None``. Atomic: two concurrent uses cannot both get the principal."""
+        ...
 
 
 class AccessUnitOfWork(IdempotencyUnitOfWork, Protocol):
