@@ -17,6 +17,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chatsys.api.errors import PROBLEM_MEDIA_TYPE, problem_body
 
 REQUEST_ID_HEADER = "x-request-id"
+# Probes come every few seconds from an orchestrator (and from ``chatsys dev`` while it
+# starts): their lines are debug, so an info log shows requests people made.
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 log = structlog.stdlib.get_logger("chatsys.api")
@@ -68,7 +71,8 @@ class RequestContextMiddleware:
                     status = 500
                     await self._send_500(scope, send_with_id, request_id)
             finally:
-                log.info(
+                line = log.debug if scope.get("path") in PROBE_PATHS else log.info
+                line(
                     "chatsys.api.request",
                     method=scope.get("method"),
                     path=scope.get("path"),

@@ -56,6 +56,15 @@ def _without_query(arg: object) -> object:
 _NO_QUERY_STRINGS = NoQueryStrings()  # one instance: addFilter does not add it twice
 
 
+def _drop_color_message(
+    _: object, __: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """uvicorn passes its message twice, the second copy (``color_message``) with
+    terminal colour codes in it; ours is the plain ``event``."""
+    event.pop("color_message", None)
+    return event
+
+
 def configure_logging(settings: Settings, *, force: bool = False) -> None:
     """Set up structlog and the stdlib root logger (idempotent unless ``force``)."""
     if structlog.is_configured() and not force:
@@ -67,6 +76,7 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.stdlib.ExtraAdder(),
+        _drop_color_message,
     ]
     renderer: structlog.types.Processor
     if _want_json(settings):
