@@ -29,6 +29,7 @@ from chatsys.api.health import router as health
 from chatsys.api.mcp import router as mcp
 from chatsys.api.middleware import RequestContextMiddleware
 from chatsys.api.nlu import router as analysis
+from chatsys.api.problems import document_problems
 from chatsys.api.streaming import router as streams
 from chatsys.api.tasks import router as tasks
 from chatsys.api.webhooks import deliveries as webhook_deliveries
@@ -171,7 +172,7 @@ def create_app(
     app.include_router(mcp.router)
     app.include_router(webhooks.router)
     app.include_router(webhook_deliveries.router)
-    _document_security(app)
+    _document(app)
     return app
 
 
@@ -208,9 +209,10 @@ def _providers(app: FastAPI) -> set[Provider[Any]]:
     return found
 
 
-def _document_security(app: FastAPI) -> None:
-    """Say in the OpenAPI document that every /v1 operation takes a bearer key (the
-    middleware enforces it), so Swagger UI offers "Authorize" and SDKs send the key."""
+def _document(app: FastAPI) -> None:
+    """Say in the OpenAPI document what the middleware and error handlers do: every /v1
+    operation takes a bearer key (so Swagger UI offers "Authorize" and SDKs send the
+    key), and every error is a problem+json (``api/problems.py``)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -228,6 +230,7 @@ def _document_security(app: FastAPI) -> None:
             if path.startswith("/v1/"):
                 for operation in operations.values():
                     operation["security"] = [{"apiKey": []}]
+        document_problems(spec, app.routes)
         app.openapi_schema = spec
         return spec
 

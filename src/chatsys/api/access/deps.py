@@ -53,6 +53,9 @@ async def admin(principal: PrincipalDep) -> Principal:
     return principal
 
 
+ROLE_GATES = frozenset({writer, admin})
+"""The dependencies that refuse a role (403); the OpenAPI document reads them."""
+
 ReaderDep = Annotated[str | None, Depends(read_scope)]
 SubjectDep = Annotated[str, Depends(own_subject)]
 WriterDep = Annotated[Principal, Depends(writer)]

@@ -67,6 +67,11 @@ class AccessServices:
     tickets: TicketStore
 
 
+def is_guarded(path: str) -> bool:
+    """Whether a request to ``path`` needs a key (when authentication is on)."""
+    return path == "/v1" or path.startswith("/v1/")
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", []):
         if key == name:
@@ -117,7 +122,7 @@ class AccessMiddleware:
             receive = _capped(receive, config.max_body_bytes)  # bodies without a length
 
         principal: Principal | None = None
-        guarded = path == "/v1" or path.startswith("/v1/")
+        guarded = is_guarded(path)
         if guarded:
             principal = LOCAL_ADMIN if not config.auth_enabled else await _principal(scope, access)
 

@@ -10,6 +10,7 @@ from chatsys.api.access.deps import ReaderDep, WriterDep
 from chatsys.api.approvals.deps import DecideApprovalDep, ListApprovalsDep
 from chatsys.api.approvals.schemas import ApprovalDecisionIn, ApprovalListOut, ApprovalOut
 from chatsys.api.idempotency import IdempotencyKeyHeader, once, replayed
+from chatsys.api.problems import problem_response
 from chatsys.domain.shared.idempotency import Replayed
 
 router = APIRouter(prefix="/v1/tasks", tags=["approvals"])
@@ -31,6 +32,13 @@ async def list_approvals(
     "/{task_id}/approvals/{approval_id}",
     response_model=ApprovalOut,
     summary="Approve or deny a pending tool call (409 when decided, expired or the task ended)",
+    responses={
+        409: problem_response(
+            409,
+            "The approval is already decided or expired, the task has ended or is "
+            "being cancelled, or the Idempotency-Key was used with another request",
+        )
+    },
 )
 async def decide_approval(
     task_id: UUID,

@@ -26,6 +26,7 @@ from chatsys.api.mcp.schemas import (
     McpToolOut,
     McpToolResultOut,
 )
+from chatsys.api.problems import problem_response, problems
 from chatsys.api.text import LINE
 
 router = APIRouter(prefix="/v1/mcp/servers", tags=["mcp"])
@@ -46,6 +47,7 @@ async def list_servers(
     status_code=status.HTTP_201_CREATED,
     response_model=McpServerOut,
     summary="Register an MCP server (started at once, so a bad command shows as failed)",
+    responses={409: problem_response(409, "A server of this name exists already")},
 )
 async def create_server(
     body: McpServerCreate, add_server: AddMcpServerDep, principal: AdminDep, response: Response
@@ -59,6 +61,7 @@ async def create_server(
     "/{name}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Remove a server registered through the API (settings ones: 409)",
+    responses={409: problem_response(409, "The server is defined in the settings")},
 )
 async def delete_server(
     name: ServerName, remove_server: RemoveMcpServerDep, principal: AdminDep
@@ -71,6 +74,7 @@ async def delete_server(
     "/{name}/tools",
     response_model=McpToolListOut,
     summary="The server's tools (it is started if needed), with their approval status",
+    responses=problems(503),
 )
 async def list_tools(
     name: ServerName,
@@ -83,6 +87,7 @@ async def list_tools(
     "/{name}/tools/{tool}/accept",
     response_model=McpToolOut,
     summary="Accept the tool's current definition (ends its quarantine)",
+    responses=problems(503),
 )
 async def accept_tool(
     name: ServerName, tool: ToolName, accept: AcceptMcpToolDep, principal: AdminDep
@@ -94,6 +99,7 @@ async def accept_tool(
     "/{name}/tools/{tool}/call",
     response_model=McpToolResultOut,
     summary="Call a tool directly (for debugging); a tool error is a result, not an HTTP error",
+    responses=problems(503),
 )
 async def call_tool(
     name: ServerName,

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chatsys.api.access.deps import ReaderDep
 from chatsys.api.nlu.deps import AgentCatalogueDep, AnalyzeTextDep
+from chatsys.api.problems import problem_response
 from chatsys.api.text import Text
 from chatsys.domain.shared.errors import InvalidInput
 
@@ -27,7 +28,11 @@ class AgentsOut(BaseModel):
     items: list[dict[str, Any]]
 
 
-@router.post("/v1/analyze", summary="Intent, entities and complexity of a text; no task")
+@router.post(
+    "/v1/analyze",
+    summary="Intent, entities and complexity of a text; no task",
+    responses={404: problem_response(404, "No such conversation (`conversation_id`)")},
+)
 async def analyze(body: AnalyzeIn, analyze: AnalyzeTextDep, owner: ReaderDep) -> dict[str, Any]:
     if not body.text.strip():
         raise InvalidInput("text must not be blank")

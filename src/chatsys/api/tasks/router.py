@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 
 from chatsys.api.access.deps import ReaderDep, WriterDep
 from chatsys.api.idempotency import IdempotencyKeyHeader, TaskIdempotencyKeyHeader, once, replayed
+from chatsys.api.problems import problem_response
 from chatsys.api.streaming.deps import FollowTaskDep, StreamConfigDep
 from chatsys.api.streaming.sse import EventStreamResponse
 from chatsys.api.tasks.deps import (
@@ -42,6 +43,7 @@ router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
     status_code=status.HTTP_202_ACCEPTED,
     response_model=TaskCreatedOut,
     summary="Submit a task; it runs in the background",
+    responses={404: problem_response(404, "No such conversation (`conversation_id`)")},
 )
 async def create_task(
     body: TaskCreate,
@@ -95,6 +97,12 @@ async def get_task(task_id: UUID, get_task: GetTaskDep, owner: ReaderDep) -> Tas
     "/{task_id}/cancel",
     response_model=TaskOut,
     summary="Cancel a task (409 when it has already finished)",
+    responses={
+        409: problem_response(
+            409,
+            "The task has already finished, or the Idempotency-Key was used with another request",
+        )
+    },
 )
 async def cancel_task(
     task_id: UUID,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from chatsys.api.access.deps import SubjectDep, WriterDep
 from chatsys.api.idempotency import IdempotencyKeyHeader, once, replayed
+from chatsys.api.problems import problem_response
 from chatsys.api.text import LINE
 from chatsys.api.webhooks.deps import GetDeliveryDep, ListDeliveriesDep, RedeliverDep
 from chatsys.api.webhooks.schemas import DeliveryOut, DeliveryPageOut, DeliveryStatusName
@@ -53,6 +54,13 @@ async def get_delivery(
     status_code=status.HTTP_202_ACCEPTED,
     response_model=DeliveryOut,
     summary="Send a finished delivery again (same body and webhook-id, a fresh schedule)",
+    responses={
+        409: problem_response(
+            409,
+            "The delivery is still in flight, its endpoint is deleted or disabled, or "
+            "the Idempotency-Key was used with another request",
+        )
+    },
 )
 async def redeliver(
     delivery_id: UUID,
