@@ -139,4 +139,7 @@ async def test_the_cancel_route_documents_its_409(client: httpx.AsyncClient) -> 
     answers = spec["paths"]["/v1/tasks/{task_id}/cancel"]["post"]["responses"]
     assert "409" in answers
     problem = answers["409"]["content"]["application/problem+json"]
-    assert problem["schema"]["required"] == ["type", "title", "status", "detail"]
+    assert problem["schema"] == {"$ref": "#/components/schemas/Problem"}
+    schema = spec["components"]["schemas"]["Problem"]
+    assert schema["required"] == ["type", "title", "status", "detail"]
+    assert "already finished" in answers["409"]["description"]

@@ -107,7 +107,7 @@ def example(status: int, path: str = "/v1/tasks") -> dict[str, Any]:
         status,
         _EXAMPLE_DETAILS.get(status, HTTPStatus(status).phrase),
         instance=path,
-        request_id="01JDQ7Z3K9X4V2N8M5R6T0W1YB",
+        request_id="3f2c9b1e4d5a46c8a0e7b2d1c6f4a9e0",
         slug="provider-error:openai" if status == 502 else None,
         extra=_EXAMPLE_EXTRAS.get(status),
     )
