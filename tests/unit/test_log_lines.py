@@ -49,8 +49,14 @@ async def test_probe_requests_are_not_logged_at_info(log_output: io.StringIO) ->
     assert '"path": "/v1/x"' in lines[0]
 
 
-def test_uvicorn_lines_carry_no_colour_coded_copy(log_output: io.StringIO) -> None:
-    logging.getLogger("uvicorn.error").info(
+def test_uvicorn_lines_carry_no_colour_coded_copy(
+    log_output: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    # An in-process uvicorn started by another test may have set its level (log_level=).
+    monkeypatch.setattr(uvicorn_error, "level", logging.INFO)
+    monkeypatch.setattr(uvicorn_error, "disabled", False)
+    uvicorn_error.info(
         "Finished server process [%d]",
         42,
         extra={"color_message": "Finished server process [\x1b[36m%d\x1b[0m]"},
