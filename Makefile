@@ -7,8 +7,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TS_SDK := tests/sdk/ts
+TS_STAMP := $(TS_SDK)/node_modules/.installed
 
-.PHONY: check install run test test-unit test-integration test-e2e lint lint-fast fmt bench lock audit clean
+.PHONY: check install run test test-unit test-integration test-e2e lint lint-fast fmt bench lock audit sdk sdk-ts clean
 
 check: lint test ## lint + types + tests (the default goal)
 
@@ -57,9 +59,19 @@ fmt: $(STAMP)
 bench: $(STAMP) ## benchmark scenarios (ratios against a baseline measured in the same run)
 	$(BIN)/python -m bench
 
+sdk: $(STAMP) $(TS_STAMP) ## the Python and TypeScript clients from `chatsys openapi` into build/sdk, type-checked
+	$(BIN)/python -m tests.sdk.generate build/sdk
+
+sdk-ts: $(STAMP) $(TS_STAMP) ## the TypeScript client only (npm ci, openapi-typescript, tsc --strict)
+	$(BIN)/python -m tests.sdk.generate --typescript build/sdk
+
+$(TS_STAMP): $(TS_SDK)/package-lock.json $(TS_SDK)/package.json
+	cd $(TS_SDK) && npm ci
+	@touch $(TS_STAMP)
+
 lock: ## re-resolve requirements/*.lock from pyproject.toml (needs uv in .venv)
 	$(BIN)/uv pip compile pyproject.toml --extra embedded --extra dev --generate-hashes --universal --python-version 3.11 -q -o requirements/dev.lock
 	$(BIN)/uv pip compile pyproject.toml --generate-hashes --universal --python-version 3.11 -q -o requirements/prod.lock
 
 clean: ## remove the virtualenv and caches (keeps .chatsys/ data)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build/sdk $(TS_SDK)/node_modules $(TS_SDK)/generated $(TS_SDK)/dist

@@ -170,11 +170,32 @@ def _is_fastapi_422(response: dict[str, Any]) -> bool:
     return bool(content.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"))
 
 
+def _left_out_when_unknown(schema: dict[str, Any]) -> dict[str, Any]:
+    """``problem_body`` leaves a field it has no value for out of the answer; it never
+    sends ``null``. Say so: an optional field is of its own type, with no ``null`` and no
+    ``default: null``, which generators read as "always there, maybe null"
+    (openapi-typescript typed ``errors`` as ``FieldError[] | null`` on a 404 that has
+    none, so ``problem.errors !== null`` held and the loop over it threw)."""
+    required = set(schema.get("required", ()))
+    for name, field in schema["properties"].items():
+        if name in required:
+            continue
+        field.pop("default", None)
+        kinds = [kind for kind in field.pop("anyOf", ()) if kind != {"type": "null"}]
+        if len(kinds) == 1:
+            field.update(kinds[0])
+        elif kinds:
+            field["anyOf"] = kinds
+    return schema
+
+
 def document_problems(spec: dict[str, Any], routes: Sequence[BaseRoute]) -> None:
     """Put the ``Problem`` component and every operation's problem answers into
     ``spec``, in place of FastAPI's ``HTTPValidationError`` 422."""
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-    problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    problem = _left_out_when_unknown(
+        Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    )
     schemas.update(problem.pop("$defs", {}))
     schemas["Problem"] = problem
     for route in _api_routes(routes):
