@@ -10,6 +10,9 @@ No query string reaches the log (a stream's ``?ticket=`` is a credential): chats
 logs each request and WebSocket connection itself, by path (``api/middleware.py``);
 uvicorn's access log is off (``chatsys api``) and its WebSocket handshake lines are
 dropped (:class:`NoQueryStrings`).
+
+Every line, whatever logged it, passes through one :class:`SecretScrubber` after it
+is rendered (``infra/log_scrub.py``): no credential or configured secret is written.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 import structlog
 
+from chatsys.infra.log_scrub import SecretScrubber, configured_secrets
 from chatsys.infra.settings import Environment, Settings
 
 
@@ -100,7 +104,11 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            renderer,
+            _scrubbing(SecretScrubber(configured_secrets(settings))),
+        ],
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
@@ -121,6 +129,15 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
         noisy.handlers.clear()
         noisy.propagate = True
         noisy.setLevel(logging.WARNING)
+
+
+def _scrubbing(scrub: SecretScrubber) -> structlog.types.Processor:
+    """The pipeline's last step: the rendered line, without its secrets."""
+
+    def scrub_line(_: object, __: str, line: Any) -> Any:
+        return scrub(line) if isinstance(line, str) else line
+
+    return scrub_line
 
 
 def get_logger(name: str, **initial: Any) -> structlog.stdlib.BoundLogger:
