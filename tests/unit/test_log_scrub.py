@@ -47,6 +47,13 @@ def test_the_scrubber_masks_each_kind_of_secret(line: str, expected: str) -> Non
     assert SecretScrubber([PROVIDER_KEY])(line) == expected
 
 
+def test_colour_codes_inside_a_secret_do_not_hide_it() -> None:
+    coloured = "cannot reach redis:\x1b[35m/\x1b[0m\x1b[35m/\x1b[0m:hunter22@cach\x1b[1;92me:6379"
+    assert SecretScrubber()(coloured) == "cannot reach redis://:***@cache:6379"
+    plain_colours = "\x1b[1mchatsys.api.request\x1b[0m status=\x1b[35m200\x1b[0m"
+    assert SecretScrubber()(plain_colours) == plain_colours  # nothing to mask: colours stay
+
+
 @pytest.mark.parametrize(
     "line",
     [
@@ -109,7 +116,7 @@ def test_no_secret_in_any_line_of_the_pipeline(log_output: io.StringIO) -> None:
     logging.getLogger("sqlalchemy.engine").warning("connect to %s failed", url)
     logging.getLogger("uvicorn.error").warning("header Authorization: Bearer %s", key)
     try:
-        raise ConnectionError(f"cannot reach redis://:Db-Pa55word@cache:6379 with {key}")
+        raise ConnectionError(f"cannot reach redis://:Unlisted-pw9@cache:6379 with {key}")
     except ConnectionError:
         logging.getLogger("arq.worker").exception("job failed")
 
@@ -117,7 +124,7 @@ def test_no_secret_in_any_line_of_the_pipeline(log_output: io.StringIO) -> None:
     events = ("chatsys.test.nested", "chatsys.test.object", "chatsys.test.failed", "job failed")
     for logged in (*events, "provider refused key", "_fail_with"):  # all, with tracebacks
         assert logged in text
-    for secret in (webhook_secret[6:], key[17:], TICKET[4:], PROVIDER_KEY, "Db-Pa55word"):
+    for secret in (webhook_secret[6:], key[17:], TICKET[4:], PROVIDER_KEY, "Db-Pa55word", "pw9"):
         assert secret not in text
     for masked in ("whsec_***", "csk_", "chatsys:***@db"):
         assert masked in text

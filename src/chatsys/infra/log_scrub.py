@@ -33,6 +33,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel, SecretStr
 
 MASK = "***"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 MIN_SECRET_LENGTH = 6  # a shorter configured value would mask ordinary words
 
 # Inside a JSON string a value ends at an unescaped quote or an escaped newline; in
@@ -78,6 +79,13 @@ class SecretScrubber:
         self._secrets = re.compile("()(?:" + "|".join(map(re.escape, self._literals)) + ")")
 
     def __call__(self, text: str) -> str:
+        if "\x1b[" in text:  # a coloured console line: colour codes can split a secret
+            plain = _ANSI.sub("", text)
+            scrubbed = self._scrub(plain)
+            return text if scrubbed == plain else scrubbed  # masked lines lose colour
+        return self._scrub(text)
+
+    def _scrub(self, text: str) -> str:
         lower = text.lower()  # plain loops: this runs for every line
         for triggers, pattern in self._rules:
             for trigger in triggers:
