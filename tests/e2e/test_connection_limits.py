@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -28,6 +29,10 @@ from tests.support import GiveUp, eventually, free_port
 DEADLINE = 10.0  # the acceptance: a slowloris connection is closed within this
 CLOSE = b"Connection: close\r\n\r\n"
 HEALTH = b"GET /healthz HTTP/1.1\r\nHost: t\r\n" + CLOSE
+UPGRADE = (
+    b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+)
 
 
 class _Server(uvicorn.Server):
@@ -137,10 +142,11 @@ def _ask(address: tuple[str, int], request: bytes) -> bytes:
         ("a 1 MiB header", b"X-Big: " + b"a" * (1024 * 1024) + b"\r\n"),
         ("5,000 headers", b"".join(b"X-H%d: v\r\n" % i for i in range(5000))),
         ("101 headers (over the count, under the size)", b"X-H: v\r\n" * 101),
+        ("a WebSocket upgrade with 101 headers", UPGRADE + b"X-H: v\r\n" * 101),
     ],
 )
 async def test_huge_heads_are_refused_431(
-    where: tuple[str, int], what: str, headers: bytes
+    where: tuple[str, int], what: str, headers: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     request = b"GET /healthz HTTP/1.1\r\nHost: t\r\n" + headers + b"\r\n"
     answer = await asyncio.to_thread(_ask, where, request)
@@ -148,6 +154,7 @@ async def test_huge_heads_are_refused_431(
     assert b"connection: close" in answer
     under = b"GET /healthz HTTP/1.1\r\nHost: t\r\n" + b"X-H: v\r\n" * 90 + CLOSE
     assert (await asyncio.to_thread(_ask, where, under)).startswith(b"HTTP/1.1 200 ")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_an_idle_kept_alive_connection_is_closed(where: tuple[str, int]) -> None:

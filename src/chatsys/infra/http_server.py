@@ -214,6 +214,10 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._in_head = True
         super().on_message_complete()
 
+    def handle_websocket_upgrade(self) -> None:
+        if not self._refused:  # a refused head is not upgraded: its scope was never made
+            super().handle_websocket_upgrade()
+
     def send_400_response(self, msg: str) -> None:
         if not self._refused:
             super().send_400_response(msg)
