@@ -102,7 +102,7 @@ async def _trickle(address: tuple[str, int], head: bytes, body: bytes = b"") -> 
 
 
 async def test_slowloris_heads_bodies_and_silent_connections_are_closed_within_10_s(
-    where: tuple[str, int],
+    where: tuple[str, int], caplog: pytest.LogCaptureFixture
 ) -> None:
     head = b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Padding: " + b"a" * 40 + b"\r\n\r\n"
     post = b"POST /v1/tasks HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
@@ -122,6 +122,7 @@ async def test_slowloris_heads_bodies_and_silent_connections_are_closed_within_1
     for r in bodies:
         assert r["answer"].startswith(b"HTTP/1.1 408 ")
         assert b"did not arrive within 8 s" in r["answer"]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 def _ask(address: tuple[str, int], request: bytes) -> bytes:
