@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
 import sys
 from collections.abc import Iterator
 
@@ -147,3 +148,21 @@ class SecretHolder:
 
     def __repr__(self) -> str:
         return f"SecretHolder(key={self.key!r})"
+
+
+def test_a_crash_is_logged_through_the_scrubber() -> None:
+    """An exception nobody caught ends the process through the log, not Python's hook."""
+    script = (
+        "from chatsys.infra.logging import configure_logging\n"
+        "from chatsys.infra.settings import Settings\n"
+        "configure_logging(Settings(log_format='json'))\n"
+        "raise RuntimeError('cannot reach postgresql://app:Unlisted-pw9@db/x')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    [line] = [json.loads(raw) for raw in done.stderr.splitlines() if raw.startswith("{")]
+    assert line["event"] == "chatsys.crashed"
+    assert "RuntimeError: cannot reach postgresql://app:***@db/x" in line["exception"]
+    assert "Unlisted-pw9" not in done.stderr

@@ -13,6 +13,7 @@ dropped (:class:`NoQueryStrings`).
 
 Every line, whatever logged it, passes through one :class:`SecretScrubber` after it
 is rendered (``infra/log_scrub.py``): no credential or configured secret is written.
+An uncaught exception is logged too (``chatsys.crashed``), not printed by Python.
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
+    sys.excepthook = _log_crash
     # uvicorn installs its own handlers; route them through ours instead.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "arq", "alembic"):
         lib_logger = logging.getLogger(name)
@@ -129,6 +131,15 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
         noisy.handlers.clear()
         noisy.propagate = True
         noisy.setLevel(logging.WARNING)
+
+
+def _log_crash(kind: type[BaseException], error: BaseException, trace: Any) -> None:
+    """A crash's traceback goes through the pipeline (and its scrubber), not straight to
+    stderr as Python's own hook would write it."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, trace)
+        return
+    logging.getLogger("chatsys").critical("chatsys.crashed", exc_info=(kind, error, trace))
 
 
 def _scrubbing(scrub: SecretScrubber) -> structlog.types.Processor:
