@@ -41,29 +41,28 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from chatsys.bootstrap import load_settings
     from chatsys.bootstrap.components import service_urls
+    from chatsys.infra.http_server import serve, server_config
     from chatsys.infra.logging import configure_logging
 
     settings = load_settings()
     service_urls(settings)  # fail fast, with a useful message, before uvicorn starts
     configure_logging(settings)
-    uvicorn.run(
+    config = server_config(
         "chatsys.bootstrap:app_factory",
+        settings.api,
         factory=True,
         host=args.host or settings.api.host,
         port=args.port or settings.api.port,
         workers=args.workers or settings.api.workers,
         log_config=None,
         access_log=False,
-        proxy_headers=True,
         timeout_graceful_shutdown=10,
         lifespan="on",
         ws_max_size=settings.stream.max_frame_bytes,
     )
-    return 0
+    return serve(config)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

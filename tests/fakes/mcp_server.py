@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 
 from mcp.server.mcpserver import Context, MCPServer
 
@@ -71,7 +72,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--say-on-stderr", default="", help="a line to print on stderr first")
     args = parser.parse_args()
+    if args.say_on_stderr:
+        print(args.say_on_stderr, file=sys.stderr, flush=True)
     if args.transport == "stdio":
         server.run("stdio")
     else:

@@ -4,6 +4,7 @@ import pytest
 
 from chatsys.bootstrap import ConfigurationError, load_settings
 from chatsys.bootstrap.components import service_urls
+from chatsys.infra.http_server import server_config
 from chatsys.infra.settings import Settings
 
 
@@ -74,3 +75,29 @@ def test_production_refuses_auth_off_open_hosts_and_wildcard_cors(
     monkeypatch.setenv("CHATSYS_API_CORS_ORIGINS", '["https://app.example.com"]')
     monkeypatch.setenv("CHATSYS_API_TRUSTED_HOSTS", '["api.example.com"]')
     assert load_settings().is_production
+
+
+def test_forwarded_headers_are_believed_only_from_the_listed_proxies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
+    nobody = server_config("chatsys.bootstrap:app_factory", Settings().api)
+    assert nobody.proxy_headers is False  # uvicorn's default would trust loopback
+    assert nobody.forwarded_allow_ips == []
+    monkeypatch.setenv("CHATSYS_API_TRUSTED_PROXIES", '["127.0.0.1", "10.0.0.0/8"]')
+    behind = server_config("chatsys.bootstrap:app_factory", Settings().api)
+    assert behind.proxy_headers is True
+    assert behind.forwarded_allow_ips == ["127.0.0.1", "10.0.0.0/8"]
+    assert (behind.limit_concurrency, behind.timeout_keep_alive) == (1000, 5)
+    assert behind.limits.header_timeout == 5.0
+    assert behind.limits.body_timeout == 8.0
+
+
+def test_production_refuses_trusting_every_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATSYS_ENVIRONMENT", "production")
+    monkeypatch.setenv("CHATSYS_DATABASE_URL", "postgresql+asyncpg://db/chatsys")
+    monkeypatch.setenv("CHATSYS_REDIS_URL", "redis://cache:6379/0")
+    monkeypatch.setenv("CHATSYS_API_TRUSTED_HOSTS", '["api.example.com"]')
+    monkeypatch.setenv("CHATSYS_API_TRUSTED_PROXIES", '["*"]')
+    with pytest.raises(ConfigurationError, match="CHATSYS_API_TRUSTED_PROXIES must not be"):
+        load_settings()

@@ -1,7 +1,7 @@
 """Request context: a request id on every response and log line, one log line per
-request and per WebSocket connection (the path, never the query string: a stream's
-``?ticket=`` stays out of the log), and a last line of defence that turns any
-unhandled exception into a 500 problem+json with no internals."""
+request and per WebSocket connection (the client's address and the path, never the
+query string: a stream's ``?ticket=`` stays out of the log), and a last line of defence
+that turns any unhandled exception into a 500 problem+json with no internals."""
 
 from __future__ import annotations
 
@@ -31,6 +31,13 @@ def _incoming_request_id(scope: Scope) -> str | None:
             candidate = value.decode("latin-1")
             return candidate if _VALID_REQUEST_ID.match(candidate) else None
     return None
+
+
+def _client(scope: Scope) -> str | None:
+    """The client's address: the peer's, or the one a trusted proxy forwarded
+    (``CHATSYS_API_TRUSTED_PROXIES``; the server has put it in the scope)."""
+    client = scope.get("client")
+    return client[0] if client else None
 
 
 class RequestContextMiddleware:
@@ -76,6 +83,7 @@ class RequestContextMiddleware:
                     "chatsys.api.request",
                     method=scope.get("method"),
                     path=scope.get("path"),
+                    client=_client(scope),
                     status=status,
                     duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 )
@@ -119,6 +127,7 @@ class RequestContextMiddleware:
                 log.info(
                     "chatsys.api.websocket",
                     path=scope.get("path"),
+                    client=_client(scope),
                     close_code=close_code,
                     duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 )

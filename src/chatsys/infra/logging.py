@@ -10,6 +10,10 @@ No query string reaches the log (a stream's ``?ticket=`` is a credential): chats
 logs each request and WebSocket connection itself, by path (``api/middleware.py``);
 uvicorn's access log is off (``chatsys api``) and its WebSocket handshake lines are
 dropped (:class:`NoQueryStrings`).
+
+Every line, whatever logged it, passes through one :class:`SecretScrubber` after it
+is rendered (``infra/log_scrub.py``): no credential or configured secret is written.
+An uncaught exception is logged too (``chatsys.crashed``), not printed by Python.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 
 import structlog
 
+from chatsys.infra.log_scrub import SecretScrubber, configured_secrets
 from chatsys.infra.settings import Environment, Settings
 
 
@@ -100,13 +105,18 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            renderer,
+            _scrubbing(SecretScrubber(configured_secrets(settings))),
+        ],
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
+    sys.excepthook = _log_crash
     # uvicorn installs its own handlers; route them through ours instead.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "arq", "alembic"):
         lib_logger = logging.getLogger(name)
@@ -121,6 +131,24 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
         noisy.handlers.clear()
         noisy.propagate = True
         noisy.setLevel(logging.WARNING)
+
+
+def _log_crash(kind: type[BaseException], error: BaseException, trace: Any) -> None:
+    """A crash's traceback goes through the pipeline (and its scrubber), not straight to
+    stderr as Python's own hook would write it."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, trace)
+        return
+    logging.getLogger("chatsys").critical("chatsys.crashed", exc_info=(kind, error, trace))
+
+
+def _scrubbing(scrub: SecretScrubber) -> structlog.types.Processor:
+    """The pipeline's last step: the rendered line, without its secrets."""
+
+    def scrub_line(_: object, __: str, line: Any) -> Any:
+        return scrub(line) if isinstance(line, str) else line
+
+    return scrub_line
 
 
 def get_logger(name: str, **initial: Any) -> structlog.stdlib.BoundLogger:

@@ -89,6 +89,19 @@ class ApiSettings(BaseSettings):
         description='Host headers accepted, JSON list (e.g. ["api.example.com"]); '
         "required in production",
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses or networks (CIDR) of the proxies whose X-Forwarded-For and "
+        '-Proto are believed, JSON list (e.g. ["127.0.0.1"]); [] = none',
+    )
+    max_connections: int = Field(
+        default=1000, ge=0, description="connections + requests per process, then 503; 0: no cap"
+    )
+    keepalive_timeout: int = Field(default=5, ge=1, le=300, description="idle keep-alive, s")
+    header_timeout: float = Field(default=5.0, gt=0, le=300, description="a request head's time")
+    body_timeout: float = Field(default=8.0, gt=0, le=3600, description="a request body's time")
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=1024 * 1024)
+    max_headers: int = Field(default=100, ge=10, le=1000)
 
 
 class AuthSettings(BaseSettings):
@@ -357,6 +370,8 @@ class Settings(BaseSettings):
             problems.append(
                 "CHATSYS_API_TRUSTED_HOSTS must name the API's host names in production"
             )
+        if "*" in self.api.trusted_proxies:
+            problems.append("CHATSYS_API_TRUSTED_PROXIES must not be * in production")
         if "*" in self.api.cors_origins:
             problems.append("CHATSYS_API_CORS_ORIGINS must not be * in production")
         return problems

@@ -6,7 +6,8 @@ server when its owner dies (``PR_SET_PDEATHSIG``), then executes the command in
 place: the SDK's transport stops them on a normal shutdown (stdin closed, then
 SIGTERM and SIGKILL to the process group), and the death signal covers an owner
 killed without one. Each child carries a random instance id in its
-environment, so the owner can find its pid in the process table.
+environment, so the owner can find its pid in the process table. Their stderr goes
+into our log, line by line (``agents/mcp/stderr.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.memory import create_client_server_memory_streams
 
 from chatsys.agents.mcp.config import ServerConfig
+from chatsys.agents.mcp.stderr import relayed_stderr
 
 INSTANCE_VARIABLE = "CHATSYS_MCP_INSTANCE"
 
@@ -109,8 +111,9 @@ async def open_stdio(config: ServerConfig, instance: str) -> AsyncIterator[Trans
         command, args = executable, list(config.args)
     params = StdioServerParameters(command=command, args=args, env=env, cwd=config.cwd)
     try:
-        async with stdio_client(params) as streams:
-            yield streams
+        with relayed_stderr(config.name) as errlog:
+            async with stdio_client(params, errlog=errlog) as streams:
+                yield streams
     except OSError as exc:
         raise StartError(f"cannot start {config.command}: {exc}") from exc
 
