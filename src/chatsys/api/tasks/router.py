@@ -19,10 +19,9 @@ from chatsys.api.tasks.deps import (
     ListTasksDep,
     SubmitTaskDep,
 )
+from chatsys.api.tasks.events import EventOut, EventPageOut
 from chatsys.api.tasks.schemas import (
     SEQ_MAX,
-    EventOut,
-    EventPageOut,
     TaskCreate,
     TaskCreatedOut,
     TaskOut,
