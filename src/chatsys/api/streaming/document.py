@@ -35,7 +35,7 @@ from chatsys.api.streaming.sse import (
     CLOSE_SLOW_CONSUMER,
 )
 from chatsys.api.tasks.events import TaskEvent
-from chatsys.api.tasks.examples import event_example
+from chatsys.api.tasks.examples import CONVERSATION_ID, TASK_ID, event_example
 from chatsys.domain.tasks.model import EventType
 
 __all__ = ["EVENTS_PATH", "SSE_EVENTS", "SSE_EXAMPLE", "document_streams", "schema_ref"]
@@ -101,6 +101,27 @@ _TICKET = {
     "schema": {"type": "string"},
     "description": "a stream ticket (POST /v1/stream-tickets), in place of the header",
 }
+
+
+_CLIENT_EXAMPLES: list[dict[str, Any]] = [
+    {"type": "subscribe", "task_id": TASK_ID, "after": 0, "id": "s1"},
+    {"type": "subscribe", "conversation_id": CONVERSATION_ID, "id": "s2"},
+    {"type": "unsubscribe", "task_id": TASK_ID, "id": "u1"},
+    {"type": "send_message", "conversation_id": CONVERSATION_ID,
+     "content": "Write a Python function that slugifies a title", "id": "m1"},
+    {"type": "ping", "id": "p1"},
+]  # fmt: skip
+_SERVER_EXAMPLES: list[dict[str, Any]] = [
+    {"type": "subscribed", "task_id": TASK_ID, "id": "s1"},
+    {"type": "event", "event": event_example(EventType.MESSAGE_DELTA)},
+    {"type": "unsubscribed", "task_id": TASK_ID, "reason": "finished"},
+    {"type": "unsubscribed", "conversation_id": CONVERSATION_ID, "id": "u2"},
+    {"type": "message_accepted", "id": "m1", "task_id": TASK_ID,
+     "conversation_id": CONVERSATION_ID},
+    {"type": "pong", "id": "p1"},
+    {"type": "error", "id": "s1", "code": "not_found",
+     "message": f"task {TASK_ID} does not exist"},
+]  # fmt: skip
 
 
 def _websockets() -> dict[str, Any]:
@@ -193,8 +214,10 @@ def document_streams(spec: dict[str, Any]) -> None:
     _union(schemas, "TaskEvent", TaskEvent, "serialization")
     _union(schemas, "WsServerFrame", WsServerFrame, "serialization")
     schemas["WsServerFrame"]["description"] = "A frame the server sends on /v1/ws."
+    schemas["WsServerFrame"]["examples"] = _SERVER_EXAMPLES
     _union(schemas, "WsClientFrame", ClientFrame, "validation")
     schemas["WsClientFrame"]["description"] = "A frame a client sends on /v1/ws."
+    schemas["WsClientFrame"]["examples"] = _CLIENT_EXAMPLES
     _union(schemas, "StreamControl", StreamControl, "serialization")
     if "EventOut" in schemas and not _referenced(spec, "EventOut"):
         del schemas["EventOut"]  # the page documents its items as TaskEvent

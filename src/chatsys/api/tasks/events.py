@@ -9,8 +9,8 @@ The domain writes each ``data`` (where it happens: ``domain/tasks/running.py``,
 the streams send the stored JSON as it is, encoded once per event (the hot path: no
 model on the way out). These models are its one description: the document's schemas
 come from them, and the tests validate every event of real runs against the document
-(an event type without a model, or a ``data`` that gains an undocumented key, fails
-``tests/integration/test_typed_document.py``).
+(an event type without a model fails ``tests/unit/test_document_shapes.py``; a ``data``
+that gains an undocumented key, ``tests/integration/test_typed_document.py``).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from chatsys.domain.planning.planner import Planner
 from chatsys.domain.tasks.model import EventType, FailureKind, TaskError, TaskResult, Usage
 
 TASK_ID = "0b9e6c4e-8a1f-4a8e-9a57-4d1c3f0e2b71"
+CONVERSATION_ID = "7c1e2d3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
 _AT = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 
 _ANALYSIS = RuleBasedAnalyzer().analyze("Write a Python function that slugifies a title")
