@@ -31,6 +31,7 @@ from chatsys.api.middleware import RequestContextMiddleware
 from chatsys.api.nlu import router as analysis
 from chatsys.api.problems import document_problems
 from chatsys.api.streaming import router as streams
+from chatsys.api.streaming.document import document_streams
 from chatsys.api.tasks import router as tasks
 from chatsys.api.webhooks import deliveries as webhook_deliveries
 from chatsys.api.webhooks import router as webhooks
@@ -212,7 +213,8 @@ def _providers(app: FastAPI) -> set[Provider[Any]]:
 def _document(app: FastAPI) -> None:
     """Say in the OpenAPI document what the middleware and error handlers do: every /v1
     operation takes a bearer key (so Swagger UI offers "Authorize" and SDKs send the
-    key), and every error is a problem+json (``api/problems.py``)."""
+    key), every error is a problem+json (``api/problems.py``), and the streams' frames
+    are components (``api/streaming/document.py``)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -231,6 +233,7 @@ def _document(app: FastAPI) -> None:
                 for operation in operations.values():
                     operation["security"] = [{"apiKey": []}]
         document_problems(spec, app.routes)
+        document_streams(spec)
         app.openapi_schema = spec
         return spec
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter
@@ -10,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chatsys.api.access.deps import ReaderDep
 from chatsys.api.nlu.deps import AgentCatalogueDep, AnalyzeTextDep
+from chatsys.api.nlu.schemas import AgentsOut, AnalysisOut
 from chatsys.api.problems import problem_response
 from chatsys.api.text import Text
 from chatsys.domain.shared.errors import InvalidInput
@@ -24,24 +24,20 @@ class AnalyzeIn(BaseModel):
     conversation_id: UUID | None = None
 
 
-class AgentsOut(BaseModel):
-    items: list[dict[str, Any]]
-
-
 @router.post(
     "/v1/analyze",
     summary="Intent, entities and complexity of a text; no task",
     responses={404: problem_response(404, "No such conversation (`conversation_id`)")},
 )
-async def analyze(body: AnalyzeIn, analyze: AnalyzeTextDep, owner: ReaderDep) -> dict[str, Any]:
+async def analyze(body: AnalyzeIn, analyze: AnalyzeTextDep, owner: ReaderDep) -> AnalysisOut:
     if not body.text.strip():
         raise InvalidInput("text must not be blank")
     result = await analyze.execute(body.text, owner=owner, conversation_id=body.conversation_id)
-    return result.as_dict()
+    return AnalysisOut.of(result)
 
 
 @router.get("/v1/agents", response_model=AgentsOut, summary="The role agents and their models")
 async def list_agents(
     agents: AgentCatalogueDep,
 ) -> AgentsOut:
-    return AgentsOut(items=agents)
+    return AgentsOut.of(agents)

@@ -36,6 +36,14 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from chatsys.api.access.deps import PrincipalDep, ReaderDep
 from chatsys.api.errors import classify
 from chatsys.api.streaming.deps import FollowConversationDep, FollowTaskDep, StreamConfigDep
+from chatsys.api.streaming.frames import (
+    ErrorFrame,
+    MessageAcceptedFrame,
+    PongFrame,
+    ServerFrame,
+    SubscribedFrame,
+    UnsubscribedFrame,
+)
 from chatsys.api.streaming.sse import (
     CLOSE_BAD_REQUEST,
     CLOSE_NORMAL,
@@ -44,7 +52,6 @@ from chatsys.api.streaming.sse import (
     StreamConfig,
     close_for,
     close_websocket,
-    dumps,
     event_text,
     receive_until_disconnect,
     run_until_stopped,
@@ -195,11 +202,11 @@ class _Connection:
         self.subscriptions: dict[tuple[str, UUID], asyncio.Task[None]] = {}
         self.stopped: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
 
-    async def send(self, frame: dict[str, Any]) -> None:
-        await self.outbound.put(dumps(frame))
+    async def send(self, frame: ServerFrame) -> None:
+        await self.outbound.put(frame.text())
 
     async def error(self, ref: str | None, code: str, message: str) -> None:
-        await self.send({"type": "error", "id": ref, "code": code, "message": message})
+        await self.send(ErrorFrame(id=ref, code=code, message=message))
 
     async def run(self) -> None:
         sender = asyncio.create_task(self._sender())
@@ -250,7 +257,7 @@ class _Connection:
             return
         try:
             if isinstance(frame, PingFrame):
-                await self.send({"type": "pong", "id": frame.id})
+                await self.send(PongFrame(id=frame.id))
             elif isinstance(frame, SubscribeFrame):
                 await self._subscribe(frame)
             elif isinstance(frame, UnsubscribeFrame):
@@ -305,7 +312,7 @@ class _Connection:
     ) -> None:
         try:
             async with opened as stream:
-                await self.send({"type": "subscribed", key[0]: key[1], "id": ref})
+                await self.send(SubscribedFrame.model_validate({key[0]: key[1], "id": ref}))
                 ready.set_result(None)
 
                 async def pump() -> None:
@@ -323,7 +330,7 @@ class _Connection:
         if stopped is not None:
             self._stop(stopped)
             return
-        await self.send({"type": "unsubscribed", key[0]: key[1], "reason": "finished"})
+        await self.send(UnsubscribedFrame.model_validate({key[0]: key[1], "reason": "finished"}))
 
     def _stop(self, stopped: StreamInterrupted) -> None:
         if not self.stopped.done():
@@ -337,7 +344,7 @@ class _Connection:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await self.send({"type": "unsubscribed", key[0]: key[1], "id": frame.id})
+        await self.send(UnsubscribedFrame.model_validate({key[0]: key[1], "id": frame.id}))
 
     async def _send_message(self, frame: SendMessageFrame) -> None:
         request = frame.to_request(frame.content, frame.conversation_id)
@@ -349,12 +356,9 @@ class _Connection:
             role=self.principal.role,
         )
         await self.send(
-            {
-                "type": "message_accepted",
-                "id": frame.id,
-                "task_id": task.id,
-                "conversation_id": frame.conversation_id,
-            }
+            MessageAcceptedFrame(
+                id=frame.id, task_id=task.id, conversation_id=frame.conversation_id
+            )
         )
 
 

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from chatsys.api.streaming.frames import StreamControl
 from chatsys.domain.streaming.follow import GoingAway, Idle, StreamInterrupted
 from chatsys.domain.tasks.model import TaskEvent
 
@@ -79,8 +80,8 @@ def sse_event(event: TaskEvent) -> bytes:
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.seq, event.type.encode(), data)
 
 
-def sse_message(kind: str, body: dict[str, Any]) -> bytes:
-    return b"event: %s\ndata: %s\n\n" % (kind.encode(), orjson.dumps(body, default=_fallback))
+def sse_message(kind: str, body: StreamControl) -> bytes:
+    return b"event: %s\ndata: %s\n\n" % (kind.encode(), body.model_dump_json().encode())
 
 
 SSE_KEEPALIVE = b": keep-alive\n\n"
@@ -185,7 +186,7 @@ class EventStreamResponse(Response):
             async with asyncio.timeout(self._config.close_timeout):
                 if stopped is not None:
                     kind = "reconnect" if isinstance(stopped, GoingAway) else "overflow"
-                    await body(sse_message(kind, {"reason": stopped.reason, "after": sent}))
+                    await body(sse_message(kind, StreamControl(reason=stopped.reason, after=sent)))
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

@@ -11,6 +11,7 @@ from chatsys.api.access.deps import ReaderDep, WriterDep
 from chatsys.api.idempotency import IdempotencyKeyHeader, TaskIdempotencyKeyHeader, once, replayed
 from chatsys.api.problems import problem_response
 from chatsys.api.streaming.deps import FollowTaskDep, StreamConfigDep
+from chatsys.api.streaming.document import SSE_EVENTS, SSE_EXAMPLE
 from chatsys.api.streaming.sse import EventStreamResponse
 from chatsys.api.tasks.deps import (
     CancelTaskDep,
@@ -19,10 +20,9 @@ from chatsys.api.tasks.deps import (
     ListTasksDep,
     SubmitTaskDep,
 )
+from chatsys.api.tasks.events import EventOut, EventPageOut
 from chatsys.api.tasks.schemas import (
     SEQ_MAX,
-    EventOut,
-    EventPageOut,
     TaskCreate,
     TaskCreatedOut,
     TaskOut,
@@ -123,12 +123,15 @@ async def cancel_task(
 SSE_DOC = """
 With `Accept: text/event-stream`: a live Server-Sent Events stream instead of a page.
 Each event has `id: <seq>`, `event: <type>` and the JSON frame
-`{task_id, seq, type, data, ts}` as `data`. It starts after `Last-Event-ID` (or
-`after`), replays the log, follows live, and ends after the terminal event;
-`: keep-alive` comments come while idle. `204` when the task is finished and
-nothing is left after the given position (EventSource then stops reconnecting).
-A client that reads too slowly gets an `overflow` event and the stream ends; a
-shutting-down server sends `reconnect`. Both carry the `after` to resume from.
+`{task_id, seq, type, data, ts}` (the `TaskEvent` schema, as in the page) as `data`.
+It starts after `Last-Event-ID` (or `after`), replays the log, follows live, and ends
+after the terminal event; `: keep-alive` comments come while idle. `204` when the task
+is finished and nothing is left after the given position (EventSource then stops
+reconnecting). A client that reads too slowly gets an `overflow` event and the stream
+ends; a shutting-down server sends `reconnect`. Both carry `StreamControl`
+(`{reason, after}`: the `after` to resume from). The `x-sse-events` list of the
+`text/event-stream` content names each message. The same events come over WebSocket
+(`/v1/tasks/{task_id}/stream`, `/v1/ws`): see the document's `x-websockets`.
 """
 
 
@@ -139,12 +142,17 @@ shutting-down server sends `reconnect`. Both carry the `after` to resume from.
     description=SSE_DOC,
     responses={
         200: {
+            "description": "A page of the log; with `Accept: text/event-stream`, the stream",
             "content": {
                 "text/event-stream": {
-                    "schema": {"type": "string"},
-                    "example": 'id: 1\nevent: task.created\ndata: {"seq": 1, ...}\n\n',
+                    "schema": {
+                        "type": "string",
+                        "description": "Server-Sent Events: the messages of `x-sse-events`",
+                    },
+                    "x-sse-events": SSE_EVENTS,
+                    "example": SSE_EXAMPLE,
                 }
-            }
+            },
         },
         204: {"description": "SSE: the task is finished and nothing follows `after`"},
     },

@@ -1,18 +1,27 @@
-"""Request and response models of tasks and their events."""
+"""Request and response models of tasks (their events: ``api/tasks/events.py``)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chatsys.api.nlu.schemas import AnalysisOut, RoleName
 from chatsys.api.pagination import PageOut
+from chatsys.api.responses import Answer, DocumentedAs, Omitted, Shape
 from chatsys.api.text import JsonObject, Line, LineOrNone, Text
+from chatsys.domain.nlu import Intent
 from chatsys.domain.planning.planner import MAX_STEPS
 from chatsys.domain.shared.text import TITLE_MAX
-from chatsys.domain.tasks.model import StepRecord, Task, TaskEvent, Usage
+from chatsys.domain.tasks.model import (
+    FailureKind,
+    StepRecord,
+    StepStatus,
+    Task,
+    Usage,
+)
 from chatsys.domain.tasks.submission import TaskRequest
 
 SEQ_MAX = 2**63 - 1  # an event's seq is a Postgres bigint
@@ -73,58 +82,133 @@ class TaskCreate(TaskOptions):
     conversation_id: UUID | None = None
 
 
-class UsageOut(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    cost_usd: float
+class UsageOut(Shape):
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+    total_tokens: int = Field(ge=0)
+    cost_usd: float = Field(ge=0, description="as priced by the provider's cost map")
 
     @classmethod
     def of(cls, usage: Usage) -> UsageOut:
         return cls(**usage.as_dict())
 
 
-class StepOut(BaseModel):
+PLAN_SHAPES = (*(i.value for i in Intent), "agents", "custom", "degraded")
+
+
+class PlanStepOut(Shape):
     key: str
-    agent: str
+    agent: RoleName
+    instruction: str
+    depends_on: list[str] = Field(description="keys of the steps whose output it is given")
+
+
+class PlanOut(Shape):
+    """The steps of a task (a DAG: steps whose dependencies are done run in parallel; the
+    last one is the answer) and where they came from."""
+
+    shape: str = Field(
+        description="the intent whose route made it, `agents` (your roles in order), "
+        "`custom` (your plan) or `degraded` (one assistant step after a step failed)",
+        json_schema_extra={"enum": list(PLAN_SHAPES)},
+    )
+    steps: list[PlanStepOut]
+    degraded_from: Omitted[PlanOut] = Field(description="a degraded plan: the one it replaced")
+
+
+class ResultOut(Shape):
+    """A succeeded task's answer: its final step's output."""
+
+    text: str
+    step: str = Field(description="the key of the step that answered")
+    agent: RoleName
+
+
+class TaskErrorOut(Shape):
+    """Why a task failed."""
+
+    message: str
+    type: Annotated[str, DocumentedAs(FailureKind)] = Field(
+        description="`llm`: a model call (or the plan) failed for good; `timeout`: the task "
+        "ran past its time limit; `attempts`: workers kept stopping"
+    )
+    step: Omitted[str] = Field(description="the step that failed, when one did")
+
+
+class StepErrorOut(Shape):
+    """Why a step failed (after its last attempt)."""
+
+    message: str
+    attempt: int = Field(ge=1)
+
+
+class StepOut(Answer):
+    key: str
+    agent: RoleName
     instruction: str
     depends_on: list[str]
-    status: str
+    status: Annotated[str, DocumentedAs(StepStatus)]
     output: str | None
-    error: dict[str, Any] | None
+    error: StepErrorOut | None
     attempt: int
     usage: UsageOut
     started_at: datetime | None
     finished_at: datetime | None
 
-    @classmethod
-    def of(cls, step: StepRecord) -> StepOut:
-        return cls(
-            key=step.key,
-            agent=step.agent,
-            instruction=step.instruction,
-            depends_on=list(step.depends_on),
-            status=step.status.value,
-            output=step.output,
-            error=step.error,
-            attempt=step.attempt,
-            usage=UsageOut.of(step.usage),
-            started_at=step.started_at,
-            finished_at=step.finished_at,
-        )
+
+def _step(step: StepRecord) -> dict[str, Any]:
+    return {
+        "key": step.key,
+        "agent": step.agent,
+        "instruction": step.instruction,
+        "depends_on": list(step.depends_on),
+        "status": step.status.value,
+        "output": step.output,
+        "error": step.error,
+        "attempt": step.attempt,
+        "usage": step.usage.as_dict(),
+        "started_at": step.started_at,
+        "finished_at": step.finished_at,
+    }
 
 
-class TaskOut(BaseModel):
+def _task(task: Task) -> dict[str, Any]:
+    """The task as its answer's fields, each part as the domain writes it (``as_dict``):
+    validated once into ``TaskOut`` (one call into pydantic-core for the whole tree,
+    cheaper than a model per part)."""
+    return {
+        "id": task.id,
+        "status": task.status.value,
+        "input": task.input,
+        "title": task.title,
+        "conversation_id": task.conversation_id,
+        "analysis": None if task.analysis is None else task.analysis.as_dict(),
+        "plan": None if task.plan is None else task.plan.as_dict(),
+        "steps": [_step(s) for s in task.steps],
+        "result": None if task.result is None else task.result.as_dict(),
+        "error": None if task.error is None else task.error.as_dict(),
+        "usage": task.usage.as_dict(),
+        "attempt": task.attempt,
+        "cancel_requested": task.cancel_requested,
+        "webhook_url": task.webhook_url,
+        "metadata": task.metadata,
+        "created_at": task.created_at,
+        "started_at": task.started_at,
+        "finished_at": task.finished_at,
+    }
+
+
+class TaskOut(Answer):
     id: UUID
     status: TaskStatusName
     input: str
     title: str | None
     conversation_id: UUID | None
-    analysis: dict[str, Any] | None
-    plan: dict[str, Any] | None
+    analysis: AnalysisOut | None = Field(description="null until the worker has analysed it")
+    plan: PlanOut | None = Field(description="null until the worker has planned it")
     steps: list[StepOut]
-    result: dict[str, Any] | None
-    error: dict[str, Any] | None
+    result: ResultOut | None = Field(description="a succeeded task's answer")
+    error: TaskErrorOut | None = Field(description="why a failed task failed")
     usage: UsageOut
     attempt: int
     cancel_requested: bool
@@ -136,26 +220,7 @@ class TaskOut(BaseModel):
 
     @classmethod
     def of(cls, task: Task) -> TaskOut:
-        return cls(
-            id=task.id,
-            status=task.status.value,
-            input=task.input,
-            title=task.title,
-            conversation_id=task.conversation_id,
-            analysis=None if task.analysis is None else task.analysis.as_dict(),
-            plan=None if task.plan is None else task.plan.as_dict(),
-            steps=[StepOut.of(s) for s in task.steps],
-            result=None if task.result is None else task.result.as_dict(),
-            error=None if task.error is None else task.error.as_dict(),
-            usage=UsageOut.of(task.usage),
-            attempt=task.attempt,
-            cancel_requested=task.cancel_requested,
-            webhook_url=task.webhook_url,
-            metadata=task.metadata,
-            created_at=task.created_at,
-            started_at=task.started_at,
-            finished_at=task.finished_at,
-        )
+        return cls.model_validate(_task(task))
 
 
 def task_json(task: Task) -> dict[str, Any]:
@@ -172,10 +237,10 @@ class TaskCreatedOut(TaskOut):
 
     @classmethod
     def created(cls, task: Task, *, webhook_secret: str | None) -> TaskCreatedOut:
-        return cls(**TaskOut.of(task).__dict__, webhook_secret=webhook_secret)
+        return cls.model_validate({**_task(task), "webhook_secret": webhook_secret})
 
 
-class TaskSummary(BaseModel):
+class TaskSummary(Answer):
     id: UUID
     status: TaskStatusName
     title: str | None
@@ -201,20 +266,3 @@ class TaskSummary(BaseModel):
 
 class TaskPageOut(PageOut[TaskSummary]):
     """A page of tasks, newest first."""
-
-
-class EventOut(BaseModel):
-    seq: int
-    type: str
-    data: dict[str, Any]
-    ts: datetime
-
-    @classmethod
-    def of(cls, event: TaskEvent) -> EventOut:
-        return cls(seq=event.seq, type=event.type, data=event.data, ts=event.created_at)
-
-
-class EventPageOut(BaseModel):
-    items: list[EventOut]
-    last_seq: int = Field(description="pass as `after` to continue")
-    done: bool = Field(description="true once the page ends with the task's terminal event")
