@@ -83,8 +83,15 @@ async def run_task(ctx: dict[str, Any], task_id: str) -> str | None:
                     raise
                 error = type(exc).__name__
                 log.info("chatsys.task.waiting_for", dependency=dependency, error=error)
-                if await _after_outage(worker, UUID(task_id), dependency):
-                    return "handed back"
+                try:
+                    if await _after_outage(worker, UUID(task_id), dependency):
+                        return "handed back"
+                except asyncio.CancelledError:
+                    # Shutting down while the server is away: the task keeps its row
+                    # (running, this worker's), its heartbeat lapses and the sweeper
+                    # re-queues it. Returning, as above, lets arq finish its shutdown.
+                    log.info("chatsys.task.left_to_the_sweeper")
+                    return "left to the sweeper"
                 continue
             log.info("chatsys.task.job_done", status=status.value if status else "not claimed")
             return status.value if status else None
