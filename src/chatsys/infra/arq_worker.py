@@ -72,7 +72,9 @@ class SupervisedWorker(Worker):
                 raise
             self._report(exc)
             self._failed_polls += 1
-            await asyncio.sleep(min(self._max_backoff, self._backoff * 2**self._failed_polls))
+            await asyncio.sleep(
+                min(self._max_backoff, self._backoff * 2 ** min(self._failed_polls, 8))
+            )
 
     async def _recovered(self) -> None:
         for job_id in list(self._unfinished):
