@@ -27,7 +27,7 @@ from chatsys.api.conversations import router as conversations
 from chatsys.api.errors import install_error_handlers
 from chatsys.api.health import router as health
 from chatsys.api.mcp import router as mcp
-from chatsys.api.middleware import RequestContextMiddleware
+from chatsys.api.middleware import RequestContextMiddleware, outage_reporter
 from chatsys.api.nlu import router as analysis
 from chatsys.api.problems import document_problems
 from chatsys.api.streaming import router as streams
@@ -161,7 +161,7 @@ def create_app(
         )  # fmt: skip
     if web.trusted_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(web.trusted_hosts))
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, outages=wiring.getter(outage_reporter))
     app.add_middleware(SecurityHeadersMiddleware, hsts=web.hsts)
     app.include_router(health.router)
     app.include_router(conversations.router)

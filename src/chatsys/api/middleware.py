@@ -1,20 +1,25 @@
 """Request context: a request id on every response and log line, one log line per
 request and per WebSocket connection (the client's address and the path, never the
 query string: a stream's ``?ticket=`` stays out of the log), and a last line of defence
-that turns any unhandled exception into a 500 problem+json with no internals."""
+that turns any unhandled exception into a 500 problem+json with no internals, or, when
+the exception says Postgres or Redis cannot be reached, a 503 with ``Retry-After`` (type
+``urn:chatsys:problem:dependency-unavailable``), logged once per outage by the process'
+outage reporter instead of a traceback per request."""
 
 from __future__ import annotations
 
 import re
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatsys.api.errors import PROBLEM_MEDIA_TYPE, problem_body
+from chatsys.api.wiring import Provider
 
 REQUEST_ID_HEADER = "x-request-id"
 # Probes come every few seconds from an orchestrator (and from ``chatsys dev`` while it
@@ -23,6 +28,24 @@ PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 log = structlog.stdlib.get_logger("chatsys.api")
+
+UNAVAILABLE_SLUG = "dependency-unavailable"
+WS_TRY_AGAIN_LATER = 1013
+
+
+class OutageReporter(Protocol):
+    """The process' record of its dependencies' outages (built by the composition root)."""
+
+    retry_after: int  # seconds a client is told to wait
+
+    def report(self, exc: BaseException) -> str | None:
+        """The dependency (``database``, ``redis``) that ``exc`` says is out of reach,
+        recorded (logged once per outage); None when ``exc`` is no outage."""
+        ...
+
+
+# Filled by the composition root; without it an outage answers 500 like any error.
+outage_reporter = Provider[OutageReporter]("outage_reporter")
 
 
 def _incoming_request_id(scope: Scope) -> str | None:
@@ -41,8 +64,22 @@ def _client(scope: Scope) -> str | None:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self, app: ASGIApp, *, outages: Callable[[], OutageReporter] | None = None
+    ) -> None:
         self.app = app
+        self._outages = outages
+
+    def _outage(self, exc: BaseException) -> tuple[str, int] | None:
+        """(dependency, Retry-After) when ``exc`` is an outage, which is then recorded."""
+        if self._outages is None:
+            return None
+        try:
+            reporter = self._outages()
+        except RuntimeError:  # the app has not started, or has stopped
+            return None
+        dependency = reporter.report(exc)
+        return None if dependency is None else (dependency, reporter.retry_after)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -68,15 +105,21 @@ class RequestContextMiddleware:
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
                 await self.app(scope, receive, send_with_id)
-            except Exception:
-                log.exception(
-                    "chatsys.api.unhandled_error",
-                    method=scope.get("method"),
-                    path=scope.get("path"),
-                )
-                if status == 0:
-                    status = 500
-                    await self._send_500(scope, send_with_id, request_id)
+            except Exception as exc:
+                outage = self._outage(exc)
+                if outage is not None:
+                    if status == 0:
+                        status = 503
+                        await self._send_503(scope, send_with_id, request_id, *outage)
+                else:
+                    log.exception(
+                        "chatsys.api.unhandled_error",
+                        method=scope.get("method"),
+                        path=scope.get("path"),
+                    )
+                    if status == 0:
+                        status = 500
+                        await self._send_500(scope, send_with_id, request_id)
             finally:
                 line = log.debug if scope.get("path") in PROBE_PATHS else log.info
                 line(
@@ -120,9 +163,12 @@ class RequestContextMiddleware:
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
                 await self.app(scope, receive_noting_close, send_noting_close)
-            except Exception:
-                log.exception("chatsys.api.unhandled_error", path=scope.get("path"))
-                close_code = close_code or 1011
+            except Exception as exc:
+                if self._outage(exc) is not None:
+                    close_code = close_code or WS_TRY_AGAIN_LATER
+                else:
+                    log.exception("chatsys.api.unhandled_error", path=scope.get("path"))
+                    close_code = close_code or 1011
             finally:
                 log.info(
                     "chatsys.api.websocket",
@@ -134,22 +180,41 @@ class RequestContextMiddleware:
 
     @staticmethod
     async def _send_500(scope: Scope, send: Send, request_id: str) -> None:
-        body = orjson.dumps(
-            problem_body(
-                500,
-                "the server hit an unexpected error; it has been logged with this request id",
-                instance=scope.get("path"),
-                request_id=request_id,
-            )
+        body = problem_body(
+            500,
+            "the server hit an unexpected error; it has been logged with this request id",
+            instance=scope.get("path"),
+            request_id=request_id,
         )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 500,
-                "headers": [
-                    (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+        await _send_problem(send, body, [])
+
+    @staticmethod
+    async def _send_503(
+        scope: Scope, send: Send, request_id: str, dependency: str, retry_after: int
+    ) -> None:
+        body = problem_body(
+            503,
+            f"the {dependency} cannot be reached right now; retry in {retry_after} s",
+            instance=scope.get("path"),
+            request_id=request_id,
+            slug=UNAVAILABLE_SLUG,
         )
-        await send({"type": "http.response.body", "body": body})
+        await _send_problem(send, body, [(b"retry-after", str(retry_after).encode())])
+
+
+async def _send_problem(
+    send: Send, body: dict[str, object], headers: list[tuple[bytes, bytes]]
+) -> None:
+    raw = orjson.dumps(body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": body["status"],
+            "headers": [
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                (b"content-length", str(len(raw)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": raw})

@@ -7,6 +7,7 @@ them without hand work:
 
 - 500: every operation;
 - 401: behind authentication (``/v1``); 429: rate-limited (all but the probes);
+- 503: all but the probes (Postgres or Redis out of reach, ``Retry-After``);
 - 403: a role gate among its dependencies (``WriterDep``, ``AdminDep``);
 - 404: a path parameter; 409: an ``Idempotency-Key`` header;
 - 413 and 415: a JSON body; 422: a body or any parameter.
@@ -144,8 +145,8 @@ def derived_statuses(path: str, dependant: Dependant, *, has_body: bool) -> set[
     found = {500}
     if is_guarded(path):
         found.add(401)
-    if path not in UNLIMITED:
-        found.add(429)
+    if path not in UNLIMITED:  # the limiter (Redis); under /v1 the key and use case (Postgres)
+        found |= {429, 503}
     if any(d.call in ROLE_GATES for d in tree):
         found.add(403)
     if any(d.path_params for d in tree):

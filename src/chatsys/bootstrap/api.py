@@ -23,6 +23,7 @@ from chatsys.api.approvals import deps as approvals_api
 from chatsys.api.conversations import deps as conversations_api
 from chatsys.api.health import deps as health_api
 from chatsys.api.mcp import deps as mcp_api
+from chatsys.api.middleware import outage_reporter
 from chatsys.api.nlu import deps as nlu_api
 from chatsys.api.streaming import deps as streaming_api
 from chatsys.api.streaming.sse import StreamConfig
@@ -106,6 +107,7 @@ def wire_health(wiring: Wiring, parts: ApiParts) -> None:
         ]
     )
     wiring.provide(health_api.readiness, probes)
+    wiring.provide(outage_reporter, resources.outages)  # 503s while Postgres or Redis is away
     wiring.provide(health_api.llm, llm_info(resources.settings))
 
 

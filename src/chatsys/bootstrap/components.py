@@ -27,6 +27,7 @@ from chatsys.infra.db.unit_of_work import SqlUnitOfWork
 from chatsys.infra.events import RedisEventPublisher
 from chatsys.infra.logging import get_logger
 from chatsys.infra.mcp_store import RedisMcpStore
+from chatsys.infra.outages import OutageMonitor
 from chatsys.infra.queue import ArqJobQueue
 from chatsys.infra.redis import create_redis
 from chatsys.infra.settings import Settings
@@ -78,6 +79,7 @@ class Resources:
     session_factory: async_sessionmaker[AsyncSession]
     redis: ArqRedis
     publisher: RedisEventPublisher
+    outages: OutageMonitor
 
     @classmethod
     async def open(cls, settings: Settings, *, role: str) -> Resources:
@@ -88,12 +90,13 @@ class Resources:
         except BaseException:
             await engine.dispose()
             raise
-        return cls(
-            settings, engine, create_session_factory(engine), redis, RedisEventPublisher(redis)
-        )
+        outages = OutageMonitor.of(engine, redis)
+        publisher = RedisEventPublisher(redis, outages=outages)
+        return cls(settings, engine, create_session_factory(engine), redis, publisher, outages)
 
     async def close(self) -> None:
         try:
+            await self.outages.close()
             await self.redis.aclose()
         finally:
             await self.engine.dispose()

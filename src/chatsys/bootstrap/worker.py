@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from arq.worker import Worker, func
+from arq.worker import func
 
 from chatsys.bootstrap.components import (
     Resources,
@@ -30,6 +30,7 @@ from chatsys.domain.tasks.running import RunTask
 from chatsys.domain.tasks.submission import Dispatcher
 from chatsys.domain.webhooks.delivery import DeliverWebhook, RelayWebhooks
 from chatsys.infra import jobs
+from chatsys.infra.arq_worker import SupervisedWorker
 from chatsys.infra.clock import SystemClock
 from chatsys.infra.heap import settle_heap
 from chatsys.infra.heartbeat import WorkerHeartbeat, new_worker_id
@@ -99,13 +100,18 @@ async def _start(
         uow, resources.queue(), grace=hooks.relay_grace, redispatch_after=hooks.redispatch_after
     )
     maintenance = jobs.Maintenance(
-        dispatcher, sweeper, relay, interval=settings.worker.maintenance_interval
+        dispatcher,
+        sweeper,
+        relay,
+        interval=settings.worker.maintenance_interval,
+        outages=resources.outages,
     )
     heartbeat = WorkerHeartbeat(
         resources.redis,
         worker_id,
         interval=settings.worker.heartbeat_interval,
         ttl=settings.worker.heartbeat_ttl,
+        outages=resources.outages,
     )
     if tune_gc:  # before the heartbeat, so the pause is over before it reports ready
         settle_heap()
@@ -113,12 +119,14 @@ async def _start(
     stack.push_async_callback(heartbeat.stop)
     maintenance.start()
     stack.push_async_callback(maintenance.stop)
-    return jobs.WorkerContext(worker_id, resources.engine, run, deliver)
+    return jobs.WorkerContext(
+        worker_id, resources.engine, run, deliver, resources.outages, maintenance
+    )
 
 
 def build_worker(
     settings: Settings | None = None, *, burst: bool = False, tune_gc: bool = False
-) -> Worker:
+) -> SupervisedWorker:
     """The arq worker; its start-up hook is the worker's composition root.
     ``tune_gc``: the worker process settles its heap (``chatsys.infra.heap``)."""
     settings = settings or load_settings()
@@ -129,11 +137,15 @@ def build_worker(
     async def on_startup(ctx: dict[str, Any]) -> None:
         stack = contextlib.AsyncExitStack()
         try:
-            ctx[jobs.CONTEXT] = await _start(settings, worker_id, stack, tune_gc=tune_gc)
+            worker_ctx = ctx[jobs.CONTEXT] = await _start(
+                settings, worker_id, stack, tune_gc=tune_gc
+            )
         except BaseException:
             await stack.aclose()
             raise
         ctx[_STACK] = stack
+        worker.outages = worker_ctx.outages
+        worker.on_redis_back = worker_ctx.maintenance.resend_lost
         log.info("chatsys.worker.started", worker_id=worker_id, queue=settings.worker.queue_name)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
@@ -144,7 +156,7 @@ def build_worker(
         finally:
             log.info("chatsys.worker.stopped", worker_id=worker_id)
 
-    return Worker(
+    worker = SupervisedWorker(
         functions=[
             func(jobs.ping, name="chatsys.ping", timeout=30, max_tries=1),
             # The task enforces its own time limit; arq's must never fire first.
@@ -172,3 +184,4 @@ def build_worker(
         health_check_interval=max(settings.worker.heartbeat_interval, 1.0),
         poll_delay=settings.worker.poll_delay,
     )
+    return worker

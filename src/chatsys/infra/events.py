@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 from chatsys.domain.streaming.ports import LiveSignal, LiveSubscription
 from chatsys.domain.tasks.model import TaskEvent
 from chatsys.infra.logging import get_logger
+from chatsys.infra.outages import OutageMonitor
 from chatsys.infra.redis import KEY_PREFIX
 
 log = get_logger(__name__)
@@ -70,10 +71,12 @@ def decode(raw: bytes) -> TaskEvent:
 
 class RedisEventPublisher:
     """Publishes committed events. A failure is logged, not raised: the commit stands
-    and subscribers find the events in the log."""
+    and subscribers find the events in the log. While Redis is away, ``outages`` logs
+    the outage once instead of a line per publish."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, outages: OutageMonitor | None = None) -> None:
         self._redis = redis
+        self._outages = outages
 
     async def publish(self, events: Sequence[tuple[TaskEvent, UUID | None]]) -> None:
         try:
@@ -85,7 +88,8 @@ class RedisEventPublisher:
                         pipe.publish(conversation_channel(conversation_id), raw)
                 await pipe.execute()
         except Exception as exc:  # never undo a commit that happened
-            log.warning("events.publish_failed", error=repr(exc), count=len(events))
+            if self._outages is None or self._outages.report(exc) is None:
+                log.warning("events.publish_failed", error=repr(exc), count=len(events))
 
 
 class _Subscription:

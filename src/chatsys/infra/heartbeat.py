@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from chatsys.domain.health.readiness import ProbeResult
 from chatsys.infra.logging import get_logger
+from chatsys.infra.outages import OutageMonitor
 from chatsys.infra.redis import WORKERS_KEY
 
 log = get_logger(__name__)
@@ -27,8 +28,20 @@ def new_worker_id() -> str:
 
 
 class WorkerHeartbeat:
-    def __init__(self, redis: Redis, worker_id: str, *, interval: float, ttl: float) -> None:
+    """Stamps every ``interval`` s; a stamp that fails is tried again at the next one (a
+    Redis outage is logged once, by ``outages``)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        worker_id: str,
+        *,
+        interval: float,
+        ttl: float,
+        outages: OutageMonitor | None = None,
+    ) -> None:
         self._redis = redis
+        self._outages = outages
         self.worker_id = worker_id
         self._interval = interval
         self._ttl = ttl
@@ -46,7 +59,8 @@ class WorkerHeartbeat:
             try:
                 await self.beat()
             except Exception as exc:  # Redis blips must not kill the worker
-                log.warning("chatsys.worker.heartbeat_failed", error=str(exc))
+                if self._outages is None or self._outages.report(exc) is None:
+                    log.warning("chatsys.worker.heartbeat_failed", error=str(exc))
             await asyncio.sleep(self._interval)
 
     async def start(self) -> None:

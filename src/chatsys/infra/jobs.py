@@ -18,6 +18,7 @@ from chatsys.domain.tasks.running import RunTask
 from chatsys.domain.tasks.submission import Dispatcher
 from chatsys.domain.webhooks.delivery import DeliverWebhook, RelayWebhooks
 from chatsys.infra.logging import get_logger
+from chatsys.infra.outages import OutageMonitor
 
 log = get_logger(__name__)
 
@@ -32,6 +33,8 @@ class WorkerContext:
     engine: AsyncEngine
     run_task: RunTask
     deliver_webhook: DeliverWebhook
+    outages: OutageMonitor
+    maintenance: Maintenance
 
 
 def context(ctx: dict[str, Any]) -> WorkerContext:
@@ -53,24 +56,58 @@ async def ping(ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 async def run_task(ctx: dict[str, Any], task_id: str) -> str | None:
-    runner = context(ctx).run_task
+    """Run the task. When Postgres or Redis goes away under it, the run does not fail
+    the task: the job waits until the server answers again, then hands the task back
+    to the queue without spending an attempt (it resumes from its checkpoints), or, if
+    this runner never held it, tries to claim it again."""
+    worker = context(ctx)
+    runner = worker.run_task
     import structlog
 
     with structlog.contextvars.bound_contextvars(task_id=task_id):
+        while True:
+            try:
+                status = await runner.execute(UUID(task_id))
+            except asyncio.CancelledError:
+                # Only a worker shutting down cancels a run (the task's own time limit
+                # fires long before arq's): the task is already back in the queue,
+                # re-sent through the outbox. Returning lets arq finish its shutdown (its
+                # close() would skip on_shutdown on a cancelled job) and keeps arq from
+                # retrying this job too.
+                log.info("chatsys.task.handed_back")
+                return "handed back"
+            except Exception as exc:
+                dependency = worker.outages.report(exc)
+                if dependency is None:
+                    log.exception("chatsys.task.crashed")
+                    raise
+                error = type(exc).__name__
+                log.info("chatsys.task.waiting_for", dependency=dependency, error=error)
+                try:
+                    if await _after_outage(worker, UUID(task_id), dependency):
+                        return "handed back"
+                except asyncio.CancelledError:
+                    # Shutting down while the server is away: the task keeps its row
+                    # (running, this worker's), its heartbeat lapses and the sweeper
+                    # re-queues it. Returning, as above, lets arq finish its shutdown.
+                    log.info("chatsys.task.left_to_the_sweeper")
+                    return "left to the sweeper"
+                continue
+            log.info("chatsys.task.job_done", status=status.value if status else "not claimed")
+            return status.value if status else None
+
+
+async def _after_outage(worker: WorkerContext, task_id: UUID, dependency: str) -> bool:
+    """Wait for the servers, then hand the task back if this runner holds it (True)."""
+    while True:
+        await worker.outages.wait_back("database")
+        await worker.outages.wait_back("redis")
         try:
-            status = await runner.execute(UUID(task_id))
-        except asyncio.CancelledError:
-            # Only a worker shutting down cancels a run (the task's own time limit fires
-            # long before arq's): the task is already back in the queue, re-sent through
-            # the outbox. Returning lets arq finish its shutdown (its close() would skip
-            # on_shutdown on a cancelled job) and keeps arq from retrying this job too.
-            log.info("chatsys.task.handed_back")
-            return "handed back"
-        except Exception:
-            log.exception("chatsys.task.crashed")
-            raise
-        log.info("chatsys.task.job_done", status=status.value if status else "not claimed")
-        return status.value if status else None
+            return await worker.run_task.hand_back(task_id, reason=f"{dependency} unavailable")
+        except Exception as exc:
+            if worker.outages.report(exc) is None:
+                raise
+            await asyncio.sleep(0.2)  # away again: wait once more
 
 
 async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> str | None:
@@ -97,11 +134,13 @@ class Maintenance:
         webhooks: RelayWebhooks,
         *,
         interval: float,
+        outages: OutageMonitor | None = None,
     ) -> None:
         self._dispatcher = dispatcher
         self._sweeper = sweeper
         self._webhooks = webhooks
         self._interval = interval
+        self._outages = outages
         self._task: asyncio.Task[None] | None = None
 
     async def tick(self) -> None:
@@ -120,8 +159,18 @@ class Maintenance:
             try:
                 await self.tick()
             except Exception as exc:  # a database or Redis blip must not stop the loop
-                log.warning("chatsys.worker.maintenance_failed", error=str(exc))
+                if self._outages is None or self._outages.report(exc) is None:
+                    log.warning("chatsys.worker.maintenance_failed", error=str(exc))
             await asyncio.sleep(self._interval)
+
+    async def resend_lost(self) -> None:
+        """Redis is back after an outage: it may have lost the last second of writes (its
+        append-only file is synced every second), jobs among them. Re-send the job of
+        every task still queued now rather than after the outbox lease; a job Redis kept
+        is not duplicated (one job id per outbox entry)."""
+        relayed = await self._dispatcher.relay(older_than=0, lease=0)
+        if relayed:
+            log.info("chatsys.outbox.resent_after_outage", entries=relayed)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="chatsys-maintenance")

@@ -67,6 +67,7 @@ class McpManager:
         self._catalogue = ToolCatalogue(self._store)
         self._version: int | None = None
         self._synced_at = -1e9
+        self._store_away = False
         self._sync_lock = asyncio.Lock()
         self._closed = False
 
@@ -81,13 +82,26 @@ class McpManager:
         await self._servers.close()
 
     async def _sync(self, *, force: bool = False) -> None:
-        """Pick up servers and pins changed by other processes (through the store)."""
+        """Pick up servers and pins changed by other processes (through the store). A
+        periodic sync that cannot read the store keeps what it knows; a forced one (a
+        change is being made) raises."""
         if self._closed or (
             not force and time.monotonic() - self._synced_at < self.defaults.sync_interval
         ):
             return
         async with self._sync_lock:
-            version = await self._store.version()
+            try:
+                version = await self._store.version()
+            except Exception as exc:
+                if force or self._version is None:
+                    raise
+                # The store (Redis) is away: keep the servers known, look again later.
+                self._synced_at = time.monotonic()
+                if not self._store_away:
+                    log.warning("chatsys.mcp.store_unreachable", error=str(exc))
+                    self._store_away = True
+                return
+            self._store_away = False
             self._synced_at = time.monotonic()
             if version == self._version:
                 return

@@ -153,13 +153,6 @@ class EventStreamResponse(Response):
             "x-accel-buffering": "no",  # nginx: do not buffer the stream
             **self._extra_headers,
         }
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
-            }
-        )
 
         async def body(chunk: bytes) -> None:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -180,7 +173,16 @@ class EventStreamResponse(Response):
             while (await receive())["type"] != "http.disconnect":
                 pass
 
+        # Subscribed before the first byte: a stream that cannot subscribe (Redis away)
+        # still gets a problem answer (503) instead of a 200 that ends at once.
         async with self._opened as stream:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+                }
+            )
             stopped = await run_until_stopped(pump(stream), stream, client_gone())
         with contextlib.suppress(TimeoutError, OSError):
             async with asyncio.timeout(self._config.close_timeout):

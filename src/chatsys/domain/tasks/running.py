@@ -16,9 +16,13 @@ Rules:
 - a cancel accepted while it runs wins, even over a run that just reached its end
   (``end_run``, under the task's row lock);
 - a task never stays ``running`` when its runner stops: it ends succeeded,
-  failed or cancelled, or (worker shutting down) it is handed back to the
-  queue without spending an attempt; only a killed worker leaves it running,
-  and then its heartbeat lapses and the sweeper re-queues it;
+  failed or cancelled, or (worker shutting down, or its run broken off by a
+  database or Redis outage: ``hand_back``) it is handed back to the queue
+  without spending an attempt; only a killed worker leaves it running, and then
+  its heartbeat lapses and the sweeper re-queues it;
+- a heartbeat that cannot be written (the database is away) is tried again at
+  the next interval: the claim lapses only when none succeeds for
+  ``stale_after`` seconds;
 - after ``max_attempts`` claims the task fails instead of running again, and an
   attempt running longer than ``max_runtime`` seconds fails the task (so a task
   too long for its limit cannot loop between workers); time spent waiting for
@@ -140,7 +144,7 @@ class RunTask:
         except LeaseLost:
             return None
         except asyncio.CancelledError:  # the worker is shutting down
-            await asyncio.shield(self._hand_back(task))
+            await asyncio.shield(self.hand_back(task.id, reason="worker shutting down"))
             raise
         finally:
             watch.cancel()
@@ -155,9 +159,12 @@ class RunTask:
         deadline = asyncio.get_running_loop().time() + self._max_runtime
         while not work.done():
             await asyncio.sleep(self._heartbeat_interval)
-            async with self._uow() as uow:
-                lease = await uow.tasks.heartbeat(task_id, self._worker_id)
-                await uow.commit()
+            try:
+                async with self._uow() as uow:
+                    lease = await uow.tasks.heartbeat(task_id, self._worker_id)
+                    await uow.commit()
+            except Exception:  # noqa: S112 (the database is away: beat again next time)
+                continue
             if not lease.owned or lease.cancel_requested:
                 stop.append(_Cancelled() if lease.owned else LeaseLost(str(task_id)))
                 work.cancel()
@@ -356,26 +363,25 @@ class RunTask:
         data = {"reason": "cancel requested"}  # its usage: what its steps used
         return await self._finish(task, TaskStatus.CANCELLED, EventType.TASK_CANCELLED, data)
 
-    async def _hand_back(self, task: Task) -> None:
-        """The worker is shutting down: return the task to the queue, attempt unspent."""
+    async def hand_back(self, task_id: UUID, *, reason: str) -> bool:
+        """Return a task this runner holds to the queue, its attempt unspent (the worker
+        is shutting down, or its run broke off because Postgres or Redis went away); or
+        end it cancelled when a cancel was requested. False when this runner does not
+        hold it (never claimed it, or the sweeper already moved it on)."""
         async with self._uow() as uow:
-            current = await uow.tasks.lock(task.id)
+            current = await uow.tasks.lock(task_id)
             if current is None or current.status.is_terminal:
-                return
+                return False
             if current.worker_id != self._worker_id:
-                return
+                return False
             entry, deliveries = await requeue_or_cancel(
-                uow,
-                current,
-                self._clock,
-                self._callbacks,
-                reason="worker shutting down",
-                spend_attempt=False,
+                uow, current, self._clock, self._callbacks, reason=reason, spend_attempt=False
             )
             await uow.commit()
         await self._callbacks.dispatch(deliveries)
         if entry is not None:
-            await self._dispatcher.dispatch(entry, task.id)
+            await self._dispatcher.dispatch(entry, task_id)
+        return True
 
 
 def _record(step: PlanStep) -> StepRecord:

@@ -108,7 +108,8 @@ class EmbeddedPostgres(ChildServer):
             f"@127.0.0.1:{self.port}/{database}"
         )
 
-    def start(self, *, timeout: float = 60.0) -> str:
+    def start(self, *, timeout: float = 60.0, port: int | None = None) -> str:
+        """Start on ``port`` (a restart on the port it had), else on a free one."""
         bin_dir = postgres_bin_dir()
         run_as = _service_user()
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +120,7 @@ class EmbeddedPostgres(ChildServer):
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb(bin_dir, run_as)
 
-        self.port = free_port()
+        self.port = port or free_port()
         self._launch(
             [
                 str(bin_dir / "postgres"),

@@ -34,11 +34,12 @@ class EmbeddedRedis(ChildServer):
         self._running()
         return f"redis://:{self._password}@127.0.0.1:{self.port}/0"
 
-    def start(self, *, timeout: float = 30.0) -> str:
+    def start(self, *, timeout: float = 30.0, port: int | None = None) -> str:
+        """Start on ``port`` (a restart on the port it had), else on a free one."""
         binary = redis_server_binary()
         self.dir.mkdir(parents=True, exist_ok=True)
         self._password = secret_file(self.data_dir / "redis.password")
-        self.port = free_port()
+        self.port = port or free_port()
         # The password goes in a 0600 config file, not on the command line (ps shows argv).
         conf = self.dir / "redis.conf"
         conf.write_text(

@@ -1,0 +1,155 @@
+"""arq's ``Worker``, kept alive through Redis outages.
+
+arq lets any Redis error out of its poll loop, and ``Worker.main`` with it: a Redis
+restart ends the process (``WatchError: A ConnectionError occurred ... while watching``
+from the transaction that claims a job). Retry options on the Redis pool cannot help
+there: redis-py never retries inside a ``WATCH`` (it raises that ``WatchError`` by
+design), bounded retries only move the exit to a longer outage, and unbounded ones
+would hang every caller (the heartbeat, a shutdown). So this subclass keeps arq's loop
+and changes what a Redis outage (``chatsys.infra.outages``) does where arq meets one:
+
+- a poll: the outage is reported once (``OutageMonitor``), the loop waits (backoff
+  from ``backoff`` to ``max_backoff`` seconds) and polls again; the first poll that
+  works after one calls ``on_redis_back`` (the worker re-sends what Redis may have
+  lost);
+- claiming a job: the slot arq took for it is given back (arq would leak it, and a
+  worker that lost ``max_jobs`` slots so would never take a job again);
+- finishing a job: arq's bookkeeping is tried again until Redis answers (at most
+  ``finish_patience`` seconds), so a job that ran through the outage leaves the queue;
+  if even that fails, or the job could not start, its in-progress mark is removed once
+  Redis is back, so it can be picked again. Every chatsys job may run twice: the
+  database says whether anything is left to do.
+
+Running jobs are not touched: a task keeps running on Postgres (its lease is there),
+and its live events are lost to pub/sub only, never to the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from arq.constants import in_progress_key_prefix
+from arq.worker import Worker
+
+from chatsys.infra.logging import get_logger
+from chatsys.infra.outages import REDIS, OutageMonitor, outage_of
+
+log = get_logger(__name__)
+
+
+class SupervisedWorker(Worker):
+    """``outages`` and ``on_redis_back`` are the process' own: its start-up hook (the
+    composition root) sets them before the first poll."""
+
+    outages: OutageMonitor | None = None
+    on_redis_back: Callable[[], Awaitable[None]] | None = None
+
+    def __init__(
+        self,
+        *args: Any,
+        backoff: float = 0.1,
+        max_backoff: float = 1.0,
+        finish_patience: float = 30.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._finish_patience = finish_patience
+        self._failed_polls = 0
+        self._unfinished: set[str] = set()  # job ids whose in-progress mark must go
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+            if self._failed_polls or self._unfinished:
+                await self._recovered()
+        except Exception as exc:
+            if outage_of(exc) != REDIS:
+                raise
+            self._report(exc)
+            self._failed_polls += 1
+            await asyncio.sleep(
+                min(self._max_backoff, self._backoff * 2 ** min(self._failed_polls, 8))
+            )
+
+    async def _recovered(self) -> None:
+        for job_id in list(self._unfinished):
+            await self.pool.delete(in_progress_key_prefix + job_id)
+            self._unfinished.discard(job_id)
+        if self._failed_polls:
+            self._failed_polls = 0
+            log.info("chatsys.worker.polling_again")
+            if self.on_redis_back is not None:
+                try:
+                    await self.on_redis_back()
+                except Exception as exc:  # the maintenance loop does the same, later
+                    log.warning("chatsys.worker.redis_back_hook_failed", error=str(exc))
+
+    def _report(self, exc: BaseException) -> None:
+        if self.outages is not None:
+            self.outages.report(exc)
+        else:
+            log.warning("chatsys.worker.redis_unavailable", error=str(exc))
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        for raw in job_ids:
+            if self.job_counter >= self.max_jobs:
+                return
+            job_id = raw.decode()
+            before = self.tasks.get(job_id)
+            try:
+                await super().start_jobs([raw])
+            except Exception:
+                # arq counted a slot for this job before the claim failed, and only
+                # gives it back when a started job ends: give it back here.
+                if self.tasks.get(job_id) is before:
+                    self.job_counter -= 1
+                    self.sem.release()
+                raise
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        try:
+            await super().run_job(job_id, score)
+        except Exception as exc:
+            if outage_of(exc) != REDIS:
+                raise
+            self._report(exc)
+            self._unfinished.add(job_id)
+            log.warning("chatsys.worker.job_left_in_queue", job_id=job_id)
+
+    async def _patiently(self, attempt: Callable[[], Awaitable[None]]) -> None:
+        deadline = time.monotonic() + self._finish_patience
+        delay = self._backoff
+        while True:
+            try:
+                await attempt()
+                return
+            except Exception as exc:
+                if outage_of(exc) != REDIS or time.monotonic() + delay > deadline:
+                    raise
+                self._report(exc)
+            await asyncio.sleep(delay)
+            delay = min(self._max_backoff, delay * 2)
+
+    async def finish_job(self, job_id: str, *args: Any, **kwargs: Any) -> None:
+        finish = super().finish_job
+        await self._patiently(lambda: finish(job_id, *args, **kwargs))
+
+    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
+        finish = super().finish_failed_job
+        await self._patiently(lambda: finish(job_id, result_data))
+
+    async def close(self) -> None:
+        """arq's close, except that Redis being away does not skip the shutdown hook."""
+        try:
+            await super().close()
+        except Exception as exc:
+            if outage_of(exc) != REDIS:
+                raise
+            log.warning("chatsys.worker.redis_away_at_shutdown", error=str(exc))
+            if self.on_shutdown is not None:
+                await self.on_shutdown(self.ctx)
