@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -38,6 +40,31 @@ from chatsys.infra.settings import (
     WorkerSettings,
 )
 from tests.support import plain_dsn, stop_worker, with_database
+
+_OWN_BASETEMP = pytest.StashKey[Path]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """As root, give this session a temporary root of its own.
+
+    As root, embedded Postgres runs as an unprivileged account that must be able to
+    reach its data directory under ``tmp_path``; by default that is under the shared
+    ``/tmp/pytest-of-root``, which every pytest session starting on the machine resets
+    to mode 0700, so a second session (two test runs at once) took the first one's
+    Postgres away in the middle of its run ("could not open pg_control: Permission
+    denied"). A session's own ``--basetemp`` under ``/tmp`` is never reset by another.
+    It is removed at the end unless ``CHATSYS_KEEP_TEST_TMP`` is set."""
+    if os.geteuid() != 0 or config.option.basetemp or hasattr(config, "workerinput"):
+        return
+    config.option.basetemp = tempfile.mkdtemp(prefix="chatsys-pytest-")
+    config.stash[_OWN_BASETEMP] = Path(config.option.basetemp)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    own = config.stash.get(_OWN_BASETEMP, None)
+    if own is not None and not os.environ.get("CHATSYS_KEEP_TEST_TMP"):
+        shutil.rmtree(own, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
