@@ -63,7 +63,7 @@ class LivenessStamp:
         while not self._stop.wait(self._interval):
             try:
                 self._stamp()
-            except redis.RedisError as exc:  # a blip: the next stamp tries again
+            except Exception as exc:  # a Redis blip: the next stamp tries again
                 if not self._failing:
                     self._failing = True
                     log.warning("chatsys.worker.liveness_failed", error=str(exc))

@@ -313,7 +313,7 @@ class RunTask:
             current = await uow.tasks.lock(task.id)
             if current is None or current.status.is_terminal:
                 return current.status if current else status
-            if current.worker_id not in (None, self._worker_id):
+            if current.worker_id != self._worker_id:  # re-queued meanwhile: not ours
                 raise LeaseLost(str(task.id))
             current.result, current.error, current.usage = task.result, task.error, task.usage
             if current.cancel_requested:  # it ends cancelled (end_run): no answer is posted
