@@ -162,6 +162,8 @@ async def test_a_redis_restart_under_load_stops_no_process_and_loses_no_event(
     assert all(d["components"]["redis"]["status"] == "down" for d in down)
     assert all(d["components"]["redis"]["detail"] for d in down)  # the reason
     assert ready["components"]["redis"]["status"] == "ok"
+    reasons = [e["data"]["reason"] for i in ids for e in logged[i] if e["type"] == "task.requeued"]
+    assert "worker died" not in reasons  # Redis away or just back: nobody taken for dead
     for task_id, read in zip(ids, reads, strict=False):  # the streams opened before the kill
         assert read.status == 200
         assert [e["seq"] for e in read.events] == [e["seq"] for e in logged[task_id]]

@@ -101,3 +101,20 @@ def test_production_refuses_trusting_every_proxy(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("CHATSYS_API_TRUSTED_PROXIES", '["*"]')
     with pytest.raises(ConfigurationError, match="CHATSYS_API_TRUSTED_PROXIES must not be"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "complaint"),
+    [
+        ("CHATSYS_WORKER_LIVENESS_TTL", "1.5", "liveness_ttl must be at least twice"),
+        ("CHATSYS_WORKER_TAKEOVER_GRACE", "0.5", "takeover_grace must be at least twice"),
+        ("CHATSYS_WORKER_TASK_STALE_AFTER", "1", "task_stale_after must not be shorter"),
+    ],
+)
+def test_takeover_settings_that_would_declare_a_live_worker_dead_are_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, complaint: str
+) -> None:
+    assert Settings().worker.liveness_ttl == 3.0  # the defaults hold together
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=complaint):
+        Settings()

@@ -34,6 +34,7 @@ from chatsys.infra.arq_worker import SupervisedWorker
 from chatsys.infra.clock import SystemClock
 from chatsys.infra.heap import settle_heap
 from chatsys.infra.heartbeat import WorkerHeartbeat, new_worker_id
+from chatsys.infra.liveness import LivenessStamp, RedisWorkerLiveness
 from chatsys.infra.logging import configure_logging, get_logger
 from chatsys.infra.queue import DELIVER_WEBHOOK, RUN_TASK
 from chatsys.infra.redis import arq_redis_settings
@@ -88,9 +89,12 @@ async def _start(
         approval_timeout=settings.mcp.approval_timeout,
         approval_poll=settings.mcp.approval_poll_interval,
     )
+    w = settings.worker
+    liveness = RedisWorkerLiveness(resources.redis, ttl=w.liveness_ttl, outages=resources.outages)
     sweeper = RequeueStale(
-        uow, dispatcher, clock, callbacks=callbacks, stale_after=settings.worker.task_stale_after
-    )
+        uow, dispatcher, clock, callbacks=callbacks, stale_after=w.task_stale_after,
+        liveness=liveness, grace=w.takeover_grace, worker_id=worker_id,
+    )  # fmt: skip
     hooks = settings.webhooks
     deliver = DeliverWebhook(
         uow, clock, webhook_sender(settings), resources.queue(), retry_policy(settings),
@@ -115,6 +119,10 @@ async def _start(
     )
     if tune_gc:  # before the heartbeat, so the pause is over before it reports ready
         settle_heap()
+    stamp = LivenessStamp(service_urls(settings)[1], worker_id, interval=w.liveness_interval,
+                          ttl=w.liveness_ttl)  # fmt: skip
+    await stamp.start()  # before the first claim; its key is deleted at shutdown
+    stack.push_async_callback(stamp.stop)
     await heartbeat.start()
     stack.push_async_callback(heartbeat.stop)
     maintenance.start()

@@ -6,6 +6,7 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 
 KEY_PREFIX = "chatsys:"
 WORKERS_KEY = f"{KEY_PREFIX}workers"  # sorted set: worker id -> last heartbeat (unix time)
+LIVENESS_PREFIX = f"{KEY_PREFIX}worker:"  # + worker id: a key with a TTL while it lives
 
 
 def arq_redis_settings(url: str) -> RedisSettings:

@@ -11,7 +11,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -177,10 +184,35 @@ class WorkerSettings(BaseSettings):
     heartbeat_ttl: float = Field(default=15.0, gt=0)
     poll_delay: float = Field(default=0.01, gt=0, description="seconds between queue polls")
     task_heartbeat: float = Field(default=0.5, gt=0, description="running-task heartbeat")
-    task_stale_after: float = Field(default=10.0, gt=0, description="lapsed task heartbeat")
+    task_stale_after: float = Field(
+        default=10.0, gt=0, description="lapsed task heartbeat: re-queued whatever liveness says"
+    )
+    liveness_interval: float = Field(
+        default=1.0, gt=0, description="seconds between a worker's liveness stamps (a thread)"
+    )
+    liveness_ttl: float = Field(
+        default=3.0, gt=0, description="a worker with no stamp for this long is taken for dead"
+    )
+    takeover_grace: float = Field(
+        default=2.0,
+        gt=0,
+        description="a dead worker's task is re-queued once its heartbeat is this old",
+    )
     task_max_attempts: int = Field(default=5, ge=1)
     task_timeout: float = Field(default=1800.0, gt=0, description="one attempt's time limit")
-    maintenance_interval: float = Field(default=2.0, gt=0)
+    maintenance_interval: float = Field(
+        default=1.0, gt=0, description="seconds between sweeps (dead workers, outbox, webhooks)"
+    )
+
+    @model_validator(mode="after")
+    def _takeover_is_safe(self) -> WorkerSettings:
+        if self.liveness_ttl < 2 * self.liveness_interval:
+            raise ValueError("liveness_ttl must be at least twice liveness_interval")
+        if self.takeover_grace < 2 * self.task_heartbeat:
+            raise ValueError("takeover_grace must be at least twice task_heartbeat")
+        if self.task_stale_after < self.takeover_grace:
+            raise ValueError("task_stale_after must not be shorter than takeover_grace")
+        return self
 
 
 class LLMSettings(BaseSettings):

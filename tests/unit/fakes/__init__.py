@@ -12,7 +12,13 @@ from tests.unit.fakes.clock import FakeClock
 from tests.unit.fakes.conversations import FakeConversationRepository, FakeMessageRepository
 from tests.unit.fakes.llm import BlockingLLM, FakeTools, LLMCall, ScriptedLLM, ToolCallMade
 from tests.unit.fakes.tables import Tables
-from tests.unit.fakes.tasks import FakeEventLog, FakeJobQueue, FakeOutbox, FakeTaskRepository
+from tests.unit.fakes.tasks import (
+    FakeEventLog,
+    FakeJobQueue,
+    FakeOutbox,
+    FakeTaskRepository,
+    FakeWorkerLiveness,
+)
 from tests.unit.fakes.uow import FakeDatabase, FakeUnitOfWork
 from tests.unit.fakes.webhooks import (
     FakeUrlGuard,
@@ -43,6 +49,7 @@ __all__ = [
     "FakeWebhookEndpointRepository",
     "FakeWebhookQueue",
     "FakeWebhookSender",
+    "FakeWorkerLiveness",
     "LLMCall",
     "ScriptedLLM",
     "Tables",

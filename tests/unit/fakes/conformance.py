@@ -20,7 +20,13 @@ from chatsys.domain.shared.clock import Clock
 from chatsys.domain.shared.idempotency import IdempotencyRecords, IdempotencyUnitOfWork
 from chatsys.domain.shared.uow import Factory
 from chatsys.domain.streaming.ports import StreamingUnitOfWork
-from chatsys.domain.tasks.ports import EventLog, JobQueue, Outbox, TaskRepository
+from chatsys.domain.tasks.ports import (
+    EventLog,
+    JobQueue,
+    Outbox,
+    TaskRepository,
+    WorkerLiveness,
+)
 from chatsys.domain.tasks.uow import TasksUnitOfWork
 from chatsys.domain.webhooks.ports import (
     UrlGuard,
@@ -37,7 +43,13 @@ from tests.unit.fakes.conversations import FakeConversationRepository, FakeMessa
 from tests.unit.fakes.idempotency import FakeIdempotencyRecords
 from tests.unit.fakes.llm import FakeTools, ScriptedLLM
 from tests.unit.fakes.session import Session
-from tests.unit.fakes.tasks import FakeEventLog, FakeJobQueue, FakeOutbox, FakeTaskRepository
+from tests.unit.fakes.tasks import (
+    FakeEventLog,
+    FakeJobQueue,
+    FakeOutbox,
+    FakeTaskRepository,
+    FakeWorkerLiveness,
+)
 from tests.unit.fakes.uow import FakeDatabase
 from tests.unit.fakes.webhooks import (
     FakeUrlGuard,
@@ -54,6 +66,7 @@ def _conforms(db: FakeDatabase, session: Session) -> None:
     events: EventLog = FakeEventLog(session)
     outbox: Outbox = FakeOutbox(session)
     jobs: JobQueue = FakeJobQueue()
+    liveness: WorkerLiveness = FakeWorkerLiveness()
     conversations: ConversationRepository = FakeConversationRepository(session)
     messages: MessageRepository = FakeMessageRepository(session)
     approvals: ApprovalRepository = FakeApprovalRepository(session)
@@ -75,6 +88,7 @@ def _conforms(db: FakeDatabase, session: Session) -> None:
     access_uows: Factory[AccessUnitOfWork] = db.uow
     streaming_uows: Factory[StreamingUnitOfWork] = db.uow
     idempotency_uows: Factory[IdempotencyUnitOfWork] = db.uow
+    del liveness
     del clock, tasks, events, outbox, jobs, conversations, messages, approvals, endpoints
     del deliveries, webhook_queue, sender, guard, audit, api_keys, limiter, llm, tools
     del task_uows, conversation_uows, approval_uows, webhook_uows, access_uows, streaming_uows

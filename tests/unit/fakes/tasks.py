@@ -1,4 +1,5 @@
-"""Fakes of the task ports: ``TaskRepository``, ``EventLog``, ``Outbox``, ``JobQueue``.
+"""Fakes of the task ports: ``TaskRepository``, ``EventLog``, ``Outbox``, ``JobQueue``,
+``WorkerLiveness``.
 
 They follow the rules of the SQL adapters in ``chatsys.infra.db.task_repository``:
 - each intent write (``set_status``, ``save_analysis``, ``save_plan``, ``requeue``,
@@ -17,7 +18,7 @@ Time is the database's: the clock the fake database was given.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -26,7 +27,7 @@ from chatsys.domain.nlu import Analysis
 from chatsys.domain.planning.planner import Plan
 from chatsys.domain.shared.errors import DuplicateRequest
 from chatsys.domain.tasks.model import StepRecord, Task, TaskEvent, TaskStatus
-from chatsys.domain.tasks.ports import Lease
+from chatsys.domain.tasks.ports import Lease, QuietClaim
 from tests.unit.fakes.session import Session
 from tests.unit.fakes.tables import OutboxRow, StepRow, TaskRow
 
@@ -180,15 +181,21 @@ class FakeTaskRepository:
         if row is not None and row.cancel_requested_at is None:
             row.cancel_requested_at = self._s.now()
 
-    async def stale(self, *, stale_after: float, limit: int) -> Sequence[UUID]:
+    async def quiet(
+        self, *, quiet_for: float, stale_after: float, limit: int
+    ) -> Sequence[QuietClaim]:
+        quiet = self._s.now() - timedelta(seconds=quiet_for)
         lapsed = self._s.now() - timedelta(seconds=stale_after)
         rows = [
             r
             for r in self._rows.values()
-            if r.task.status in CLAIMED and r.heartbeat_at is not None and r.heartbeat_at < lapsed
+            if r.task.status in CLAIMED and r.heartbeat_at is not None and r.heartbeat_at < quiet
         ]
-        rows.sort(key=lambda r: r.heartbeat_at or lapsed)
-        return [r.task.id for r in rows[:limit]]
+        rows.sort(key=lambda r: r.heartbeat_at or quiet)
+        return [
+            QuietClaim(r.task.id, r.task.worker_id, (r.heartbeat_at or quiet) < lapsed)
+            for r in rows[:limit]
+        ]
 
     async def count_active(self, owner: str) -> int:
         return sum(
@@ -292,3 +299,17 @@ class FakeJobQueue:
         if self.down:
             raise ConnectionError("the job queue cannot be reached")
         self.runs.append((task_id, dispatch_id))
+
+
+class FakeWorkerLiveness:
+    """The workers in ``alive`` have a liveness stamp; ``known=False`` is the store
+    being away (nobody can be told dead)."""
+
+    def __init__(self, *alive: str) -> None:
+        self.alive = set(alive)
+        self.known = True
+
+    async def dead(self, worker_ids: Collection[str]) -> set[str] | None:
+        if not self.known:
+            return None
+        return {w for w in worker_ids if w not in self.alive}

@@ -54,7 +54,7 @@ class TaskPlannedData(Shape):
 
 
 class TaskRequeuedData(Shape):
-    reason: str = Field(examples=["worker shutting down", "worker heartbeat lapsed"])
+    reason: str = Field(examples=["worker shutting down", "worker died", "worker heartbeat lapsed"])
 
 
 class StepStartedData(Shape):

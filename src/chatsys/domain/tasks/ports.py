@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -19,6 +19,23 @@ class Lease:
 
     owned: bool
     cancel_requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QuietClaim:
+    """A claimed task whose lease has not been renewed for a while (the sweeper's
+    suspect): its runner, and whether the lease is past ``stale_after`` (lapsed)."""
+
+    task_id: UUID
+    worker_id: str | None
+    lapsed: bool
+
+
+class WorkerLiveness(Protocol):
+    async def dead(self, worker_ids: Collection[str]) -> set[str] | None:
+        """Those of ``worker_ids`` whose process is gone; None when that cannot be told
+        now (the liveness store is away, or just came back)."""
+        ...
 
 
 class TaskRepository(Protocol):
@@ -84,8 +101,11 @@ class TaskRepository(Protocol):
         """Flag a running task for cancellation; its runner sees it at its next heartbeat."""
         ...
 
-    async def stale(self, *, stale_after: float, limit: int) -> Sequence[UUID]:
-        """Running tasks whose heartbeat lapsed, locked for this transaction."""
+    async def quiet(
+        self, *, quiet_for: float, stale_after: float, limit: int
+    ) -> Sequence[QuietClaim]:
+        """Claimed tasks whose heartbeat is older than ``quiet_for`` seconds (the
+        database's clock), locked for this transaction (SKIP LOCKED)."""
         ...
 
     async def count_active(self, owner: str) -> int:

@@ -1,5 +1,16 @@
-"""The sweeper: tasks whose runner died (heartbeat lapsed) go back to the queue, or end
-cancelled when a cancel was requested before their runner died."""
+"""The sweeper: tasks whose runner died go back to the queue, or end cancelled when a
+cancel was requested before their runner died.
+
+A runner is taken for dead when both of its signs of life stopped:
+- its process' liveness stamp is gone (``WorkerLiveness``: a key a thread of the
+  worker renews, so a busy event loop does not stop it) and its task's lease (the
+  heartbeat the run writes to the database) is older than ``grace`` seconds; or,
+- whatever the liveness store says, or when it cannot be asked (a Redis outage: then
+  nobody is declared dead on liveness alone), the lease is older than ``stale_after``
+  seconds (the backstop, as before liveness existed).
+The sweeper never declares its own worker dead. Both ages are the servers' clocks
+(Redis' key expiry, the database's ``now()``), never a worker's.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +20,7 @@ from chatsys.domain.shared.clock import Clock
 from chatsys.domain.shared.uow import Factory
 from chatsys.domain.tasks.ending import Callbacks, cancel_requested_task
 from chatsys.domain.tasks.model import EventType, Task, TaskStatus
+from chatsys.domain.tasks.ports import QuietClaim, WorkerLiveness
 from chatsys.domain.tasks.submission import Dispatcher
 from chatsys.domain.tasks.uow import TasksUnitOfWork
 
@@ -37,7 +49,7 @@ async def requeue_or_cancel(
 
 
 class RequeueStale:
-    """The sweeper: tasks whose runner died (heartbeat lapsed) go back to the queue."""
+    """The sweeper: tasks whose runner died go back to the queue (see the module)."""
 
     def __init__(
         self,
@@ -47,27 +59,53 @@ class RequeueStale:
         *,
         callbacks: Callbacks,
         stale_after: float = 10.0,
+        liveness: WorkerLiveness | None = None,
+        grace: float = 2.0,
+        worker_id: str | None = None,
     ) -> None:
         self._uow = uow
         self._dispatcher = dispatcher
         self._clock = clock
         self._callbacks = callbacks
         self._stale_after = stale_after
+        self._liveness = liveness
+        self._grace = min(grace, stale_after)
+        self._worker_id = worker_id  # the sweeper's own worker, alive by definition
+
+    async def _dead_runners(self, quiet: list[QuietClaim]) -> set[str]:
+        suspects = {
+            c.worker_id
+            for c in quiet
+            if not c.lapsed and c.worker_id is not None and c.worker_id != self._worker_id
+        }
+        if not suspects or self._liveness is None:
+            return set()
+        return await self._liveness.dead(suspects) or set()  # None: nobody, on liveness
 
     async def execute(self, *, limit: int = 100) -> list[UUID]:
         entries: list[tuple[int, UUID]] = []
         deliveries: list[UUID] = []
+        quiet_for = self._grace if self._liveness is not None else self._stale_after
         async with self._uow() as uow:
-            for task_id in await uow.tasks.stale(stale_after=self._stale_after, limit=limit):
-                task = await uow.tasks.lock(task_id)
+            quiet = list(
+                await uow.tasks.quiet(
+                    quiet_for=quiet_for, stale_after=self._stale_after, limit=limit
+                )
+            )
+            dead = await self._dead_runners(quiet) if quiet else set()
+            for claim in quiet:
+                if not claim.lapsed and claim.worker_id not in dead:
+                    continue
+                task = await uow.tasks.lock(claim.task_id)
                 if task is None or task.status not in CLAIMED:
                     continue
+                reason = "worker heartbeat lapsed" if claim.lapsed else "worker died"
                 entry, ended = await requeue_or_cancel(
-                    uow, task, self._clock, self._callbacks, reason="worker heartbeat lapsed"
+                    uow, task, self._clock, self._callbacks, reason=reason
                 )
                 deliveries += ended
                 if entry is not None:
-                    entries.append((entry, task_id))
+                    entries.append((entry, claim.task_id))
             await uow.commit()
         await self._callbacks.dispatch(deliveries)
         for entry, task_id in entries:

@@ -8,7 +8,7 @@ Rules:
   ``awaiting_approval``, see ``chatsys.domain.approvals.gate``), a heartbeat every
   ``heartbeat_interval`` seconds keeps the claim and notices a cancellation
   request (so cancelling takes effect within about one interval) or a lost
-  claim (the runner stops, writing nothing);
+  claim (the runner stops, writing nothing; a new claim here first waits for it);
 - analysis and plan are computed once and stored; completed steps are
   checkpointed and never run again when the task resumes on another worker;
 - recovery, in order: the executor retries a failing step; then the plan is
@@ -71,12 +71,10 @@ Write = Callable[[TasksUnitOfWork, Task], Awaitable[None]]
 """An intent write, given the unit of work and the task read under its row lock."""
 
 
-class _Cancelled(Exception):
-    pass
+class _Cancelled(Exception): ...
 
 
-class _TimedOut(Exception):
-    pass
+class _TimedOut(Exception): ...
 
 
 class RunTask:
@@ -112,9 +110,12 @@ class RunTask:
         self._max_runtime = max_runtime
         self._approval_timeout = approval_timeout
         self._approval_poll = approval_poll
+        self._runs: dict[UUID, asyncio.Task[TaskStatus]] = {}  # this process' runs
 
     async def execute(self, task_id: UUID) -> TaskStatus | None:
         """Run the task if this runner can claim it; returns its final status, or None."""
+        if (earlier := self._runs.get(task_id)) is not None:  # a live one: no claim
+            await asyncio.wait({earlier}, timeout=self._stale_after)
         async with self._uow() as uow:
             task = await uow.tasks.claim(task_id, self._worker_id, stale_after=self._stale_after)
             if task is None:
@@ -133,6 +134,7 @@ class RunTask:
         stop: list[Exception] = []  # why the heartbeat stopped the work, if it did
         deadline = self._clock.now() + timedelta(seconds=self._max_runtime)
         work = asyncio.create_task(self._run(task, stop, deadline), name=f"task:{task_id}")
+        self._runs[task_id] = work
         watch = asyncio.create_task(self._watch(task_id, work, stop), name=f"heartbeat:{task_id}")
         try:
             return await work
@@ -147,6 +149,7 @@ class RunTask:
             await asyncio.shield(self.hand_back(task.id, reason="worker shutting down"))
             raise
         finally:
+            self._runs.pop(task_id, None)
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await watch
@@ -310,7 +313,7 @@ class RunTask:
             current = await uow.tasks.lock(task.id)
             if current is None or current.status.is_terminal:
                 return current.status if current else status
-            if current.worker_id not in (None, self._worker_id):
+            if current.worker_id != self._worker_id:  # re-queued meanwhile: not ours
                 raise LeaseLost(str(task.id))
             current.result, current.error, current.usage = task.result, task.error, task.usage
             if current.cancel_requested:  # it ends cancelled (end_run): no answer is posted
@@ -389,11 +392,8 @@ def _record(step: PlanStep) -> StepRecord:
 
 
 def _done(steps: Sequence[StepRecord]) -> dict[str, str]:
-    return {
-        s.key: s.output or ""
-        for s in steps
-        if s.status is StepStatus.SUCCEEDED and s.output is not None
-    }
+    done = StepStatus.SUCCEEDED
+    return {s.key: s.output for s in steps if s.status is done and s.output is not None}
 
 
 def _error(failure: StepFailed) -> TaskError:

@@ -25,7 +25,7 @@ from chatsys.domain.tasks.model import (
     TaskStatus,
     Usage,
 )
-from chatsys.domain.tasks.ports import Lease
+from chatsys.domain.tasks.ports import Lease, QuietClaim
 from chatsys.infra.db.models import StepRow, TaskRow
 
 # The insert is on the submit hot path: a prebuilt Core statement with a parameter dict
@@ -309,16 +309,19 @@ class SqlTaskRepository:
             .values(cancel_requested_at=func.now(), updated_at=func.now())
         )
 
-    async def stale(self, *, stale_after: float, limit: int) -> Sequence[UUID]:
+    async def quiet(
+        self, *, quiet_for: float, stale_after: float, limit: int
+    ) -> Sequence[QuietClaim]:
+        quiet = func.now() - timedelta(seconds=quiet_for)
         lapsed = func.now() - timedelta(seconds=stale_after)
-        rows = await self._session.scalars(
-            select(TaskRow.id)
-            .where(TaskRow.status.in_(_CLAIMED), TaskRow.heartbeat_at < lapsed)
+        rows = await self._session.execute(
+            select(TaskRow.id, TaskRow.worker_id, (TaskRow.heartbeat_at < lapsed).label("lapsed"))
+            .where(TaskRow.status.in_(_CLAIMED), TaskRow.heartbeat_at < quiet)
             .order_by(TaskRow.heartbeat_at)
             .limit(limit)
-            .with_for_update(skip_locked=True)
+            .with_for_update(of=TaskRow, skip_locked=True)
         )
-        return list(rows)
+        return [QuietClaim(r.id, r.worker_id, bool(r.lapsed)) for r in rows]
 
     async def count_active(self, owner: str) -> int:
         # Serialise this owner's submissions for the rest of the transaction, so two
