@@ -2,7 +2,9 @@
 
 The receiver is a small HTTP/1.1 server on asyncio streams: it reads one request per
 connection (``Content-Length`` bodies, as the sender sends), records it, and answers
-with the next status of its script (then ``default``).
+with the next status of its script (then ``default``). With ``hang`` it reads and
+records each request and never answers (until it is stopped): a receiver that accepts
+and stalls.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ class Receiver:
     statuses: list[int] = field(default_factory=list)
     default: int = 200
     port: int = 0
+    hang: bool = False
     received: list[Received] = field(default_factory=list)
     connections: int = 0
     _server: asyncio.Server | None = None
     _arrived: asyncio.Condition | None = None
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def url(self) -> str:
@@ -47,6 +51,7 @@ class Receiver:
         return self
 
     async def stop(self) -> None:
+        self._released.set()
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -73,6 +78,12 @@ class Receiver:
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             status = self.statuses.pop(0) if self.statuses else self.default
             self.received.append(Received(method, path, headers, body, time.time(), status))
+            if self.hang:
+                assert self._arrived is not None
+                async with self._arrived:
+                    self._arrived.notify_all()
+                await self._released.wait()
+                return
             writer.write(
                 f"HTTP/1.1 {status} Scripted\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
                 .encode()

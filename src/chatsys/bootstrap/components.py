@@ -105,7 +105,10 @@ class Resources:
         return SqlUnitOfWork(self.session_factory, self.publisher)
 
     def queue(self) -> ArqJobQueue:
-        return ArqJobQueue(self.redis, queue_name=self.settings.worker.queue_name)
+        worker = self.settings.worker
+        return ArqJobQueue(
+            self.redis, queue_name=worker.queue_name, webhook_queue_name=worker.webhook_queue_name
+        )
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:

@@ -1,4 +1,5 @@
-"""The job queue ports (task runs, webhook attempts) on arq."""
+"""The job queue ports (task runs, webhook attempts) on arq: one queue each, so the
+worker serves them from separate slot pools (``chatsys.bootstrap.worker``)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ DELIVER_WEBHOOK = "chatsys.deliver_webhook"
 
 
 class ArqJobQueue:
-    def __init__(self, redis: ArqRedis, *, queue_name: str) -> None:
+    def __init__(
+        self, redis: ArqRedis, *, queue_name: str, webhook_queue_name: str | None = None
+    ) -> None:
         self._redis = redis
         self._queue_name = queue_name
+        self._webhook_queue_name = webhook_queue_name or queue_name
 
     async def enqueue_run(self, task_id: UUID, dispatch_id: int) -> None:
         # One job id per outbox entry: re-sending an entry never makes a second job.
@@ -30,6 +34,6 @@ class ArqJobQueue:
             DELIVER_WEBHOOK,
             str(delivery_id),
             _job_id=f"webhook:{delivery_id}:{attempt}",
-            _queue_name=self._queue_name,
+            _queue_name=self._webhook_queue_name,
             _defer_by=delay + 0.05 if delay > 0 else None,
         )

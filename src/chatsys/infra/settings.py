@@ -166,12 +166,28 @@ class StreamSettings(BaseSettings):
 
 
 class WorkerSettings(BaseSettings):
-    """``CHATSYS_WORKER_*``: the arq worker pool."""
+    """``CHATSYS_WORKER_*``: the arq worker pool. Task runs and webhook attempts have a
+    queue and a slot pool each, so a backlog of slow receivers never holds up a task."""
 
-    model_config = _config("CHATSYS_WORKER_")
+    model_config = _config("CHATSYS_WORKER_") | SettingsConfigDict(populate_by_name=True)
 
-    queue_name: str = "chatsys:queue"
-    max_jobs: int = Field(default=10, ge=1, le=1000)
+    queue_name: str = Field(
+        default="chatsys:queue",
+        description="arq queue of task runs (and of jobs queued before the queues split)",
+    )
+    webhook_queue_name: str = Field(default="chatsys:webhooks", description="webhook attempts")
+    task_concurrency: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        validation_alias=AliasChoices(
+            "CHATSYS_WORKER_TASK_CONCURRENCY", "CHATSYS_WORKER_MAX_JOBS"
+        ),  # MAX_JOBS: its name before the split
+        description="task runs one worker process runs at once",
+    )
+    webhook_concurrency: int = Field(
+        default=50, ge=1, le=1000, description="webhook attempts one worker process makes at once"
+    )
     job_timeout: float = Field(default=900.0, gt=0)
     heartbeat_interval: float = Field(default=5.0, gt=0)
     heartbeat_ttl: float = Field(default=15.0, gt=0)
