@@ -90,12 +90,12 @@ async def _queued(settings: Settings) -> int:
         await resources.close()
 
 
-async def _pile_up(settings: Settings, task_id: str, urls: list[str]) -> None:
-    """BACKLOG pending deliveries of one task to the hanging receivers, jobs queued."""
+async def _pile_up(settings: Settings, task_id: str, urls: list[str], count: int = BACKLOG) -> None:
+    """``count`` pending deliveries of one task to ``urls`` in turn, jobs queued."""
     resources = await Resources.open(settings, role="test")
     try:
         now = datetime.now(UTC)
-        ids = [uuid4() for _ in range(BACKLOG)]
+        ids = [uuid4() for _ in range(count)]
         async with resources.unit_of_work() as uow:
             for n, delivery_id in enumerate(ids):
                 await uow.deliveries.add(
@@ -204,5 +204,35 @@ async def test_a_delivery_queued_on_the_task_queue_before_the_split_is_still_mad
             await eventually(left_queued, within=20)
             await asyncio.sleep(0.5)
             assert len(receiver.received) == 1
+        finally:
+            await stop_worker(worker, running)
+
+
+async def test_a_stalled_receiver_holds_its_share_of_slots_and_others_get_theirs(
+    client: httpx.AsyncClient, settings: Settings, hanging: list[Receiver]
+) -> None:
+    fair = settings.model_copy(
+        update={"webhooks": settings.webhooks.model_copy(
+            update={"max_in_flight_per_endpoint": 3, "endpoint_hold": 0.5}
+        )}
+    )  # fmt: skip
+    stalled = hanging[0]
+    async with Receiver() as quick:
+        worker = build_worker(fair)
+        worker._handle_signals = False
+        running = asyncio.create_task(worker.async_run())
+        try:
+            task_id, _ = await _start_delay(client, "hello there", webhook_url=quick.url)
+            await quick.wait_for(1, within=20)
+            await _pile_up(fair, task_id, [stalled.url], count=100)  # first in the queue
+            await _pile_up(fair, task_id, [quick.url], count=20)
+            started = asyncio.get_running_loop().time()
+            await quick.wait_for(21, within=30)
+            took = asyncio.get_running_loop().time() - started
+            print(
+                f"\n20 deliveries to a quick receiver behind 100 to a stalled one: {took:.2f} s; "
+                f"{len(stalled.received)} attempts under way to the stalled one"
+            )
+            assert len(stalled.received) == 3  # its share, and no more
         finally:
             await stop_worker(worker, running)

@@ -31,6 +31,7 @@ from chatsys.domain.tasks.recovery import RequeueStale
 from chatsys.domain.tasks.running import RunTask
 from chatsys.domain.tasks.submission import Dispatcher
 from chatsys.domain.webhooks.delivery import DeliverWebhook, RelayWebhooks
+from chatsys.domain.webhooks.fairness import InFlightLimit
 from chatsys.infra import jobs
 from chatsys.infra.arq_worker import SupervisedWorker
 from chatsys.infra.clock import SystemClock
@@ -96,7 +97,8 @@ async def _start(
     hooks = settings.webhooks
     deliver = DeliverWebhook(
         uow, clock, webhook_sender(settings), resources.queue(), retry_policy(settings),
-        lease=hooks.lease,
+        lease=hooks.lease, in_flight=InFlightLimit(hooks.max_in_flight_per_endpoint),
+        hold=hooks.endpoint_hold,
     )  # fmt: skip
     relay = RelayWebhooks(
         uow, resources.queue(), grace=hooks.relay_grace, redispatch_after=hooks.redispatch_after

@@ -3,7 +3,7 @@ worker serves them from separate slot pools (``chatsys.bootstrap.worker``)."""
 
 from __future__ import annotations
 
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from arq.connections import ArqRedis
 
@@ -28,12 +28,19 @@ class ArqJobQueue:
             _queue_name=self._queue_name,
         )
 
-    async def enqueue_delivery(self, delivery_id: UUID, attempt: int, *, delay: float) -> None:
-        # One job id per attempt: the relay re-sending it while it waits is a no-op.
+    async def enqueue_delivery(
+        self, delivery_id: UUID, attempt: int, *, delay: float, held: bool = False
+    ) -> None:
+        # One job id per attempt: the relay re-sending it while it waits is a no-op. A
+        # held-back attempt's job is still running under that id: this one gets its own
+        # (the delivery row, claimed once, says whether a job has anything to do).
+        job_id = f"webhook:{delivery_id}:{attempt}"
+        if held:
+            job_id += f":held:{uuid4().hex[:12]}"
         await self._redis.enqueue_job(
             DELIVER_WEBHOOK,
             str(delivery_id),
-            _job_id=f"webhook:{delivery_id}:{attempt}",
+            _job_id=job_id,
             _queue_name=self._webhook_queue_name,
             _defer_by=delay + 0.05 if delay > 0 else None,
         )

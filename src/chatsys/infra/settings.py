@@ -317,6 +317,15 @@ class WebhookSettings(BaseSettings):
     redispatch_after: float = Field(
         default=30.0, gt=0, description="the relay re-sends a job not seen to run this long"
     )
+    max_in_flight_per_endpoint: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="attempts one worker process has under way to one receiver at once",
+    )
+    endpoint_hold: float = Field(
+        default=1.0, gt=0, le=60, description="an attempt over that limit waits about this long"
+    )
     rotation_grace: float = Field(
         default=86400.0, ge=0, le=7 * 86400, description="old secret's life after a rotation"
     )

@@ -247,6 +247,15 @@ class FakeWebhookDeliveryRepository:
         row.lease_until = None
         row.dispatched_at = self._s.now()
 
+    async def postpone(self, delivery_id: UUID, *, at: datetime) -> None:
+        row = self._rows.get(delivery_id)
+        if row is None or row.delivery.status is not DeliveryStatus.DELIVERING:
+            return
+        row.delivery.status = DeliveryStatus.PENDING
+        row.delivery.next_attempt_at = at
+        row.lease_until = None
+        row.dispatched_at = self._s.now()
+
     async def fail_unfinished(self, endpoint_id: UUID, *, reason: str, at: datetime) -> None:
         for row in self._rows.values():
             d = row.delivery
@@ -265,7 +274,9 @@ class FakeWebhookQueue:
         self.jobs: list[tuple[UUID, int, float]] = []
         self.down = False
 
-    async def enqueue_delivery(self, delivery_id: UUID, attempt: int, *, delay: float) -> None:
+    async def enqueue_delivery(
+        self, delivery_id: UUID, attempt: int, *, delay: float, held: bool = False
+    ) -> None:
         if self.down:
             raise ConnectionError("the job queue cannot be reached")
         self.jobs.append((delivery_id, attempt, delay))

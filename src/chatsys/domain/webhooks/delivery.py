@@ -31,6 +31,7 @@ from chatsys.domain.shared.errors import Conflict, NotFound
 from chatsys.domain.shared.idempotency import IdempotentRequest, claim_key
 from chatsys.domain.shared.pagination import Page, cut_page, decode_cursor
 from chatsys.domain.shared.uow import Factory
+from chatsys.domain.webhooks.fairness import InFlightLimit, receiver_of
 from chatsys.domain.webhooks.model import (
     DeliveryAttempt,
     DeliveryStatus,
@@ -51,7 +52,12 @@ GONE_REASON = "the receiver answered 410 Gone"
 
 
 class DeliverWebhook:
-    """One attempt of one delivery (the arq job's body)."""
+    """One attempt of one delivery (the arq job's body).
+
+    With ``in_flight`` (``chatsys.domain.webhooks.fairness``), a receiver that already
+    has its share of attempts under way gets no more: the claimed delivery is given
+    back unattempted (no attempt spent), due again ``hold`` seconds later (with
+    jitter), and the job ends, freeing its slot for another receiver's delivery."""
 
     def __init__(
         self,
@@ -63,6 +69,8 @@ class DeliverWebhook:
         *,
         lease: float = 60.0,
         rand: Callable[[], float] = random.random,
+        in_flight: InFlightLimit | None = None,
+        hold: float = 1.0,
     ) -> None:
         self._uow = uow
         self._clock = clock
@@ -71,6 +79,8 @@ class DeliverWebhook:
         self._retry = retry or RetryPolicy()
         self._lease = lease
         self._rand = rand
+        self._in_flight = in_flight
+        self._hold = hold
 
     async def execute(self, delivery_id: UUID) -> DeliveryStatus | None:
         """The delivery's status after this attempt; None when it was not ours to try."""
@@ -79,6 +89,30 @@ class DeliverWebhook:
             await uow.commit()
         if outgoing is None:
             return None
+        if self._in_flight is None:
+            return await self._make(outgoing)
+        receiver = receiver_of(outgoing)
+        if not self._in_flight.try_acquire(receiver):
+            await self._hold_back(outgoing)
+            return DeliveryStatus.PENDING
+        try:
+            return await self._make(outgoing)
+        finally:
+            self._in_flight.release(receiver)
+
+    async def _hold_back(self, outgoing: OutgoingDelivery) -> None:
+        delay = self._hold * (0.5 + self._rand())
+        async with self._uow() as uow:
+            await uow.deliveries.postpone(
+                outgoing.id, at=self._clock.now() + timedelta(seconds=delay)
+            )
+            await uow.commit()
+        with contextlib.suppress(Exception):  # the relay sends it once it is overdue
+            await self._queue.enqueue_delivery(
+                outgoing.id, outgoing.attempt_count, delay=delay, held=True
+            )
+
+    async def _make(self, outgoing: OutgoingDelivery) -> DeliveryStatus:
         result = await self._attempt(outgoing)
         now = self._clock.now()
         number = outgoing.attempt_count + 1

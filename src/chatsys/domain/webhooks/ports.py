@@ -106,11 +106,19 @@ class WebhookDeliveryRepository(Protocol):
         """End the endpoint's pending deliveries (it is being deleted)."""
         ...
 
+    async def postpone(self, delivery_id: UUID, *, at: datetime) -> None:
+        """Give a claimed delivery back unattempted: pending again, due ``at``, its
+        attempt counts untouched."""
+        ...
+
 
 class WebhookQueue(Protocol):
-    async def enqueue_delivery(self, delivery_id: UUID, attempt: int, *, delay: float) -> None:
+    async def enqueue_delivery(
+        self, delivery_id: UUID, attempt: int, *, delay: float, held: bool = False
+    ) -> None:
         """A job for the delivery's next attempt (one job id per attempt), ``delay``
-        seconds from now."""
+        seconds from now. ``held``: the attempt's own job gave it back unattempted (it
+        is still running): a job id of its own."""
         ...
 
 

@@ -374,6 +374,19 @@ class SqlWebhookDeliveries:
             )
         )
 
+    async def postpone(self, delivery_id: UUID, *, at: datetime) -> None:
+        await self._session.execute(
+            update(_D)
+            .where(_D.id == delivery_id, _D.status == DeliveryStatus.DELIVERING.value)
+            .values(
+                status=DeliveryStatus.PENDING.value,
+                next_attempt_at=at,
+                lease_until=None,
+                dispatched_at=func.now(),
+                updated_at=func.now(),
+            )
+        )
+
     async def fail_unfinished(self, endpoint_id: UUID, *, reason: str, at: datetime) -> None:
         await self._session.execute(
             update(_D)
