@@ -447,6 +447,34 @@ async def test_the_connection_goes_to_the_checked_address_with_the_original_host
     assert len(receiver.received) == 1
 
 
+async def test_attempts_reuse_a_kept_alive_connection_only_to_the_checked_address() -> None:
+    """One connection carries the attempts to one receiver; an attempt whose host now
+    resolves to a refused address sends nothing, pooled connection or not."""
+    answers = iter([["127.0.0.1"]] * 3 + [["169.254.169.254"]] + [["127.0.0.1"]])
+    from chatsys.infra.webhook_http import AddressVetter, HttpWebhookSender
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return next(answers)
+
+    async with Receiver(keep_alive=True) as receiver:
+        sender = HttpWebhookSender(AddressVetter(allow_private=True, resolve=resolve))
+        try:
+            url = f"http://hooks.test:{receiver.port}/in"
+            for n in range(3):
+                sent = await sender.send(url, {"webhook-id": f"msg_{n}"}, b"{}")
+                assert sent.status_code == 200, sent.error
+            assert (len(receiver.received), receiver.connections) == (3, 1)
+            refused = await sender.send(url, {"webhook-id": "msg_3"}, b"{}")
+            assert refused.error is not None
+            assert "169.254.169.254" in refused.error
+            assert len(receiver.received) == 3
+            again = await sender.send(url, {"webhook-id": "msg_4"}, b"{}")
+            assert again.status_code == 200
+            assert (len(receiver.received), receiver.connections) == (4, 1)
+        finally:
+            await sender.aclose()
+
+
 async def test_the_response_read_is_bounded_and_slow_receivers_time_out() -> None:
     from chatsys.infra.webhook_http import AddressVetter, HttpWebhookSender
 

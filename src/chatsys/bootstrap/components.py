@@ -138,6 +138,7 @@ def webhook_sender(settings: Settings) -> HttpWebhookSender:
         timeout=webhooks.timeout,
         max_response_bytes=webhooks.max_response_bytes,
         user_agent=f"chatsys-webhooks/{__version__}",
+        connections_per_pool=webhooks.max_in_flight_per_endpoint,
     )
 
 

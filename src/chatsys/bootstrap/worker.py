@@ -95,8 +95,10 @@ async def _start(
         uow, dispatcher, clock, callbacks=callbacks, stale_after=settings.worker.task_stale_after
     )
     hooks = settings.webhooks
+    sender = webhook_sender(settings)
+    stack.push_async_callback(sender.aclose)  # its kept-alive connections
     deliver = DeliverWebhook(
-        uow, clock, webhook_sender(settings), resources.queue(), retry_policy(settings),
+        uow, clock, sender, resources.queue(), retry_policy(settings),
         lease=hooks.lease, in_flight=InFlightLimit(hooks.max_in_flight_per_endpoint),
         hold=hooks.endpoint_hold,
     )  # fmt: skip
