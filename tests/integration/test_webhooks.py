@@ -219,6 +219,48 @@ async def test_redirects_are_failures_and_410_disables_the_endpoint(
     assert await deliveries(client, later["id"]) == []  # a disabled endpoint gets nothing
 
 
+async def test_failures_in_a_row_pause_an_endpoint_until_a_probe_gets_through(
+    client: httpx.AsyncClient, settings: Settings, receiver: Receiver
+) -> None:
+    receiver.default = 503
+    breaking = settings.model_copy(
+        update={"webhooks": FAST.model_copy(update={"breaker_threshold": 2, "breaker_backoff": 2})}
+    )
+    worker = build_worker(breaking)
+    worker._handle_signals = False
+    running = asyncio.create_task(worker.async_run())
+    try:
+        endpoint = (await client.post("/v1/webhooks", json={"url": f"{receiver.url}/in"})).json()
+        assert endpoint["circuit"] == {
+            "state": "closed", "consecutive_failures": 0, "paused_until": None,
+        }  # fmt: skip
+        made = (await client.post("/v1/tasks", json={"input": "hello there"})).json()
+        await receiver.wait_for(2, within=20)
+
+        async def opened() -> dict[str, Any] | None:
+            shown = (await client.get(f"/v1/webhooks/{endpoint['id']}")).json()
+            return shown if shown["circuit"]["state"] == "open" else None
+
+        shown = await eventually(opened, within=5)
+        assert shown["circuit"]["consecutive_failures"] == 2
+        paused_until = datetime.fromisoformat(shown["circuit"]["paused_until"])
+        assert 1 < (paused_until - datetime.now(UTC)).total_seconds() <= 2.5
+        await asyncio.sleep(1.0)  # due again after 0.3 s, but paused: nothing is sent
+        assert len(receiver.received) == 2
+        [delivery] = await deliveries(client, made["id"])
+        assert (delivery["status"], delivery["attempt_count"]) == ("pending", 2)
+
+        receiver.default = 200
+        [delivery] = await finished(client, made["id"])
+        assert delivery["status"] == "succeeded"
+        assert [a["status_code"] for a in delivery["attempts"]] == [503, 503, 200]
+        assert receiver.received[2].at >= paused_until.timestamp() - 0.05  # the probe
+        closed = (await client.get(f"/v1/webhooks/{endpoint['id']}")).json()["circuit"]
+        assert closed == {"state": "closed", "consecutive_failures": 0, "paused_until": None}
+    finally:
+        await stop_worker(worker, running)
+
+
 async def _status(client: httpx.AsyncClient, task_id: str, wanted: str) -> bool:
     return bool((await client.get(f"/v1/tasks/{task_id}")).json()["status"] == wanted)
 

@@ -11,7 +11,7 @@ import pytest
 from chatsys.domain.shared.errors import Conflict
 from chatsys.domain.tasks.model import EventType
 from chatsys.domain.webhooks.delivery import GONE_REASON, DeliverWebhook, Redeliver
-from chatsys.domain.webhooks.fairness import InFlightLimit
+from chatsys.domain.webhooks.fairness import CircuitBreaker, InFlightLimit
 from chatsys.domain.webhooks.model import (
     DeliveryStatus,
     RetryPolicy,
@@ -258,3 +258,8 @@ async def test_a_receiver_at_its_in_flight_limit_gets_no_more_and_no_attempt_is_
     w.clock.advance(2)
     assert await limited.execute(second) is DeliveryStatus.SUCCEEDED
     assert [a.number for a in stored(w, second).attempts] == [1]
+
+
+def test_the_pause_starts_at_the_threshold_and_doubles_up_to_the_longest() -> None:
+    breaker = CircuitBreaker(threshold=3, backoff=30, max_backoff=100)
+    assert [breaker.pause(n) for n in range(1, 7)] == [None, None, 30, 60, 100, 100]

@@ -31,7 +31,7 @@ from chatsys.domain.tasks.recovery import RequeueStale
 from chatsys.domain.tasks.running import RunTask
 from chatsys.domain.tasks.submission import Dispatcher
 from chatsys.domain.webhooks.delivery import DeliverWebhook, RelayWebhooks
-from chatsys.domain.webhooks.fairness import InFlightLimit
+from chatsys.domain.webhooks.fairness import CircuitBreaker, InFlightLimit
 from chatsys.infra import jobs
 from chatsys.infra.arq_worker import SupervisedWorker
 from chatsys.infra.clock import SystemClock
@@ -101,6 +101,10 @@ async def _start(
         uow, clock, sender, resources.queue(), retry_policy(settings),
         lease=hooks.lease, in_flight=InFlightLimit(hooks.max_in_flight_per_endpoint),
         hold=hooks.endpoint_hold,
+        breaker=CircuitBreaker(
+            hooks.breaker_threshold, hooks.breaker_backoff,
+            max(hooks.breaker_max_backoff, hooks.breaker_backoff), probe_lease=hooks.lease,
+        ),
     )  # fmt: skip
     relay = RelayWebhooks(
         uow, resources.queue(), grace=hooks.relay_grace, redispatch_after=hooks.redispatch_after

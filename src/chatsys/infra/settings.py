@@ -326,6 +326,13 @@ class WebhookSettings(BaseSettings):
     endpoint_hold: float = Field(
         default=1.0, gt=0, le=60, description="an attempt over that limit waits about this long"
     )
+    breaker_threshold: int = Field(
+        default=5, ge=1, le=1000, description="failed attempts in a row that pause an endpoint"
+    )
+    breaker_backoff: float = Field(
+        default=30.0, gt=0, description="first pause; it doubles with every failed probe"
+    )
+    breaker_max_backoff: float = Field(default=600.0, gt=0, description="longest pause")
     rotation_grace: float = Field(
         default=86400.0, ge=0, le=7 * 86400, description="old secret's life after a rotation"
     )

@@ -264,6 +264,8 @@ class WebhookEndpointRow(Base):
     event_types: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
     disabled_at: Mapped[datetime | None]
     disabled_reason: Mapped[str | None] = mapped_column(String(500))
+    consecutive_failures: Mapped[int] = mapped_column(Integer, server_default="0")
+    paused_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _created_at()
 
