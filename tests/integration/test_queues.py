@@ -236,3 +236,36 @@ async def test_a_stalled_receiver_holds_its_share_of_slots_and_others_get_theirs
             assert len(stalled.received) == 3  # its share, and no more
         finally:
             await stop_worker(worker, running)
+
+
+async def test_a_high_priority_task_starts_ahead_of_a_low_priority_backlog(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    one_slot = settings.model_copy(
+        update={"worker": settings.worker.model_copy(update={"task_concurrency": 1})}
+    )
+    lows = []
+    for n in range(30):  # queued before any worker runs
+        made = await client.post("/v1/tasks", json={"input": f"hello {n}", "priority": "low"})
+        assert made.status_code == 202, made.text
+        assert made.json()["priority"] == "low"
+        lows.append(made.json()["id"])
+    high = (await client.post("/v1/tasks", json={"input": "hello", "priority": "high"})).json()
+    assert high["priority"] == "high"
+    worker = build_worker(one_slot)
+    worker._handle_signals = False
+    running = asyncio.create_task(worker.async_run())
+    try:
+
+        async def started(task_id: str) -> datetime | None:
+            found = (await client.get(f"/v1/tasks/{task_id}")).json()
+            return datetime.fromisoformat(found["started_at"]) if found["started_at"] else None
+
+        high_start = await eventually(lambda: started(high["id"]), within=30)
+        earlier = [t for t in lows if (s := await started(t)) is not None and s < high_start]
+        print(f"\nhigh priority started after {len(earlier)} of 30 queued low-priority tasks")
+        assert earlier == []
+        # ... and the low ones still run.
+        await eventually(lambda: started(lows[-1]), within=120)
+    finally:
+        await stop_worker(worker, running)

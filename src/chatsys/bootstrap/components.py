@@ -107,7 +107,10 @@ class Resources:
     def queue(self) -> ArqJobQueue:
         worker = self.settings.worker
         return ArqJobQueue(
-            self.redis, queue_name=worker.queue_name, webhook_queue_name=worker.webhook_queue_name
+            self.redis,
+            queue_name=worker.queue_name,
+            webhook_queue_name=worker.webhook_queue_name,
+            priority_lead=worker.priority_lead,
         )
 
 

@@ -185,6 +185,12 @@ class WorkerSettings(BaseSettings):
         ),  # MAX_JOBS: its name before the split
         description="task runs one worker process runs at once",
     )
+    priority_lead: float = Field(
+        default=60.0,
+        ge=0,
+        le=86400,
+        description="seconds a task's job goes ahead of the next lower priority's",
+    )
     webhook_concurrency: int = Field(
         default=50, ge=1, le=1000, description="webhook attempts one worker process makes at once"
     )

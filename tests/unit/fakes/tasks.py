@@ -25,7 +25,7 @@ from uuid import UUID
 from chatsys.domain.nlu import Analysis
 from chatsys.domain.planning.planner import Plan
 from chatsys.domain.shared.errors import DuplicateRequest
-from chatsys.domain.tasks.model import StepRecord, Task, TaskEvent, TaskStatus
+from chatsys.domain.tasks.model import Priority, StepRecord, Task, TaskEvent, TaskStatus
 from chatsys.domain.tasks.ports import Lease
 from tests.unit.fakes.session import Session
 from tests.unit.fakes.tables import OutboxRow, StepRow, TaskRow
@@ -288,7 +288,9 @@ class FakeJobQueue:
         self.runs: list[tuple[UUID, int]] = []
         self.down = False
 
-    async def enqueue_run(self, task_id: UUID, dispatch_id: int) -> None:
+    async def enqueue_run(
+        self, task_id: UUID, dispatch_id: int, *, priority: Priority = Priority.NORMAL
+    ) -> None:
         if self.down:
             raise ConnectionError("the job queue cannot be reached")
         self.runs.append((task_id, dispatch_id))

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from chatsys.domain.nlu.analyzer import Analysis
 from chatsys.domain.planning.planner import Plan
-from chatsys.domain.tasks.model import StepRecord, Task, TaskEvent, TaskStatus
+from chatsys.domain.tasks.model import Priority, StepRecord, Task, TaskEvent, TaskStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +141,9 @@ class Outbox(Protocol):
 
 
 class JobQueue(Protocol):
-    async def enqueue_run(self, task_id: UUID, dispatch_id: int) -> None: ...
+    async def enqueue_run(
+        self, task_id: UUID, dispatch_id: int, *, priority: Priority = Priority.NORMAL
+    ) -> None: ...
 
 
 TaskRenderer = Callable[[Task], dict[str, Any]]
