@@ -250,7 +250,7 @@ class FakeOutbox:
 
     async def pending(
         self, *, older_than: float, lease: float, limit: int
-    ) -> Sequence[tuple[int, UUID]]:
+    ) -> Sequence[tuple[int, UUID, Priority]]:
         now = self._s.now()
         due = now - timedelta(seconds=older_than)
         expired = now - timedelta(seconds=lease)
@@ -266,7 +266,7 @@ class FakeOutbox:
                 and task.task.status is TaskStatus.QUEUED
             )
             if task is not None and (never_sent or lost):
-                found.append((row.id, row.task_id))
+                found.append((row.id, row.task_id, task.task.priority))
         return found[:limit]
 
     async def mark_dispatched(self, ids: Sequence[int]) -> None:
@@ -286,6 +286,7 @@ class FakeJobQueue:
 
     def __init__(self) -> None:
         self.runs: list[tuple[UUID, int]] = []
+        self.priorities: list[Priority] = []  # of each run job, in order
         self.down = False
 
     async def enqueue_run(
@@ -294,3 +295,4 @@ class FakeJobQueue:
         if self.down:
             raise ConnectionError("the job queue cannot be reached")
         self.runs.append((task_id, dispatch_id))
+        self.priorities.append(priority)

@@ -130,9 +130,10 @@ class Outbox(Protocol):
 
     async def pending(
         self, *, older_than: float, lease: float, limit: int
-    ) -> Sequence[tuple[int, UUID]]:
-        """Entries to (re)send, locked: never dispatched and at least ``older_than``
-        seconds old, or dispatched over ``lease`` seconds ago for a task still queued."""
+    ) -> Sequence[tuple[int, UUID, Priority]]:
+        """Entries to (re)send, locked, with their task's priority: never dispatched and
+        at least ``older_than`` seconds old, or dispatched over ``lease`` seconds ago for
+        a task still queued."""
         ...
 
     async def mark_dispatched(self, ids: Sequence[int]) -> None: ...

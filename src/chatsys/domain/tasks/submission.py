@@ -102,8 +102,8 @@ class Dispatcher:
         sent: list[int] = []
         async with self._uow() as uow:
             due = await uow.outbox.pending(older_than=older_than, lease=lease, limit=limit)
-            for entry_id, task_id in due:
-                await self._queue.enqueue_run(task_id, entry_id)
+            for entry_id, task_id, priority in due:
+                await self._queue.enqueue_run(task_id, entry_id, priority=priority)
                 sent.append(entry_id)
             await uow.outbox.mark_dispatched(sent)
             await uow.commit()
