@@ -10,7 +10,7 @@ every delivery row ends ``succeeded``. Reported: deliveries per second, and p50/
 delay from each task's end (its ``finished_at``) to the receipt.
 
 Baseline, same run, same receiver: a plain ``httpx.AsyncClient`` posting the same
-number of bodies with the same concurrency as the worker's ``max_jobs``, delays
+number of bodies with the same concurrency as the worker's ``webhook_concurrency``, delays
 counted from the start of that burst.
 """
 
@@ -180,8 +180,8 @@ def run_webhooks(database_url: str, redis_url: str, *, tasks: int = 1000) -> Tab
             ):  # fmt: skip
                 ours = await _chatsys(settings, receiver, tasks)
         async with Receiver() as receiver:
-            say(f"webhooks: baseline, plain httpx, {workers.max_jobs} in flight")
-            theirs = await _baseline(receiver, tasks, workers.max_jobs)
+            say(f"webhooks: baseline, plain httpx, {workers.webhook_concurrency} in flight")
+            theirs = await _baseline(receiver, tasks, workers.webhook_concurrency)
         return ours, theirs
 
     (rate, delays), (base_rate, base_delays) = asyncio.run(measure())

@@ -2,7 +2,9 @@
 
 The receiver is a small HTTP/1.1 server on asyncio streams: it reads one request per
 connection (``Content-Length`` bodies, as the sender sends), records it, and answers
-with the next status of its script (then ``default``).
+with the next status of its script (then ``default``). With ``hang`` it reads and
+records each request and never answers (until it is stopped): a receiver that accepts
+and stalls. With ``keep_alive`` it answers any number of requests per connection.
 """
 
 from __future__ import annotations
@@ -29,10 +31,13 @@ class Receiver:
     statuses: list[int] = field(default_factory=list)
     default: int = 200
     port: int = 0
+    hang: bool = False
+    keep_alive: bool = False  # answer many requests per connection
     received: list[Received] = field(default_factory=list)
     connections: int = 0
     _server: asyncio.Server | None = None
     _arrived: asyncio.Condition | None = None
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def url(self) -> str:
@@ -47,6 +52,7 @@ class Receiver:
         return self
 
     async def stop(self) -> None:
+        self._released.set()
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -62,31 +68,42 @@ class Receiver:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-            lines = head.decode("latin-1").split("\r\n")
-            method, path, _ = lines[0].split(" ", 2)
-            headers: dict[str, str] = {}
-            for line in lines[1:]:
-                if ":" in line:
-                    name, value = line.split(":", 1)
-                    headers[name.strip().lower()] = value.strip()
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
-            status = self.statuses.pop(0) if self.statuses else self.default
-            self.received.append(Received(method, path, headers, body, time.time(), status))
-            writer.write(
-                f"HTTP/1.1 {status} Scripted\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-                .encode()
-            )  # fmt: skip
-            await writer.drain()
-            assert self._arrived is not None
-            async with self._arrived:
-                self._arrived.notify_all()
+            while await self._answer_one(reader, writer) and self.keep_alive:
+                pass
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError, ValueError):
             pass
         finally:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _answer_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        lines = head.decode("latin-1").split("\r\n")
+        method, path, _ = lines[0].split(" ", 2)
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            if ":" in line:
+                name, value = line.split(":", 1)
+                headers[name.strip().lower()] = value.strip()
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        status = self.statuses.pop(0) if self.statuses else self.default
+        self.received.append(Received(method, path, headers, body, time.time(), status))
+        assert self._arrived is not None
+        if self.hang:
+            async with self._arrived:
+                self._arrived.notify_all()
+            await self._released.wait()
+            return False
+        connection = "keep-alive" if self.keep_alive else "close"
+        writer.write(
+            f"HTTP/1.1 {status} Scripted\r\nContent-Length: 2\r\nConnection: {connection}\r\n\r\nok"
+            .encode()
+        )  # fmt: skip
+        await writer.drain()
+        async with self._arrived:
+            self._arrived.notify_all()
+        return True
 
     async def wait_for(self, count: int, *, within: float = 20.0) -> list[Received]:
         assert self._arrived is not None

@@ -68,7 +68,8 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from chatsys.bootstrap import build_worker
 
-    build_worker(burst=args.burst, tune_gc=True).run()
+    queues = [args.queue] if args.queue else ["tasks", "webhooks"]
+    build_worker(burst=args.burst, tune_gc=True, queues=queues).run()
     return 0
 
 
@@ -190,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run one arq worker process. Run as many as you need, on any machine.",
     )
     worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    worker.add_argument(
+        "--queue",
+        choices=["tasks", "webhooks"],
+        help="serve one queue only (default both, each with its own concurrency)",
+    )
     worker.set_defaults(handler=cmd_worker)
 
     migrate = sub.add_parser(

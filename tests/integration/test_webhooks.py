@@ -219,6 +219,48 @@ async def test_redirects_are_failures_and_410_disables_the_endpoint(
     assert await deliveries(client, later["id"]) == []  # a disabled endpoint gets nothing
 
 
+async def test_failures_in_a_row_pause_an_endpoint_until_a_probe_gets_through(
+    client: httpx.AsyncClient, settings: Settings, receiver: Receiver
+) -> None:
+    receiver.default = 503
+    breaking = settings.model_copy(
+        update={"webhooks": FAST.model_copy(update={"breaker_threshold": 2, "breaker_backoff": 2})}
+    )
+    worker = build_worker(breaking)
+    worker._handle_signals = False
+    running = asyncio.create_task(worker.async_run())
+    try:
+        endpoint = (await client.post("/v1/webhooks", json={"url": f"{receiver.url}/in"})).json()
+        assert endpoint["circuit"] == {
+            "state": "closed", "consecutive_failures": 0, "paused_until": None,
+        }  # fmt: skip
+        made = (await client.post("/v1/tasks", json={"input": "hello there"})).json()
+        await receiver.wait_for(2, within=20)
+
+        async def opened() -> dict[str, Any] | None:
+            shown = (await client.get(f"/v1/webhooks/{endpoint['id']}")).json()
+            return shown if shown["circuit"]["state"] == "open" else None
+
+        shown = await eventually(opened, within=5)
+        assert shown["circuit"]["consecutive_failures"] == 2
+        paused_until = datetime.fromisoformat(shown["circuit"]["paused_until"])
+        assert 1 < (paused_until - datetime.now(UTC)).total_seconds() <= 2.5
+        await asyncio.sleep(1.0)  # due again after 0.3 s, but paused: nothing is sent
+        assert len(receiver.received) == 2
+        [delivery] = await deliveries(client, made["id"])
+        assert (delivery["status"], delivery["attempt_count"]) == ("pending", 2)
+
+        receiver.default = 200
+        [delivery] = await finished(client, made["id"])
+        assert delivery["status"] == "succeeded"
+        assert [a["status_code"] for a in delivery["attempts"]] == [503, 503, 200]
+        assert receiver.received[2].at >= paused_until.timestamp() - 0.05  # the probe
+        closed = (await client.get(f"/v1/webhooks/{endpoint['id']}")).json()["circuit"]
+        assert closed == {"state": "closed", "consecutive_failures": 0, "paused_until": None}
+    finally:
+        await stop_worker(worker, running)
+
+
 async def _status(client: httpx.AsyncClient, task_id: str, wanted: str) -> bool:
     return bool((await client.get(f"/v1/tasks/{task_id}")).json()["status"] == wanted)
 
@@ -445,6 +487,34 @@ async def test_the_connection_goes_to_the_checked_address_with_the_original_host
     assert "10.0.0.1, a private address" in refused.error
     assert asked == ["hooks.test", "hooks.test"]
     assert len(receiver.received) == 1
+
+
+async def test_attempts_reuse_a_kept_alive_connection_only_to_the_checked_address() -> None:
+    """One connection carries the attempts to one receiver; an attempt whose host now
+    resolves to a refused address sends nothing, pooled connection or not."""
+    answers = iter([["127.0.0.1"]] * 3 + [["169.254.169.254"]] + [["127.0.0.1"]])
+    from chatsys.infra.webhook_http import AddressVetter, HttpWebhookSender
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return next(answers)
+
+    async with Receiver(keep_alive=True) as receiver:
+        sender = HttpWebhookSender(AddressVetter(allow_private=True, resolve=resolve))
+        try:
+            url = f"http://hooks.test:{receiver.port}/in"
+            for n in range(3):
+                sent = await sender.send(url, {"webhook-id": f"msg_{n}"}, b"{}")
+                assert sent.status_code == 200, sent.error
+            assert (len(receiver.received), receiver.connections) == (3, 1)
+            refused = await sender.send(url, {"webhook-id": "msg_3"}, b"{}")
+            assert refused.error is not None
+            assert "169.254.169.254" in refused.error
+            assert len(receiver.received) == 3
+            again = await sender.send(url, {"webhook-id": "msg_4"}, b"{}")
+            assert again.status_code == 200
+            assert (len(receiver.received), receiver.connections) == (4, 1)
+        finally:
+            await sender.aclose()
 
 
 async def test_the_response_read_is_bounded_and_slow_receivers_time_out() -> None:

@@ -20,7 +20,7 @@ def test_environment_variables_fill_each_group(monkeypatch: pytest.MonkeyPatch) 
         "redis://cache:6379/0",
     )
     assert settings.llm.mode == "provider"
-    assert settings.worker.max_jobs == 4
+    assert settings.worker.task_concurrency == 4  # its name before the split still works
     assert settings.features.audit is False
 
 

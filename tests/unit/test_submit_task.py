@@ -15,7 +15,7 @@ from chatsys.domain.shared.errors import (
     NotFound,
     TooManyRequests,
 )
-from chatsys.domain.tasks.model import EventType, TaskStatus
+from chatsys.domain.tasks.model import EventType, Priority, TaskStatus
 from chatsys.domain.tasks.submission import TaskQuota, TaskRequest
 from tests.unit.world import World
 
@@ -222,6 +222,23 @@ async def test_a_job_the_queue_refused_is_relayed_from_the_outbox() -> None:
     assert await w.dispatcher.relay() == 1
     assert w.jobs.runs == [(task.id, entry.id)]
     assert await w.dispatcher.relay() == 0  # sent once
+
+
+async def test_a_tasks_priority_goes_with_its_job_on_the_fast_path_and_the_relay() -> None:
+    w = World()
+    high = TaskRequest(input=REQUEST.input, priority=Priority.HIGH)
+    task, _ = await w.submit.execute(role=Role.MEMBER, owner="ann", request=high)
+    assert task.priority is Priority.HIGH
+    w.jobs.down = True
+    lost, _ = await w.submit.execute(role=Role.MEMBER, owner="ann", request=high)
+    w.jobs.down = False
+    w.clock.advance(3)
+    assert await w.dispatcher.relay() == 1
+    assert [r[0] for r in w.jobs.runs] == [task.id, lost.id]
+    assert w.jobs.priorities == [Priority.HIGH, Priority.HIGH]
+    plain, _ = await w.submit.execute(role=Role.MEMBER, owner="ann", request=REQUEST)
+    assert (plain.priority, w.jobs.priorities[-1]) == (Priority.NORMAL, Priority.NORMAL)
+    assert high.fingerprint() != TaskRequest(input=REQUEST.input).fingerprint()
 
 
 async def test_a_role_the_quota_table_does_not_name_may_not_submit_and_nothing_is_written() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from uuid import UUID, uuid4
 
@@ -10,6 +11,7 @@ import pytest
 from chatsys.domain.shared.errors import Conflict
 from chatsys.domain.tasks.model import EventType
 from chatsys.domain.webhooks.delivery import GONE_REASON, DeliverWebhook, Redeliver
+from chatsys.domain.webhooks.fairness import CircuitBreaker, InFlightLimit
 from chatsys.domain.webhooks.model import (
     DeliveryStatus,
     RetryPolicy,
@@ -207,3 +209,57 @@ async def test_a_redelivery_starts_the_retry_schedule_afresh() -> None:
     row = stored(w, delivery_id)
     assert row.attempt_count == 4  # numbering goes on
     assert row.next_attempt_at == w.clock.now() + timedelta(seconds=5)  # the round's first delay
+
+
+async def _settle() -> None:
+    for _ in range(50):  # let the started attempts reach the sender
+        await asyncio.sleep(0)
+
+
+class StallingSender:
+    """Holds every attempt until ``answer`` is set, then answers 204."""
+
+    def __init__(self) -> None:
+        self.answer = asyncio.Event()
+        self.sent: list[str] = []
+
+    async def send(self, url: str, headers: dict[str, str], body: bytes) -> SendResult:
+        self.sent.append(url)
+        await self.answer.wait()
+        return OK
+
+
+async def test_a_receiver_at_its_in_flight_limit_gets_no_more_and_no_attempt_is_spent() -> None:
+    w = World()
+    hook = await endpoint(w)
+    first, second = await delivery(w, hook), await delivery(w, hook)
+    other = await delivery(w, await endpoint(w))  # another receiver: not held back
+    sender = StallingSender()
+    limited = DeliverWebhook(
+        w.db.uow, w.clock, sender, w.webhook_jobs, POLICY, rand=lambda: 0.5,
+        in_flight=InFlightLimit(1), hold=2.0,
+    )  # fmt: skip
+
+    running = asyncio.create_task(limited.execute(first))
+    await _settle()
+    assert await limited.execute(second) is DeliveryStatus.PENDING
+    row = stored(w, second)
+    assert (row.status, row.attempt_count, row.attempts) == (DeliveryStatus.PENDING, 0, [])
+    assert row.next_attempt_at == w.clock.now() + timedelta(seconds=2)
+    assert w.webhook_jobs.jobs == [(second, 0, 2.0)]  # its own job, 2 s on
+    other_run = asyncio.create_task(limited.execute(other))
+    await _settle()
+    assert len(sender.sent) == 2  # the first and the other receiver's, not the second
+
+    sender.answer.set()
+    assert await running is DeliveryStatus.SUCCEEDED
+    assert await other_run is DeliveryStatus.SUCCEEDED
+    assert await limited.execute(second) is None  # not due yet
+    w.clock.advance(2)
+    assert await limited.execute(second) is DeliveryStatus.SUCCEEDED
+    assert [a.number for a in stored(w, second).attempts] == [1]
+
+
+def test_the_pause_starts_at_the_threshold_and_doubles_up_to_the_longest() -> None:
+    breaker = CircuitBreaker(threshold=3, backoff=30, max_backoff=100)
+    assert [breaker.pause(n) for n in range(1, 7)] == [None, None, 30, 60, 100, 100]

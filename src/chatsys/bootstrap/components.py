@@ -105,7 +105,13 @@ class Resources:
         return SqlUnitOfWork(self.session_factory, self.publisher)
 
     def queue(self) -> ArqJobQueue:
-        return ArqJobQueue(self.redis, queue_name=self.settings.worker.queue_name)
+        worker = self.settings.worker
+        return ArqJobQueue(
+            self.redis,
+            queue_name=worker.queue_name,
+            webhook_queue_name=worker.webhook_queue_name,
+            priority_lead=worker.priority_lead,
+        )
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -135,6 +141,7 @@ def webhook_sender(settings: Settings) -> HttpWebhookSender:
         timeout=webhooks.timeout,
         max_response_bytes=webhooks.max_response_bytes,
         user_agent=f"chatsys-webhooks/{__version__}",
+        connections_per_pool=webhooks.max_in_flight_per_endpoint,
     )
 
 

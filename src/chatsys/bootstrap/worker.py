@@ -8,10 +8,12 @@ all of it in reverse order even when one of the closings fails.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
-from arq.worker import func
+from arq.worker import Function, func
 
 from chatsys.bootstrap.components import (
     Resources,
@@ -29,6 +31,7 @@ from chatsys.domain.tasks.recovery import RequeueStale
 from chatsys.domain.tasks.running import RunTask
 from chatsys.domain.tasks.submission import Dispatcher
 from chatsys.domain.webhooks.delivery import DeliverWebhook, RelayWebhooks
+from chatsys.domain.webhooks.fairness import CircuitBreaker, InFlightLimit
 from chatsys.infra import jobs
 from chatsys.infra.arq_worker import SupervisedWorker
 from chatsys.infra.clock import SystemClock
@@ -96,9 +99,16 @@ async def _start(
         liveness=liveness, grace=w.takeover_grace, worker_id=worker_id,
     )  # fmt: skip
     hooks = settings.webhooks
+    sender = webhook_sender(settings)
+    stack.push_async_callback(sender.aclose)  # its kept-alive connections
     deliver = DeliverWebhook(
-        uow, clock, webhook_sender(settings), resources.queue(), retry_policy(settings),
-        lease=hooks.lease,
+        uow, clock, sender, resources.queue(), retry_policy(settings),
+        lease=hooks.lease, in_flight=InFlightLimit(hooks.max_in_flight_per_endpoint),
+        hold=hooks.endpoint_hold,
+        breaker=CircuitBreaker(
+            hooks.breaker_threshold, hooks.breaker_backoff,
+            max(hooks.breaker_max_backoff, hooks.breaker_backoff), probe_lease=hooks.lease,
+        ),
     )  # fmt: skip
     relay = RelayWebhooks(
         uow, resources.queue(), grace=hooks.relay_grace, redispatch_after=hooks.redispatch_after
@@ -132,15 +142,67 @@ async def _start(
     )
 
 
+QUEUES = ("tasks", "webhooks")  # what ``chatsys worker --queue`` accepts
+
+
+def _functions(settings: Settings, queue: str) -> list[Function]:
+    deliver = func(
+        jobs.deliver_webhook,
+        name=DELIVER_WEBHOOK,
+        max_tries=3,
+        # Results are not kept: a job id is free again once its attempt is over, so the
+        # relay can always re-send it; the delivery row is the record.
+        keep_result=0,
+        timeout=settings.webhooks.timeout + settings.webhooks.connect_timeout + 30,
+    )
+    ping = func(jobs.ping, name="chatsys.ping", timeout=30, max_tries=1)
+    if queue == "webhooks":
+        return [ping, deliver]
+    # The task enforces its own time limit; arq's must never fire first. Deliveries stay
+    # served here too: jobs queued on this queue before the queues split still run.
+    run = func(jobs.run_task, name=RUN_TASK, max_tries=3, timeout=settings.worker.task_timeout + 60)
+    return [ping, run, deliver]
+
+
+def _arq_worker(settings: Settings, queue: str, *, burst: bool, **hooks: Any) -> SupervisedWorker:
+    _, redis_url = service_urls(settings)
+    config = settings.worker
+    tasks = queue == "tasks"
+    return SupervisedWorker(
+        functions=_functions(settings, queue),
+        queue_name=config.queue_name if tasks else config.webhook_queue_name,
+        redis_settings=arq_redis_settings(redis_url),
+        max_jobs=config.task_concurrency if tasks else config.webhook_concurrency,
+        job_timeout=config.job_timeout,
+        burst=burst,
+        health_check_interval=max(config.heartbeat_interval, 1.0),
+        poll_delay=config.poll_delay,
+        **hooks,
+    )
+
+
 def build_worker(
-    settings: Settings | None = None, *, burst: bool = False, tune_gc: bool = False
+    settings: Settings | None = None,
+    *,
+    burst: bool = False,
+    tune_gc: bool = False,
+    queues: Sequence[str] = QUEUES,
 ) -> SupervisedWorker:
     """The arq worker; its start-up hook is the worker's composition root.
+
+    One arq worker per queue in ``queues`` (task runs, webhook attempts), each with its
+    own slots (``CHATSYS_WORKER_TASK_CONCURRENCY``, ``..._WEBHOOK_CONCURRENCY``): the one
+    returned handles signals and runs the start-up hook, which starts the other beside
+    it on the same context; its shutdown hook stops that one first.
     ``tune_gc``: the worker process settles its heap (``chatsys.infra.heap``)."""
     settings = settings or load_settings()
     configure_logging(settings)
-    _, redis_url = service_urls(settings)
+    unknown = set(queues) - set(QUEUES)
+    if unknown or not queues:
+        raise ValueError(f"queues must be among {QUEUES}, not {sorted(unknown) or 'none'}")
+    first, *others = dict.fromkeys(queues)  # in order, once each
     worker_id = new_worker_id()
+    beside: list[tuple[SupervisedWorker, asyncio.Task[None]]] = []
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         stack = contextlib.AsyncExitStack()
@@ -154,42 +216,30 @@ def build_worker(
         ctx[_STACK] = stack
         worker.outages = worker_ctx.outages
         worker.on_redis_back = worker_ctx.maintenance.resend_lost
-        log.info("chatsys.worker.started", worker_id=worker_id, queue=settings.worker.queue_name)
+        for queue in others:
+            other = _arq_worker(settings, queue, burst=burst, handle_signals=False)
+            other.ctx[jobs.CONTEXT] = worker_ctx
+            other.outages = worker_ctx.outages
+            beside.append((other, asyncio.create_task(other.run_beside())))
+        log.info("chatsys.worker.started", worker_id=worker_id, queues=list(queues))
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         stack: contextlib.AsyncExitStack | None = ctx.pop(_STACK, None)
         try:
+            while beside:
+                other, _ = beside.pop()
+                await other.stop_beside(drain=burst)
             if stack is not None:
                 await stack.aclose()
         finally:
             log.info("chatsys.worker.stopped", worker_id=worker_id)
 
-    worker = SupervisedWorker(
-        functions=[
-            func(jobs.ping, name="chatsys.ping", timeout=30, max_tries=1),
-            # The task enforces its own time limit; arq's must never fire first.
-            func(
-                jobs.run_task, name=RUN_TASK, max_tries=3, timeout=settings.worker.task_timeout + 60
-            ),
-            # Results are not kept: a job id is free again once its attempt is over, so the
-            # relay can always re-send it; the delivery row is the record.
-            func(
-                jobs.deliver_webhook,
-                name=DELIVER_WEBHOOK,
-                max_tries=3,
-                keep_result=0,
-                timeout=settings.webhooks.timeout + settings.webhooks.connect_timeout + 30,
-            ),
-        ],
-        queue_name=settings.worker.queue_name,
-        redis_settings=arq_redis_settings(redis_url),
+    worker = _arq_worker(
+        settings,
+        first,
+        burst=burst,
         on_startup=on_startup,
         on_shutdown=on_shutdown,
-        max_jobs=settings.worker.max_jobs,
-        job_timeout=settings.worker.job_timeout,
-        burst=burst,
         handle_signals=not burst,
-        health_check_interval=max(settings.worker.heartbeat_interval, 1.0),
-        poll_delay=settings.worker.poll_delay,
     )
     return worker

@@ -173,12 +173,34 @@ class StreamSettings(BaseSettings):
 
 
 class WorkerSettings(BaseSettings):
-    """``CHATSYS_WORKER_*``: the arq worker pool."""
+    """``CHATSYS_WORKER_*``: the arq worker pool. Task runs and webhook attempts have a
+    queue and a slot pool each, so a backlog of slow receivers never holds up a task."""
 
-    model_config = _config("CHATSYS_WORKER_")
+    model_config = _config("CHATSYS_WORKER_") | SettingsConfigDict(populate_by_name=True)
 
-    queue_name: str = "chatsys:queue"
-    max_jobs: int = Field(default=10, ge=1, le=1000)
+    queue_name: str = Field(
+        default="chatsys:queue",
+        description="arq queue of task runs (and of jobs queued before the queues split)",
+    )
+    webhook_queue_name: str = Field(default="chatsys:webhooks", description="webhook attempts")
+    task_concurrency: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        validation_alias=AliasChoices(
+            "CHATSYS_WORKER_TASK_CONCURRENCY", "CHATSYS_WORKER_MAX_JOBS"
+        ),  # MAX_JOBS: its name before the split
+        description="task runs one worker process runs at once",
+    )
+    priority_lead: float = Field(
+        default=60.0,
+        ge=0,
+        le=86400,
+        description="seconds a task's job goes ahead of the next lower priority's",
+    )
+    webhook_concurrency: int = Field(
+        default=50, ge=1, le=1000, description="webhook attempts one worker process makes at once"
+    )
     job_timeout: float = Field(default=900.0, gt=0)
     heartbeat_interval: float = Field(default=5.0, gt=0)
     heartbeat_ttl: float = Field(default=15.0, gt=0)
@@ -333,6 +355,22 @@ class WebhookSettings(BaseSettings):
     redispatch_after: float = Field(
         default=30.0, gt=0, description="the relay re-sends a job not seen to run this long"
     )
+    max_in_flight_per_endpoint: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="attempts one worker process has under way to one receiver at once",
+    )
+    endpoint_hold: float = Field(
+        default=1.0, gt=0, le=60, description="an attempt over that limit waits about this long"
+    )
+    breaker_threshold: int = Field(
+        default=5, ge=1, le=1000, description="failed attempts in a row that pause an endpoint"
+    )
+    breaker_backoff: float = Field(
+        default=30.0, gt=0, description="first pause; it doubles with every failed probe"
+    )
+    breaker_max_backoff: float = Field(default=600.0, gt=0, description="longest pause")
     rotation_grace: float = Field(
         default=86400.0, ge=0, le=7 * 86400, description="old secret's life after a rotation"
     )

@@ -7,15 +7,24 @@ between check and connect, so DNS rebinding gains nothing), while the request
 keeps the URL's host in its ``Host`` header and, for https, in SNI and the
 certificate check. Redirects are never followed, timeouts are short, and at most
 ``max_response_bytes`` of an answer are read.
+
+Connections are kept alive per receiver: one httpcore pool per origin *and* set of
+checked addresses (at most ``connections_per_pool`` connections, idle ones closed
+after ``keepalive_expiry`` s, the least recently used idle pools closed beyond
+``max_pools``). Every attempt still resolves and checks the host first; a pooled
+connection is reused only when this attempt's checked addresses are the ones it was
+made to, so a reused connection never reaches an address this attempt did not check.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import ssl
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -157,8 +166,11 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+PoolKey = tuple[str, str, int, tuple[str, ...]]  # scheme, host, port, checked addresses
+
+
 class HttpWebhookSender:
-    """The ``WebhookSender`` port over httpcore, one fresh connection per attempt."""
+    """The ``WebhookSender`` port over httpcore, connections kept alive per receiver."""
 
     def __init__(
         self,
@@ -170,6 +182,9 @@ class HttpWebhookSender:
         user_agent: str = "chatsys-webhooks",
         ssl_context: ssl.SSLContext | None = None,
         network_backend: httpcore.AsyncNetworkBackend | None = None,
+        connections_per_pool: int = 8,
+        keepalive_expiry: float = 30.0,
+        max_pools: int = 256,
     ) -> None:
         self._vetter = vetter
         self._connect_timeout = connect_timeout
@@ -178,6 +193,41 @@ class HttpWebhookSender:
         self._user_agent = user_agent
         self._ssl_context = ssl_context
         self._backend = network_backend
+        self._connections_per_pool = connections_per_pool
+        self._keepalive_expiry = keepalive_expiry
+        self._max_pools = max_pools
+        self._pools: OrderedDict[PoolKey, httpcore.AsyncConnectionPool] = OrderedDict()
+
+    async def aclose(self) -> None:
+        pools, self._pools = list(self._pools.values()), OrderedDict()
+        for pool in pools:
+            with contextlib.suppress(Exception):
+                await pool.aclose()
+
+    async def _pool(
+        self, target: WebhookTarget, addresses: Sequence[IPAddress]
+    ) -> httpcore.AsyncConnectionPool:
+        key = (target.scheme, target.host, target.port, tuple(str(a) for a in addresses))
+        pool = self._pools.get(key)
+        if pool is not None:
+            self._pools.move_to_end(key)
+            return pool
+        pool = httpcore.AsyncConnectionPool(
+            ssl_context=self._ssl_context,
+            max_connections=self._connections_per_pool,
+            keepalive_expiry=self._keepalive_expiry,
+            retries=0,
+            network_backend=PinnedBackend(addresses, self._backend),
+        )
+        self._pools[key] = pool
+        for old_key, old in list(self._pools.items()):
+            if len(self._pools) <= self._max_pools:
+                break
+            if all(c.is_idle() for c in old.connections):  # never one in use
+                del self._pools[old_key]
+                with contextlib.suppress(Exception):
+                    await old.aclose()
+        return pool
 
     async def send(self, url: str, headers: dict[str, str], body: bytes) -> SendResult:
         started = time.perf_counter()
@@ -243,25 +293,13 @@ class HttpWebhookSender:
             "write": self._timeout,
             "pool": self._connect_timeout,
         }
-        pool = httpcore.AsyncConnectionPool(
-            ssl_context=self._ssl_context,
-            max_connections=1,
-            retries=0,
-            network_backend=PinnedBackend(addresses, self._backend),
-        )
-        async with (
-            pool,
-            pool.stream(
-                b"POST",
-                url,
-                headers=request_headers,
-                content=body,
-                extensions={"timeout": timeouts},
-            ) as response,
-        ):
+        pool = await self._pool(target, addresses)
+        async with pool.stream(
+            b"POST", url, headers=request_headers, content=body, extensions={"timeout": timeouts}
+        ) as response:
             read = 0
             async for chunk in response.aiter_stream():
                 read += len(chunk)
                 if read >= self._max_response_bytes:
-                    break  # enough: the rest is dropped with the connection
+                    break  # enough: the rest is dropped with the connection (not reused)
             return int(response.status)

@@ -26,7 +26,7 @@ from uuid import UUID
 from chatsys.domain.nlu import Analysis
 from chatsys.domain.planning.planner import Plan
 from chatsys.domain.shared.errors import DuplicateRequest
-from chatsys.domain.tasks.model import StepRecord, Task, TaskEvent, TaskStatus
+from chatsys.domain.tasks.model import Priority, StepRecord, Task, TaskEvent, TaskStatus
 from chatsys.domain.tasks.ports import Lease, QuietClaim
 from tests.unit.fakes.session import Session
 from tests.unit.fakes.tables import OutboxRow, StepRow, TaskRow
@@ -257,7 +257,7 @@ class FakeOutbox:
 
     async def pending(
         self, *, older_than: float, lease: float, limit: int
-    ) -> Sequence[tuple[int, UUID]]:
+    ) -> Sequence[tuple[int, UUID, Priority]]:
         now = self._s.now()
         due = now - timedelta(seconds=older_than)
         expired = now - timedelta(seconds=lease)
@@ -273,7 +273,7 @@ class FakeOutbox:
                 and task.task.status is TaskStatus.QUEUED
             )
             if task is not None and (never_sent or lost):
-                found.append((row.id, row.task_id))
+                found.append((row.id, row.task_id, task.task.priority))
         return found[:limit]
 
     async def mark_dispatched(self, ids: Sequence[int]) -> None:
@@ -293,12 +293,16 @@ class FakeJobQueue:
 
     def __init__(self) -> None:
         self.runs: list[tuple[UUID, int]] = []
+        self.priorities: list[Priority] = []  # of each run job, in order
         self.down = False
 
-    async def enqueue_run(self, task_id: UUID, dispatch_id: int) -> None:
+    async def enqueue_run(
+        self, task_id: UUID, dispatch_id: int, *, priority: Priority = Priority.NORMAL
+    ) -> None:
         if self.down:
             raise ConnectionError("the job queue cannot be reached")
         self.runs.append((task_id, dispatch_id))
+        self.priorities.append(priority)
 
 
 class FakeWorkerLiveness:

@@ -12,7 +12,7 @@ round) and ends the lease; ``reschedule`` starts a fresh round.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -97,6 +97,27 @@ class FakeWebhookEndpointRepository:
         if found is not None and found.disabled_at is None:
             found.disabled_at = at
             found.disabled_reason = reason
+
+    async def admit(
+        self, endpoint_id: UUID, *, at: datetime, probe_lease: float
+    ) -> datetime | None:
+        found = self._rows.get(endpoint_id)
+        if found is None or found.paused_until is None:
+            return None
+        if found.paused_until > at:
+            return found.paused_until
+        found.paused_until = at + timedelta(seconds=probe_lease)
+        return None
+
+    async def record_outcome(
+        self, endpoint_id: UUID, *, ok: bool, at: datetime, pause: Callable[[int], float | None]
+    ) -> None:
+        found = self._rows.get(endpoint_id)
+        if found is None:
+            return
+        found.consecutive_failures = 0 if ok else found.consecutive_failures + 1
+        seconds = None if ok else pause(found.consecutive_failures)
+        found.paused_until = None if seconds is None else at + timedelta(seconds=seconds)
 
 
 class FakeWebhookDeliveryRepository:
@@ -247,6 +268,15 @@ class FakeWebhookDeliveryRepository:
         row.lease_until = None
         row.dispatched_at = self._s.now()
 
+    async def postpone(self, delivery_id: UUID, *, at: datetime) -> None:
+        row = self._rows.get(delivery_id)
+        if row is None or row.delivery.status is not DeliveryStatus.DELIVERING:
+            return
+        row.delivery.status = DeliveryStatus.PENDING
+        row.delivery.next_attempt_at = at
+        row.lease_until = None
+        row.dispatched_at = self._s.now()
+
     async def fail_unfinished(self, endpoint_id: UUID, *, reason: str, at: datetime) -> None:
         for row in self._rows.values():
             d = row.delivery
@@ -265,7 +295,9 @@ class FakeWebhookQueue:
         self.jobs: list[tuple[UUID, int, float]] = []
         self.down = False
 
-    async def enqueue_delivery(self, delivery_id: UUID, attempt: int, *, delay: float) -> None:
+    async def enqueue_delivery(
+        self, delivery_id: UUID, attempt: int, *, delay: float, held: bool = False
+    ) -> None:
         if self.down:
             raise ConnectionError("the job queue cannot be reached")
         self.jobs.append((delivery_id, attempt, delay))

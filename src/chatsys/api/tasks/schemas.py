@@ -17,6 +17,7 @@ from chatsys.domain.planning.planner import MAX_STEPS
 from chatsys.domain.shared.text import TITLE_MAX
 from chatsys.domain.tasks.model import (
     FailureKind,
+    Priority,
     StepRecord,
     StepStatus,
     Task,
@@ -63,6 +64,9 @@ class TaskOptions(BaseModel):
         "the submission carries its secret",
     )
     metadata: JsonObject = Field(default_factory=dict, max_length=50)
+    priority: Priority = Field(
+        default=Priority.NORMAL, description="under a backlog higher priorities start first"
+    )
 
     def to_request(self, text: str, conversation_id: UUID | None) -> TaskRequest:
         return TaskRequest(
@@ -74,6 +78,7 @@ class TaskOptions(BaseModel):
             model=self.model,
             webhook_url=self.webhook_url,
             metadata=self.metadata,
+            priority=self.priority,
         )
 
 
@@ -191,6 +196,7 @@ def _task(task: Task) -> dict[str, Any]:
         "attempt": task.attempt,
         "cancel_requested": task.cancel_requested,
         "webhook_url": task.webhook_url,
+        "priority": task.priority.value,
         "metadata": task.metadata,
         "created_at": task.created_at,
         "started_at": task.started_at,
@@ -213,6 +219,7 @@ class TaskOut(Answer):
     attempt: int
     cancel_requested: bool
     webhook_url: str | None
+    priority: Priority
     metadata: dict[str, Any]
     created_at: datetime
     started_at: datetime | None

@@ -31,6 +31,15 @@ class WebhookCreate(BaseModel):
     description: TextOrNone = Field(default=None, max_length=DESCRIPTION_MAX)
 
 
+class CircuitOut(BaseModel):
+    state: Literal["closed", "open"] = Field(
+        description="open: paused after failed attempts in a row; its deliveries wait, "
+        "unattempted, until paused_until, when one attempt probes it"
+    )
+    consecutive_failures: int = Field(description="failed attempts since the last success")
+    paused_until: datetime | None
+
+
 class WebhookOut(BaseModel):
     id: UUID
     url: str
@@ -43,6 +52,7 @@ class WebhookOut(BaseModel):
         description="during a rotation: until when the previous secret also signs"
     )
     created_at: datetime
+    circuit: CircuitOut
 
     @classmethod
     def of(cls, endpoint: WebhookEndpoint) -> WebhookOut:
@@ -56,6 +66,11 @@ class WebhookOut(BaseModel):
             disabled_reason=endpoint.disabled_reason,
             previous_secret_expires_at=endpoint.previous_secret_expires_at,
             created_at=endpoint.created_at,
+            circuit=CircuitOut(
+                state="closed" if endpoint.paused_until is None else "open",
+                consecutive_failures=endpoint.consecutive_failures,
+                paused_until=endpoint.paused_until,
+            ),
         )
 
 

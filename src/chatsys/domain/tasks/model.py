@@ -17,6 +17,16 @@ from chatsys.domain.planning.planner import Plan
 from chatsys.domain.shared.errors import Conflict
 
 
+class Priority(StrEnum):
+    """Under a backlog a higher priority starts first; a lower one still progresses (the
+    job queue orders by enqueue time minus a lead per level, so a task waits at most
+    that lead behind work of a higher priority queued after it)."""
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+
+
 class TaskStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -214,6 +224,7 @@ class Task:
     usage: Usage = field(default_factory=Usage)
     webhook_url: str | None = None
     webhook_secret: str | None = field(default=None, repr=False)  # signs its webhook_url calls
+    priority: Priority = Priority.NORMAL
     idempotency_key: str | None = None
     request_hash: str | None = None
     options: dict[str, Any] = field(default_factory=dict)

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from chatsys.domain.nlu.analyzer import Analysis
 from chatsys.domain.planning.planner import Plan
-from chatsys.domain.tasks.model import StepRecord, Task, TaskEvent, TaskStatus
+from chatsys.domain.tasks.model import Priority, StepRecord, Task, TaskEvent, TaskStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +150,10 @@ class Outbox(Protocol):
 
     async def pending(
         self, *, older_than: float, lease: float, limit: int
-    ) -> Sequence[tuple[int, UUID]]:
-        """Entries to (re)send, locked: never dispatched and at least ``older_than``
-        seconds old, or dispatched over ``lease`` seconds ago for a task still queued."""
+    ) -> Sequence[tuple[int, UUID, Priority]]:
+        """Entries to (re)send, locked, with their task's priority: never dispatched and
+        at least ``older_than`` seconds old, or dispatched over ``lease`` seconds ago for
+        a task still queued."""
         ...
 
     async def mark_dispatched(self, ids: Sequence[int]) -> None: ...
@@ -161,7 +162,9 @@ class Outbox(Protocol):
 
 
 class JobQueue(Protocol):
-    async def enqueue_run(self, task_id: UUID, dispatch_id: int) -> None: ...
+    async def enqueue_run(
+        self, task_id: UUID, dispatch_id: int, *, priority: Priority = Priority.NORMAL
+    ) -> None: ...
 
 
 TaskRenderer = Callable[[Task], dict[str, Any]]

@@ -83,7 +83,7 @@ class RequeueStale:
         return await self._liveness.dead(suspects) or set()  # None: nobody, on liveness
 
     async def execute(self, *, limit: int = 100) -> list[UUID]:
-        entries: list[tuple[int, UUID]] = []
+        entries: list[tuple[int, Task]] = []
         deliveries: list[UUID] = []
         quiet_for = self._grace if self._liveness is not None else self._stale_after
         async with self._uow() as uow:
@@ -105,9 +105,9 @@ class RequeueStale:
                 )
                 deliveries += ended
                 if entry is not None:
-                    entries.append((entry, claim.task_id))
+                    entries.append((entry, task))
             await uow.commit()
         await self._callbacks.dispatch(deliveries)
-        for entry, task_id in entries:
-            await self._dispatcher.dispatch(entry, task_id)
-        return [task_id for _, task_id in entries]
+        for entry, task in entries:  # a re-queued run keeps its place in line
+            await self._dispatcher.dispatch(entry, task.id, priority=task.priority)
+        return [task.id for _, task in entries]

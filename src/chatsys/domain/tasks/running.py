@@ -383,7 +383,7 @@ class RunTask:
             await uow.commit()
         await self._callbacks.dispatch(deliveries)
         if entry is not None:
-            await self._dispatcher.dispatch(entry, task_id)
+            await self._dispatcher.dispatch(entry, task_id, priority=current.priority)
         return True
 
 

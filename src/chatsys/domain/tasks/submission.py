@@ -26,7 +26,7 @@ from chatsys.domain.shared.errors import (
 from chatsys.domain.shared.idempotency import IdempotencyKey
 from chatsys.domain.shared.text import Title
 from chatsys.domain.shared.uow import Factory
-from chatsys.domain.tasks.model import EventType, Task, TaskStatus
+from chatsys.domain.tasks.model import EventType, Priority, Task, TaskStatus
 from chatsys.domain.tasks.ports import JobQueue
 from chatsys.domain.tasks.uow import TasksUnitOfWork
 from chatsys.domain.webhooks.model import new_secret
@@ -46,6 +46,7 @@ class TaskRequest:
     model: str | None = None
     webhook_url: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    priority: Priority = Priority.NORMAL
 
     def fingerprint(self) -> str:
         """A hash of everything the client sent, to recognise a replay under the same key."""
@@ -59,6 +60,8 @@ class TaskRequest:
             "webhook_url": self.webhook_url,
             "metadata": dict(self.metadata),
         }
+        if self.priority is not Priority.NORMAL:  # hashes made before priorities still match
+            body["priority"] = self.priority.value
         raw = json.dumps(body, sort_keys=True, default=str).encode()
         return hashlib.sha256(raw).hexdigest()
 
@@ -80,9 +83,11 @@ class Dispatcher:
         self._uow = uow
         self._queue = queue
 
-    async def dispatch(self, entry_id: int, task_id: UUID) -> bool:
+    async def dispatch(
+        self, entry_id: int, task_id: UUID, *, priority: Priority = Priority.NORMAL
+    ) -> bool:
         try:
-            await self._queue.enqueue_run(task_id, entry_id)
+            await self._queue.enqueue_run(task_id, entry_id, priority=priority)
         except Exception:  # let the relay send it soon; the caller may log
             try:
                 async with self._uow() as uow:
@@ -97,8 +102,8 @@ class Dispatcher:
         sent: list[int] = []
         async with self._uow() as uow:
             due = await uow.outbox.pending(older_than=older_than, lease=lease, limit=limit)
-            for entry_id, task_id in due:
-                await self._queue.enqueue_run(task_id, entry_id)
+            for entry_id, task_id, priority in due:
+                await self._queue.enqueue_run(task_id, entry_id, priority=priority)
                 sent.append(entry_id)
             await uow.outbox.mark_dispatched(sent)
             await uow.commit()
@@ -220,6 +225,7 @@ class SubmitTask:
             request_hash=fingerprint,
             options=options,
             metadata=dict(request.metadata),
+            priority=request.priority,
         )
         if idempotency_key is not None:
             earlier = await self._replay(owner, idempotency_key, fingerprint)
@@ -233,7 +239,7 @@ class SubmitTask:
             if earlier is None:
                 raise
             return earlier, False
-        await self._dispatcher.dispatch(entry, task.id)
+        await self._dispatcher.dispatch(entry, task.id, priority=task.priority)
         return task, True
 
     async def _replay(self, owner: str, key: str, fingerprint: str) -> Task | None:

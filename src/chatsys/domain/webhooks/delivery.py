@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from chatsys.domain.access.model import AuditEntry
@@ -31,6 +31,7 @@ from chatsys.domain.shared.errors import Conflict, NotFound
 from chatsys.domain.shared.idempotency import IdempotentRequest, claim_key
 from chatsys.domain.shared.pagination import Page, cut_page, decode_cursor
 from chatsys.domain.shared.uow import Factory
+from chatsys.domain.webhooks.fairness import CircuitBreaker, InFlightLimit, receiver_of
 from chatsys.domain.webhooks.model import (
     DeliveryAttempt,
     DeliveryStatus,
@@ -51,7 +52,14 @@ GONE_REASON = "the receiver answered 410 Gone"
 
 
 class DeliverWebhook:
-    """One attempt of one delivery (the arq job's body)."""
+    """One attempt of one delivery (the arq job's body).
+
+    With ``in_flight`` (``chatsys.domain.webhooks.fairness``), a receiver that already
+    has its share of attempts under way gets no more: the claimed delivery is given
+    back unattempted (no attempt spent), due again ``hold`` seconds later (with
+    jitter), and the job ends, freeing its slot for another receiver's delivery. With
+    ``breaker``, a delivery to a paused endpoint is given back the same way until its
+    pause is over, and each attempt's outcome opens or closes the endpoint's circuit."""
 
     def __init__(
         self,
@@ -63,6 +71,9 @@ class DeliverWebhook:
         *,
         lease: float = 60.0,
         rand: Callable[[], float] = random.random,
+        in_flight: InFlightLimit | None = None,
+        hold: float = 1.0,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._uow = uow
         self._clock = clock
@@ -71,6 +82,9 @@ class DeliverWebhook:
         self._retry = retry or RetryPolicy()
         self._lease = lease
         self._rand = rand
+        self._in_flight = in_flight
+        self._hold = hold
+        self._breaker = breaker
 
     async def execute(self, delivery_id: UUID) -> DeliveryStatus | None:
         """The delivery's status after this attempt; None when it was not ours to try."""
@@ -79,6 +93,44 @@ class DeliverWebhook:
             await uow.commit()
         if outgoing is None:
             return None
+        paused_until = await self._paused(outgoing)
+        if paused_until is not None:
+            wait = (paused_until - self._clock.now()).total_seconds()
+            await self._hold_back(outgoing, max(wait, 0.0) + self._hold * self._rand())
+            return DeliveryStatus.PENDING
+        if self._in_flight is None:
+            return await self._make(outgoing)
+        receiver = receiver_of(outgoing)
+        if not self._in_flight.try_acquire(receiver):
+            await self._hold_back(outgoing, self._hold * (0.5 + self._rand()))
+            return DeliveryStatus.PENDING
+        try:
+            return await self._make(outgoing)
+        finally:
+            self._in_flight.release(receiver)
+
+    async def _paused(self, outgoing: OutgoingDelivery) -> datetime | None:
+        if self._breaker is None or outgoing.endpoint_id is None or outgoing.refusal:
+            return None
+        async with self._uow() as uow:
+            until = await uow.webhooks.admit(
+                outgoing.endpoint_id, at=self._clock.now(), probe_lease=self._breaker.probe_lease
+            )
+            await uow.commit()
+        return until
+
+    async def _hold_back(self, outgoing: OutgoingDelivery, delay: float) -> None:
+        async with self._uow() as uow:
+            await uow.deliveries.postpone(
+                outgoing.id, at=self._clock.now() + timedelta(seconds=delay)
+            )
+            await uow.commit()
+        with contextlib.suppress(Exception):  # the relay sends it once it is overdue
+            await self._queue.enqueue_delivery(
+                outgoing.id, outgoing.attempt_count, delay=delay, held=True
+            )
+
+    async def _make(self, outgoing: OutgoingDelivery) -> DeliveryStatus:
         result = await self._attempt(outgoing)
         now = self._clock.now()
         number = outgoing.attempt_count + 1
@@ -96,6 +148,10 @@ class DeliverWebhook:
             await uow.deliveries.record(AttemptRecord(outgoing.id, attempt, status, next_at))
             if result.gone and outgoing.endpoint_id is not None:
                 await uow.webhooks.disable(outgoing.endpoint_id, reason=GONE_REASON, at=now)
+            elif self._breaker is not None and outgoing.endpoint_id and not outgoing.refusal:
+                await uow.webhooks.record_outcome(
+                    outgoing.endpoint_id, ok=result.ok, at=now, pause=self._breaker.pause
+                )
             await uow.commit()
         if delay is not None:
             with contextlib.suppress(Exception):  # the relay sends it once it is overdue

@@ -163,6 +163,8 @@ class WebhookEndpoint:
     previous_secret_expires_at: datetime | None = None
     disabled_at: datetime | None = None
     disabled_reason: str | None = None
+    consecutive_failures: int = 0  # failed attempts since the last success
+    paused_until: datetime | None = None  # its circuit is open: no attempt before then
 
     @property
     def enabled(self) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -47,6 +47,21 @@ class WebhookEndpointRepository(Protocol):
     ) -> None: ...
 
     async def disable(self, endpoint_id: UUID, *, reason: str, at: datetime) -> None: ...
+
+    async def admit(
+        self, endpoint_id: UUID, *, at: datetime, probe_lease: float
+    ) -> datetime | None:
+        """None when an attempt may go to the endpoint now (its circuit is closed, or
+        this is the one probe of an open circuit whose pause is over: the pause is
+        pushed ``probe_lease`` s on for the others); else when it may."""
+        ...
+
+    async def record_outcome(
+        self, endpoint_id: UUID, *, ok: bool, at: datetime, pause: Callable[[int], float | None]
+    ) -> None:
+        """A success closes the circuit; a failure counts, and ``pause(failures)`` says
+        how long the endpoint now waits (None: no pause)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +121,19 @@ class WebhookDeliveryRepository(Protocol):
         """End the endpoint's pending deliveries (it is being deleted)."""
         ...
 
+    async def postpone(self, delivery_id: UUID, *, at: datetime) -> None:
+        """Give a claimed delivery back unattempted: pending again, due ``at``, its
+        attempt counts untouched."""
+        ...
+
 
 class WebhookQueue(Protocol):
-    async def enqueue_delivery(self, delivery_id: UUID, attempt: int, *, delay: float) -> None:
+    async def enqueue_delivery(
+        self, delivery_id: UUID, attempt: int, *, delay: float, held: bool = False
+    ) -> None:
         """A job for the delivery's next attempt (one job id per attempt), ``delay``
-        seconds from now."""
+        seconds from now. ``held``: the attempt's own job gave it back unattempted (it
+        is still running): a job id of its own."""
         ...
 
 

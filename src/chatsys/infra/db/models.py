@@ -29,7 +29,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from chatsys.domain.access.model import Role
 from chatsys.domain.approvals.model import ApprovalStatus
 from chatsys.domain.conversations.model import MessageRole
-from chatsys.domain.tasks.model import StepStatus, TaskStatus
+from chatsys.domain.tasks.model import Priority, StepStatus, TaskStatus
 from chatsys.domain.webhooks.model import DeliveryStatus
 
 NAMING_CONVENTION = {
@@ -110,6 +110,7 @@ class TaskRow(Base):
     cost_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), server_default="0")
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     webhook_secret: Mapped[str | None] = mapped_column(String(100))
+    priority: Mapped[str] = mapped_column(String(16), server_default=Priority.NORMAL.value)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
     options: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
@@ -264,6 +265,8 @@ class WebhookEndpointRow(Base):
     event_types: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
     disabled_at: Mapped[datetime | None]
     disabled_reason: Mapped[str | None] = mapped_column(String(500))
+    consecutive_failures: Mapped[int] = mapped_column(Integer, server_default="0")
+    paused_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _created_at()
 

@@ -11,7 +11,7 @@ from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chatsys.domain.tasks.model import TaskStatus
+from chatsys.domain.tasks.model import Priority, TaskStatus
 from chatsys.infra.db.models import TaskOutboxRow, TaskRow
 
 _OUTBOX = cast(Table, TaskOutboxRow.__table__)
@@ -33,11 +33,11 @@ class SqlOutbox:
 
     async def pending(
         self, *, older_than: float, lease: float, limit: int
-    ) -> Sequence[tuple[int, UUID]]:
+    ) -> Sequence[tuple[int, UUID, Priority]]:
         due = func.now() - timedelta(seconds=older_than)
         expired = func.now() - timedelta(seconds=lease)
         rows = await self._session.execute(
-            select(TaskOutboxRow.id, TaskOutboxRow.task_id)
+            select(TaskOutboxRow.id, TaskOutboxRow.task_id, TaskRow.priority)
             .join(TaskRow, TaskRow.id == TaskOutboxRow.task_id)
             .where(
                 or_(
@@ -52,7 +52,7 @@ class SqlOutbox:
             .limit(limit)
             .with_for_update(of=TaskOutboxRow, skip_locked=True)
         )
-        return [(int(r[0]), r[1]) for r in rows]
+        return [(int(r[0]), r[1], Priority(r[2])) for r in rows]
 
     async def mark_dispatched(self, ids: Sequence[int]) -> None:
         if ids:

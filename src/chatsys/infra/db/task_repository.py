@@ -17,6 +17,7 @@ from chatsys.domain.nlu.analyzer import Analysis
 from chatsys.domain.planning.planner import Plan
 from chatsys.domain.shared.errors import DuplicateRequest
 from chatsys.domain.tasks.model import (
+    Priority,
     StepRecord,
     StepStatus,
     Task,
@@ -72,6 +73,7 @@ def _to_task(row: TaskRow) -> Task:
         usage=_usage(row.prompt_tokens, row.completion_tokens, row.cost_usd),
         webhook_url=row.webhook_url,
         webhook_secret=row.webhook_secret,
+        priority=Priority(row.priority),
         idempotency_key=row.idempotency_key,
         request_hash=row.request_hash,
         options=dict(row.options),
@@ -121,6 +123,7 @@ class SqlTaskRepository:
                 "input": task.input,
                 "webhook_url": task.webhook_url,
                 "webhook_secret": task.webhook_secret,
+                "priority": task.priority.value,
                 "idempotency_key": task.idempotency_key,
                 "request_hash": task.request_hash,
                 "options": task.options,

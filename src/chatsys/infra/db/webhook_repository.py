@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -48,6 +48,8 @@ def _to_endpoint(row: WebhookEndpointRow) -> WebhookEndpoint:
         previous_secret_expires_at=row.previous_secret_expires_at,
         disabled_at=row.disabled_at,
         disabled_reason=row.disabled_reason,
+        consecutive_failures=row.consecutive_failures,
+        paused_until=row.paused_until,
     )
 
 
@@ -124,6 +126,48 @@ class SqlWebhookEndpoints:
             update(_E)
             .where(_E.id == endpoint_id, _E.disabled_at.is_(None))
             .values(disabled_at=at, disabled_reason=reason, updated_at=func.now())
+        )
+
+    async def admit(
+        self, endpoint_id: UUID, *, at: datetime, probe_lease: float
+    ) -> datetime | None:
+        # A paused endpoint whose time has come lets one attempt through (the probe): the
+        # row's update makes it one, the others see the pause pushed on.
+        paused = await self._session.scalar(
+            select(_E.paused_until).where(_E.id == endpoint_id).with_for_update()
+        )
+        if paused is None:
+            return None
+        if paused > at:
+            return paused
+        await self._session.execute(
+            update(_E)
+            .where(_E.id == endpoint_id)
+            .values(paused_until=at + timedelta(seconds=probe_lease))
+        )
+        return None
+
+    async def record_outcome(
+        self, endpoint_id: UUID, *, ok: bool, at: datetime, pause: Callable[[int], float | None]
+    ) -> None:
+        if ok:
+            await self._session.execute(
+                update(_E)
+                .where(_E.id == endpoint_id)
+                .values(consecutive_failures=0, paused_until=None)
+            )
+            return
+        failures = await self._session.scalar(
+            update(_E)
+            .where(_E.id == endpoint_id)
+            .values(consecutive_failures=_E.consecutive_failures + 1)
+            .returning(_E.consecutive_failures)
+        )
+        seconds = pause(int(failures)) if failures is not None else None
+        await self._session.execute(
+            update(_E)
+            .where(_E.id == endpoint_id)
+            .values(paused_until=None if seconds is None else at + timedelta(seconds=seconds))
         )
 
 
@@ -369,6 +413,19 @@ class SqlWebhookDeliveries:
                 round_attempts=0,
                 lease_until=None,
                 finished_at=None,
+                dispatched_at=func.now(),
+                updated_at=func.now(),
+            )
+        )
+
+    async def postpone(self, delivery_id: UUID, *, at: datetime) -> None:
+        await self._session.execute(
+            update(_D)
+            .where(_D.id == delivery_id, _D.status == DeliveryStatus.DELIVERING.value)
+            .values(
+                status=DeliveryStatus.PENDING.value,
+                next_attempt_at=at,
+                lease_until=None,
                 dispatched_at=func.now(),
                 updated_at=func.now(),
             )

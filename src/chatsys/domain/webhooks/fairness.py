@@ -1,0 +1,69 @@
+"""Per-endpoint fairness: at most ``limit`` attempts in flight to one receiver.
+
+The receiver of a delivery is its registered endpoint, or, for a task's own
+``webhook_url``, the URL's origin (scheme, host and port). The count is kept per
+worker process (each process holds its own webhook slots). An attempt over the limit
+is not made and not counted: the delivery waits a moment and its slot goes to
+another receiver's delivery.
+
+A registered endpoint also has a circuit breaker (``CircuitBreaker``), kept on its
+row so every worker sees it: after ``threshold`` failed attempts in a row it is
+paused (``backoff`` s, doubling with each failed probe up to ``max_backoff``); its
+deliveries wait without being attempted and without spending attempts; when the
+pause is over one attempt goes (the probe): a success closes the circuit.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from chatsys.domain.webhooks.model import OutgoingDelivery
+
+
+def receiver_of(outgoing: OutgoingDelivery) -> str:
+    if outgoing.endpoint_id is not None:
+        return f"endpoint:{outgoing.endpoint_id}"
+    parts = urlsplit(outgoing.url)
+    return f"origin:{parts.scheme}://{parts.netloc.rpartition('@')[2].lower()}"
+
+
+class InFlightLimit:
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("the per-endpoint limit must be at least 1")
+        self._limit = limit
+        self._in_flight: Counter[str] = Counter()
+
+    def try_acquire(self, receiver: str) -> bool:
+        if self._in_flight[receiver] >= self._limit:
+            return False
+        self._in_flight[receiver] += 1
+        return True
+
+    def release(self, receiver: str) -> None:
+        self._in_flight[receiver] -= 1
+        if self._in_flight[receiver] <= 0:
+            del self._in_flight[receiver]
+
+    def in_flight(self, receiver: str) -> int:
+        return self._in_flight[receiver]
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitBreaker:
+    threshold: int = 5
+    backoff: float = 30.0
+    max_backoff: float = 600.0
+    probe_lease: float = 60.0  # the probe's hold on the endpoint
+
+    def __post_init__(self) -> None:
+        if self.threshold < 1 or self.backoff <= 0 or self.max_backoff < self.backoff:
+            raise ValueError("a circuit breaker needs threshold >= 1, 0 < backoff <= max")
+
+    def pause(self, failures: int) -> float | None:
+        """How long an endpoint with ``failures`` failed attempts in a row waits."""
+        if failures < self.threshold:
+            return None
+        return min(self.max_backoff, self.backoff * 2.0 ** min(failures - self.threshold, 30))

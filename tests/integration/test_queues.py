@@ -1,0 +1,271 @@
+"""Task runs and webhook attempts have a queue and a slot pool each: a backlog of
+deliveries to receivers that accept and never answer does not hold up a new task."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import httpx
+import pytest
+from arq.worker import Worker
+from pydantic import SecretStr
+
+from chatsys.bootstrap import Resources, build_worker
+from chatsys.domain.webhooks.model import DeliveryStatus, WebhookDelivery, new_webhook_id
+from chatsys.infra.queue import DELIVER_WEBHOOK
+from chatsys.infra.settings import (
+    AuthSettings,
+    DatabaseSettings,
+    Environment,
+    LimitSettings,
+    RedisSettings,
+    Settings,
+    WebhookSettings,
+    WorkerSettings,
+)
+from tests.support import eventually, stop_worker
+from tests.webhook_receiver import Receiver
+
+BACKLOG = 300
+WEBHOOK_SLOTS = 20
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        environment=Environment.TEST,
+        data_dir=tmp_path / "data",
+        database=DatabaseSettings(url=SecretStr(database_url), pool_size=5),
+        redis=RedisSettings(url=SecretStr(redis_url)),
+        worker=WorkerSettings(
+            heartbeat_interval=0.2,
+            heartbeat_ttl=3.0,
+            task_concurrency=4,
+            webhook_concurrency=WEBHOOK_SLOTS,
+        ),
+        # Every attempt hangs for the whole test.
+        webhooks=WebhookSettings(allow_private_networks=True, connect_timeout=5, timeout=120),
+        auth=AuthSettings(enabled=False),
+        limits=LimitSettings(enabled=False),
+    )
+
+
+@pytest.fixture
+async def hanging() -> AsyncIterator[list[Receiver]]:
+    receivers = [await Receiver(hang=True).start() for _ in range(3)]
+    yield receivers
+    for receiver in receivers:
+        await receiver.stop()
+
+
+async def _start_delay(
+    client: httpx.AsyncClient, text: str, *, webhook_url: str | None = None
+) -> tuple[str, float]:
+    """Submit a task (with a webhook_url: its deliveries are signed with its secret); the
+    seconds from its submission to its start."""
+    made = await client.post("/v1/tasks", json={"input": text, "webhook_url": webhook_url})
+    assert made.status_code == 202, made.text
+    task_id = made.json()["id"]
+
+    async def started() -> dict[str, Any] | None:
+        found: dict[str, Any] = (await client.get(f"/v1/tasks/{task_id}")).json()
+        return found if found["started_at"] else None
+
+    task = await eventually(started, within=60, message="the task never started")
+    begun = datetime.fromisoformat(task["started_at"]) - datetime.fromisoformat(task["created_at"])
+    return task_id, begun.total_seconds()
+
+
+async def _queued(settings: Settings) -> int:
+    resources = await Resources.open(settings, role="test")
+    try:
+        count: int = await resources.redis.zcard(settings.worker.webhook_queue_name)
+        return count
+    finally:
+        await resources.close()
+
+
+async def _pile_up(settings: Settings, task_id: str, urls: list[str], count: int = BACKLOG) -> None:
+    """``count`` pending deliveries of one task to ``urls`` in turn, jobs queued."""
+    resources = await Resources.open(settings, role="test")
+    try:
+        now = datetime.now(UTC)
+        ids = [uuid4() for _ in range(count)]
+        async with resources.unit_of_work() as uow:
+            for n, delivery_id in enumerate(ids):
+                await uow.deliveries.add(
+                    WebhookDelivery(
+                        id=delivery_id,
+                        owner="local",
+                        task_id=UUID(task_id),
+                        webhook_id=new_webhook_id(delivery_id),
+                        event_type="task.succeeded",
+                        url=f"{urls[n % len(urls)]}/stall",
+                        body='{"type":"task.succeeded"}',
+                        status=DeliveryStatus.PENDING,
+                        created_at=now,
+                        next_attempt_at=now - timedelta(seconds=1),
+                    )
+                )
+            await uow.commit()
+        queue = resources.queue()
+        for delivery_id in ids:
+            await queue.enqueue_delivery(delivery_id, 0, delay=0)
+    finally:
+        await resources.close()
+
+
+async def test_a_new_task_starts_promptly_behind_hundreds_of_stalled_deliveries(
+    client: httpx.AsyncClient, settings: Settings, hanging: list[Receiver]
+) -> None:
+    worker: Worker = build_worker(settings)
+    worker._handle_signals = False
+    running = asyncio.create_task(worker.async_run())
+    try:
+        first, _ = await _start_delay(client, "hello there", webhook_url=hanging[0].url)
+        _, idle = await _start_delay(client, "hello first")  # the worker is warm now
+        await _pile_up(settings, first, [r.url for r in hanging])
+
+        # Every webhook slot is held by a receiver that never answers, the rest queued.
+        await eventually(
+            lambda: sum(len(r.received) for r in hanging) >= WEBHOOK_SLOTS,
+            within=30,
+            message="the deliveries never reached the receivers",
+        )
+        waiting = await _queued(settings)
+        assert waiting >= BACKLOG - WEBHOOK_SLOTS
+
+        _, behind = await _start_delay(client, "hello again")
+        in_flight = sum(len(r.received) for r in hanging)
+        print(
+            f"\nenqueue-to-start: {idle:.3f} s without a backlog, {behind:.3f} s behind "
+            f"{BACKLOG} stalled deliveries ({in_flight} in flight, {waiting} jobs on the "
+            "webhook queue)"
+        )
+        assert behind < 5.0
+        waiting = await _queued(settings)
+        assert waiting >= BACKLOG - 2 * WEBHOOK_SLOTS  # and the backlog was still there
+        assert in_flight <= WEBHOOK_SLOTS  # the webhook pool kept to its size
+    finally:
+        await stop_worker(worker, running)
+
+
+async def test_a_delivery_queued_on_the_task_queue_before_the_split_is_still_made(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    async with Receiver() as receiver:
+        worker = build_worker(settings, queues=["tasks"])
+        worker._handle_signals = False
+        running = asyncio.create_task(worker.async_run())
+        try:
+            task_id, _ = await _start_delay(client, "hello there", webhook_url=receiver.url)
+            resources = await Resources.open(settings, role="test")
+            try:
+                now = datetime.now(UTC)
+                delivery_id = uuid4()
+                async with resources.unit_of_work() as uow:
+                    await uow.deliveries.add(
+                        WebhookDelivery(
+                            id=delivery_id,
+                            owner="local",
+                            task_id=UUID(task_id),
+                            webhook_id=new_webhook_id(delivery_id),
+                            event_type="task.succeeded",
+                            url=f"{receiver.url}/old",
+                            body="{}",
+                            status=DeliveryStatus.PENDING,
+                            created_at=now,
+                            next_attempt_at=now,
+                        )
+                    )
+                    await uow.commit()
+                # As the enqueue before the split did: on the one queue.
+                await resources.redis.enqueue_job(
+                    DELIVER_WEBHOOK,
+                    str(delivery_id),
+                    _job_id=f"webhook:{delivery_id}:0",
+                    _queue_name=settings.worker.queue_name,
+                )
+            finally:
+                await resources.close()
+            [request] = await receiver.wait_for(1, within=20)
+            assert request.path == "/old"
+            # A worker serving task runs only leaves the task's own delivery (made when
+            # the task ends) to the webhook queue's workers.
+
+            async def left_queued() -> bool:
+                return await _queued(settings) == 1
+
+            await eventually(left_queued, within=20)
+            await asyncio.sleep(0.5)
+            assert len(receiver.received) == 1
+        finally:
+            await stop_worker(worker, running)
+
+
+async def test_a_stalled_receiver_holds_its_share_of_slots_and_others_get_theirs(
+    client: httpx.AsyncClient, settings: Settings, hanging: list[Receiver]
+) -> None:
+    fair = settings.model_copy(
+        update={"webhooks": settings.webhooks.model_copy(
+            update={"max_in_flight_per_endpoint": 3, "endpoint_hold": 0.5}
+        )}
+    )  # fmt: skip
+    stalled = hanging[0]
+    async with Receiver() as quick:
+        worker = build_worker(fair)
+        worker._handle_signals = False
+        running = asyncio.create_task(worker.async_run())
+        try:
+            task_id, _ = await _start_delay(client, "hello there", webhook_url=quick.url)
+            await quick.wait_for(1, within=20)
+            await _pile_up(fair, task_id, [stalled.url], count=100)  # first in the queue
+            await _pile_up(fair, task_id, [quick.url], count=20)
+            started = asyncio.get_running_loop().time()
+            await quick.wait_for(21, within=30)
+            took = asyncio.get_running_loop().time() - started
+            print(
+                f"\n20 deliveries to a quick receiver behind 100 to a stalled one: {took:.2f} s; "
+                f"{len(stalled.received)} attempts under way to the stalled one"
+            )
+            assert len(stalled.received) == 3  # its share, and no more
+        finally:
+            await stop_worker(worker, running)
+
+
+async def test_a_high_priority_task_starts_ahead_of_a_low_priority_backlog(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    one_slot = settings.model_copy(
+        update={"worker": settings.worker.model_copy(update={"task_concurrency": 1})}
+    )
+    lows = []
+    for n in range(30):  # queued before any worker runs
+        made = await client.post("/v1/tasks", json={"input": f"hello {n}", "priority": "low"})
+        assert made.status_code == 202, made.text
+        assert made.json()["priority"] == "low"
+        lows.append(made.json()["id"])
+    high = (await client.post("/v1/tasks", json={"input": "hello", "priority": "high"})).json()
+    assert high["priority"] == "high"
+    worker = build_worker(one_slot)
+    worker._handle_signals = False
+    running = asyncio.create_task(worker.async_run())
+    try:
+
+        async def started(task_id: str) -> datetime | None:
+            found = (await client.get(f"/v1/tasks/{task_id}")).json()
+            return datetime.fromisoformat(found["started_at"]) if found["started_at"] else None
+
+        high_start = await eventually(lambda: started(high["id"]), within=30)
+        earlier = [t for t in lows if (s := await started(t)) is not None and s < high_start]
+        print(f"\nhigh priority started after {len(earlier)} of 30 queued low-priority tasks")
+        assert earlier == []
+        # ... and the low ones still run.
+        await eventually(lambda: started(lows[-1]), within=120)
+    finally:
+        await stop_worker(worker, running)
