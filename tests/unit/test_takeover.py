@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from uuid import UUID
 
-from chatsys.domain.tasks.model import EventType, StepStatus, TaskStatus
+from chatsys.domain.tasks.model import EventType, Priority, StepStatus, TaskStatus
 from chatsys.domain.tasks.recovery import RequeueStale
 from tests.unit.fakes import BlockingLLM, FakeWorkerLiveness
 from tests.unit.world import STALE_AFTER, World, until
@@ -127,3 +127,17 @@ async def test_a_worker_taken_for_dead_that_claims_its_task_again_never_runs_it_
     assert llm.calls_for("developer_1") == 2  # the step under way at the stop: run again
     assert llm.calls_for("reviewer_2") == 1
     assert task.attempt == 2
+
+
+async def test_a_taken_over_task_goes_back_to_the_queue_with_its_priority() -> None:
+    w = World()
+    llm = BlockingLLM("reviewer_2")
+    task_id = await w.submitted(agents=AGENTS, priority=Priority.HIGH)
+    run = asyncio.create_task(w.runner("a", llm, heartbeat_interval=NEVER).execute(task_id))
+    await until(lambda: llm.calls_for(llm.held) == 1)
+    try:
+        w.clock.advance(GRACE + 1)
+        assert await sweeper(w, FakeWorkerLiveness("b")).execute() == [task_id]
+        assert w.jobs.priorities[-1] == Priority.HIGH  # not sent back at normal
+    finally:
+        await stop(run)
