@@ -41,7 +41,7 @@ CASES: list[tuple[str, str, dict[str, Any], bool]] = [
     ("/v1/conversations", "ConversationCreate", {"title": "two\nlines"}, False),
     ("/v1/conversations", "ConversationCreate", {"metadata": {"a": {"b": [1, "x"]}}}, True),
     ("/v1/conversations", "ConversationCreate", {"metadata": {"a": {"\u0005": 1}}}, False),
-    ("/v1/conversations", "ConversationCreate", {"metadata": {"a": ["x\u0000"]}}, False),
+    ("/v1/conversations", "ConversationCreate", {"metadata": {"a": "x\u0000"}}, False),
     ("/v1/conversations", "ConversationCreate", {"metadata": {"k\u0085": 1}}, False),
     ("/v1/tasks", "TaskCreate", {"input": "hello"}, True),
     ("/v1/tasks", "TaskCreate", {"input": " \n\u3000"}, False),

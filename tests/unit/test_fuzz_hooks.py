@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.tools.fuzz.hooks import beyond_the_schema, linked_non_uuid
+from tests.tools.fuzz.hooks import beyond_the_schema, deep_in_a_json_object, linked_non_uuid
 
 INVALID = "urn:chatsys:problem:invalid-input"
 VALIDATION = "urn:chatsys:problem:validation-error"
@@ -59,3 +59,14 @@ def test_a_linked_value_that_is_not_a_uuid_is_not_schema_valid_data() -> None:
     body_too = [*errors, {"location": "body.url", "message": "x", "type": "missing"}]
     mixed = problem("...", kind=VALIDATION, errors=body_too)
     assert not linked_non_uuid(mixed, {"webhook_id": "msg_1"})
+
+
+def test_only_the_text_rule_deep_in_a_json_object_is_dropped() -> None:
+    def refusal(message: str, kind: str = "text_control") -> dict[str, object]:
+        error = {"location": "body.metadata", "message": message, "type": kind}
+        return problem(f"body.metadata: {message}", kind=VALIDATION, errors=[error])
+
+    assert deep_in_a_json_object(refusal("the key ['a']['b']['\\x05']: must be one line"))
+    assert deep_in_a_json_object(refusal("the value at ['a'][0]: must not contain NUL", "text_nul"))
+    assert not deep_in_a_json_object(refusal("must be one line without control characters"))
+    assert not deep_in_a_json_object(refusal("the key ['a']: too long", "string_too_long"))

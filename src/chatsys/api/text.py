@@ -35,16 +35,16 @@ or all whitespace (``str.isspace``).
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from annotated_types import GroupedMetadata
-from pydantic import BeforeValidator, GetJsonSchemaHandler, TypeAdapter
+from pydantic import BeforeValidator, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError
-from typing_extensions import TypeAliasType
 
 __all__ = [
     "CONTROL_OR_SPACE",
@@ -193,26 +193,32 @@ class _Stated:
         return schema
 
 
-# Any JSON value under the rule, for the document: strings without NUL and object keys
-# on one line, at any depth. One shared, recursive component (``JsonValue``) that the
-# values of every JsonObject field refer to.
-_JsonText = Annotated[str, _Stated(TEXT_PATTERN)]
-_JsonMembers = Annotated[dict[str, "JsonValue"], _Stated(LINE_PATTERN, keys=True)]
-JsonValue = TypeAliasType(
-    "JsonValue", "_JsonText | int | float | bool | list[JsonValue] | _JsonMembers | None"
-)
-_JSON_VALUE = TypeAdapter(JsonValue).core_schema
+# A JSON object's values under the rule, for the document: any JSON value but a string
+# with NUL or an object with a key that is not one line. Stated one level down, as a
+# `not` (SDK generators read it as "any value"; openapi-python-client cannot read a
+# recursive schema); deeper values follow the same rule, unstated.
+_JSON_VALUES: dict[str, Any] = {
+    "not": {
+        "anyOf": [
+            {"type": "string", "pattern": "\\u0000"},
+            {
+                "type": "object",
+                "not": {"propertyNames": {"not": {"pattern": f"[{_NOT_CONTROL}]"}}},
+            },
+        ]
+    }
+}
 
 
 @dataclass(frozen=True, slots=True)
 class _JsonValues:
-    """A JSON object's values are JsonValues (in the document; validation unchanged)."""
+    """A JSON object's values, as the document states them (validation unchanged)."""
 
     def __get_pydantic_json_schema__(
         self, core: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         schema = handler(core)
-        schema["additionalProperties"] = handler(_JSON_VALUE)
+        schema["additionalProperties"] = copy.deepcopy(_JSON_VALUES)
         return schema
 
 
