@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 TS_SDK := tests/sdk/ts
 TS_STAMP := $(TS_SDK)/node_modules/.installed
 
-.PHONY: check install run test test-unit test-integration test-e2e lint lint-fast fmt bench lock audit sdk sdk-ts clean
+.PHONY: check install run test test-unit test-integration test-e2e fuzz lint lint-fast fmt bench lock audit sdk sdk-ts clean
 
 check: lint test ## lint + types + tests (the default goal)
 
@@ -38,6 +38,9 @@ test-integration: $(STAMP)
 
 test-e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e
+
+fuzz: $(STAMP) ## schemathesis against a live chatsys (every check, stateful phase; ~3 min); FUZZ_ARGS="--max-examples 1000" for longer
+	$(BIN)/python -m tests.tools.fuzz $(FUZZ_ARGS)
 
 lint: lint-fast ## lint-fast, then migration drift and the dependency audit
 	$(BIN)/python -m tests.tools.alembic_check

@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from websockets.asyncio.client import connect
 
 from chatsys.api.tasks.deps import submit_task
+from chatsys.api.text import RULE_PATTERNS
 from chatsys.infra.settings import Settings, WebhookSettings
 from tests.streams import next_frame, serve
 from tests.support import plain_dsn
@@ -95,26 +96,31 @@ def minimal(spec: dict[str, Any], schema: dict[str, Any]) -> Any:
     return "x"  # any JSON value
 
 
-def poisoned(spec: dict[str, Any], schema: dict[str, Any], bad: str) -> Iterator[tuple[Loc, Any]]:
+def poisoned(
+    spec: dict[str, Any], schema: dict[str, Any], bad: str, depth: int = 0
+) -> Iterator[tuple[Loc, Any]]:
     """Every way to put ``bad`` into one string of a value of ``schema``: (where the
-    string sits, the value). A JSON object's keys and any-typed values count."""
+    string sits, the value). A JSON object's keys and any-typed values count; a
+    recursive schema (``JsonValue``) is followed a few levels down."""
+    if depth > 4:
+        return
     for option in variants(spec, schema):
         kind = option.get("type")
         if kind == "string":
             yield (), bad
         elif kind == "array":
-            for loc, value in poisoned(spec, option["items"], bad):
+            for loc, value in poisoned(spec, option["items"], bad, depth + 1):
                 yield (0, *loc), [value]
         elif kind == "object" or (kind is None and "properties" in option):
             base = minimal(spec, option)
             for name, prop in option.get("properties", {}).items():
-                for loc, value in poisoned(spec, prop, bad):
+                for loc, value in poisoned(spec, prop, bad, depth + 1):
                     yield (name, *loc), {**base, name: value}
             extra = option.get("additionalProperties")
             if extra:
                 inner = {} if extra is True else extra
                 yield (), {**base, bad: minimal(spec, inner)}  # a key
-                for _, value in poisoned(spec, inner, bad):
+                for _, value in poisoned(spec, inner, bad, depth + 1):
                     yield (), {**base, "k": value}
         elif kind is None:  # any JSON value: a string, and one nested deep
             yield (), bad
@@ -123,9 +129,13 @@ def poisoned(spec: dict[str, Any], schema: dict[str, Any], bad: str) -> Iterator
 
 def is_free_string(spec: dict[str, Any], schema: dict[str, Any]) -> bool:
     """A string whose only refusal of ``bad`` can be the text rule (not an enum, a UUID,
-    a pattern)."""
+    a pattern of its own; the rule's patterns state the rule)."""
     return any(
-        (o.get("type") in ("string", None) and not {"enum", "const", "format", "pattern"} & set(o))
+        (
+            o.get("type") in ("string", None)
+            and not {"enum", "const", "format"} & set(o)
+            and o.get("pattern", RULE_PATTERNS[0]) in RULE_PATTERNS
+        )
         or (o.get("type") == "object" and bool(o.get("additionalProperties")))
         for o in variants(spec, schema)
     )

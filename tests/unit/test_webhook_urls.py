@@ -126,11 +126,18 @@ def test_embedded_ipv4_is_found_in_every_wrapping() -> None:
         ("http://example.123/", "not a valid IPv4"),
         ("http://256.0.0.1/", "not a valid IPv4"),
         ("http://bad_host-.com/", "not a valid host name"),
+        ("https://b\u00fccher.example/", "must be ASCII"),  # its xn-- form is the URI
+        ("https://\U000e0d79", "must be ASCII"),  # found by the fuzz: it was accepted
+        ("https://example.com/\u00e9t\u00e9", "must be ASCII"),
     ],
 )
 def test_bad_urls_are_refused_naming_the_reason(url: str, reason: str) -> None:
     with pytest.raises(InvalidInput, match=reason):
         parse_webhook_url(url)
+
+
+def test_an_international_host_name_is_taken_in_its_xn_form() -> None:
+    assert parse_webhook_url("https://xn--bcher-kva.example/hook").host == "xn--bcher-kva.example"
 
 
 def test_a_good_url_keeps_its_host_for_the_host_header() -> None:

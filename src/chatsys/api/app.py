@@ -26,6 +26,7 @@ from chatsys.api.approvals import router as approvals
 from chatsys.api.conversations import router as conversations
 from chatsys.api.errors import install_error_handlers
 from chatsys.api.health import router as health
+from chatsys.api.links import document_links
 from chatsys.api.mcp import router as mcp
 from chatsys.api.middleware import RequestContextMiddleware, outage_reporter
 from chatsys.api.nlu import router as analysis
@@ -213,8 +214,9 @@ def _providers(app: FastAPI) -> set[Provider[Any]]:
 def _document(app: FastAPI) -> None:
     """Say in the OpenAPI document what the middleware and error handlers do: every /v1
     operation takes a bearer key (so Swagger UI offers "Authorize" and SDKs send the
-    key), every error is a problem+json (``api/problems.py``), and the streams' frames
-    are components (``api/streaming/document.py``)."""
+    key), every error is a problem+json (``api/problems.py``), the streams' frames are
+    components (``api/streaming/document.py``), and answers link to the calls they
+    lead to (``api/links.py``)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -234,6 +236,7 @@ def _document(app: FastAPI) -> None:
                     operation["security"] = [{"apiKey": []}]
         document_problems(spec, app.routes)
         document_streams(spec)
+        document_links(spec)
         app.openapi_schema = spec
         return spec
 

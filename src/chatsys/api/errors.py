@@ -10,6 +10,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatsys.api.text import printable
@@ -180,14 +181,49 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return errors
 
 
+def _allowed_methods(request: Request) -> str | None:
+    """Every method the request's path answers. Starlette's 405 names only the methods
+    of the first route whose path matched, while GET and POST of one path are two
+    routes."""
+    path = request.scope.get("path", "")
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods)) or None
+
+
+def _unparsable_json(request: Request, exc: StarletteHTTPException) -> JSONResponse | None:
+    """FastAPI answers 400 to a JSON body ``json.loads`` fails on without a position (not
+    UTF-8 text, nested too deeply); it is malformed JSON like any other: 422
+    ``json_invalid``, saying why."""
+    cause = exc.__cause__
+    if exc.status_code != 400 or cause is None:
+        return None
+    if isinstance(cause, UnicodeDecodeError):
+        why = f"it is not UTF-8 text (byte {cause.start + 1})"
+    elif isinstance(cause, RecursionError):
+        why = "it is nested too deeply"
+    else:
+        why = type(cause).__name__
+    message = f"the body is not valid JSON: {why}"
+    error = {"location": "body", "message": message, "type": "json_invalid"}
+    return problem(request, 422, message, extra={"errors": [error]})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if (malformed := _unparsable_json(request, exc)) is not None:
+            return malformed
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405 and (allowed := _allowed_methods(request)) is not None:
+            headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
+            headers["Allow"] = allowed
+            exc = StarletteHTTPException(405, exc.detail, headers)
         return problem(
-            request,
-            exc.status_code,
-            _http_detail(request, exc),
-            headers=dict(exc.headers) if exc.headers else None,
+            request, exc.status_code, _http_detail(request, exc), headers=headers or None
         )
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:

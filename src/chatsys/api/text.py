@@ -22,28 +22,48 @@ apply, after it, with pydantic's own messages, as long as the rule is not wrappe
 a union: an optional field is ``TextOrNone = Field(max_length=...)``, not
 ``Text | None`` (pydantic would then check the length generically, "Value should have at
 most 200 items").
+
+The rule is stated in the OpenAPI document too, as a ``pattern`` on each string (and
+``propertyNames`` on each object) unless a stricter pattern is given: clients, SDK
+validators and fuzzers see what the server refuses. The patterns name code points by
+``\\uXXXX``, which ECMA-262, Python and Rust regexes read alike. Unpaired surrogates
+are not in them (a JavaScript regex without the ``u`` flag would then refuse every
+character outside the BMP); no JSON encoder produces one by accident. ``NonBlankText``
+and ``NonBlankLine`` state, besides, what their use cases refuse: a value that is empty
+or all whitespace (``str.isspace``).
 """
 
 from __future__ import annotations
 
+import copy
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
-from pydantic_core import PydanticCustomError
+from annotated_types import GroupedMetadata
+from pydantic import BeforeValidator, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
 __all__ = [
+    "CONTROL_OR_SPACE",
     "LINE",
+    "RULE_PATTERNS",
     "TEXT",
     "JsonObject",
     "Line",
     "LineMap",
     "LineOrNone",
+    "NonBlankLine",
+    "NonBlankLineOrNone",
+    "NonBlankText",
+    "Stated",
     "Text",
     "TextMap",
     "TextOrNone",
     "printable",
+    "stated",
     "text_problem",
 ]
 
@@ -117,8 +137,129 @@ def _object_rule(*, one_line_values: bool) -> Callable[[Any], Any]:
     return check
 
 
-TEXT = BeforeValidator(_rule(one_line=False))
-LINE = BeforeValidator(_rule(one_line=True))
+# The rule as regexes, for the document (see the module doc).
+_NOT_NUL = "\\u0000"
+_NOT_CONTROL = "\\u0000-\\u001f\\u007f-\\u009f"
+# What str.isspace() calls whitespace, spelled out (regex engines disagree on \s).
+_SPACE = (
+    "\\u0009-\\u000d\\u001c-\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a"
+    "\\u2028\\u2029\\u202f\\u205f\\u3000"
+)
+
+
+def _pattern(refused: str, *, non_blank: bool) -> str:
+    if not non_blank:
+        return f"^[^{refused}]*$"
+    return f"^[^{refused}]*[^{refused}{_SPACE}][^{refused}]*$"
+
+
+CONTROL_OR_SPACE = _NOT_CONTROL + _SPACE  # a regex class's body: no control, no space
+TEXT_PATTERN = _pattern(_NOT_NUL, non_blank=False)
+LINE_PATTERN = _pattern(_NOT_CONTROL, non_blank=False)
+RULE_PATTERNS = tuple(
+    _pattern(refused, non_blank=non_blank)
+    for refused in (_NOT_NUL, _NOT_CONTROL)
+    for non_blank in (False, True)
+)  # the rule's own patterns, as the document shows them
+
+
+def _strings(schema: JsonSchemaValue) -> list[JsonSchemaValue]:
+    """The string schemas in ``schema`` (itself, or the options of ``X | None``)."""
+    options = schema.get("anyOf", [schema])
+    return [option for option in options if option.get("type") == "string"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Stated:
+    """Puts the rule's pattern into the JSON schema of what it annotates."""
+
+    pattern: str
+    keys: bool = False  # an object: the pattern is its keys' (``propertyNames``)
+    values: str | None = None  # ...and this one its string values'
+
+    def __get_pydantic_json_schema__(
+        self, core: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core)
+        if self.keys:
+            schema.setdefault("propertyNames", {"pattern": self.pattern})
+            extra = schema.get("additionalProperties")
+            if self.values is not None and isinstance(extra, dict):
+                for option in _strings(extra):
+                    option.setdefault("pattern", self.values)
+            return schema
+        for option in _strings(schema):
+            option.setdefault("pattern", self.pattern)
+        return schema
+
+
+# A JSON object's values under the rule, for the document: any JSON value but a string
+# with NUL or an object with a key that is not one line. Stated one level down, as a
+# `not` (SDK generators read it as "any value"; openapi-python-client cannot read a
+# recursive schema); deeper values follow the same rule, unstated.
+_JSON_VALUES: dict[str, Any] = {
+    "not": {
+        "anyOf": [
+            {"type": "string", "pattern": "\\u0000"},
+            {
+                "type": "object",
+                "not": {"propertyNames": {"not": {"pattern": f"[{_NOT_CONTROL}]"}}},
+            },
+        ]
+    }
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _JsonValues:
+    """A JSON object's values, as the document states them (validation unchanged)."""
+
+    def __get_pydantic_json_schema__(
+        self, core: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core)
+        schema["additionalProperties"] = copy.deepcopy(_JSON_VALUES)
+        return schema
+
+
+@dataclass(frozen=True, slots=True)
+class Stated:
+    """Keywords for the document's string schema (each string option of ``X | None``)
+    that state what a use case refuses with its own message, the rule's ``pattern``
+    replaced: ``Annotated[Line, stated(pattern=STEP_KEY_PATTERN)]``. Validation is
+    unchanged: the use case still answers, in its own words."""
+
+    keywords: tuple[tuple[str, Any], ...]
+
+    def __get_pydantic_json_schema__(
+        self, core: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core)
+        for option in _strings(schema):
+            option.update({k: list(v) if isinstance(v, tuple) else v for k, v in self.keywords})
+        return schema
+
+
+def stated(**keywords: Any) -> Stated:
+    """``stated(pattern=...)``, ``stated(enum=[...])``, ``stated(format="uri")``."""
+    return Stated(tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in keywords.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule(GroupedMetadata):
+    """The rule as one piece of metadata: it validates, and it states its pattern."""
+
+    one_line: bool
+    non_blank: bool = False
+
+    def __iter__(self) -> Iterator[object]:
+        yield BeforeValidator(_rule(one_line=self.one_line))
+        refused = _NOT_CONTROL if self.one_line else _NOT_NUL
+        yield _Stated(_pattern(refused, non_blank=self.non_blank))
+
+
+TEXT = _Rule(one_line=False)
+LINE = _Rule(one_line=True)
 """The rule as metadata, for parameters: ``Annotated[str | None, Query(max_length=200),
 LINE]`` (after the ``Query``, so that its constraints keep pydantic's own messages)."""
 
@@ -126,6 +267,22 @@ Text = Annotated[str, TEXT]
 Line = Annotated[str, LINE]
 TextOrNone = Annotated[str | None, TEXT]  # not ``Text | None``: see the module doc
 LineOrNone = Annotated[str | None, LINE]
-JsonObject = Annotated[dict[str, Any], BeforeValidator(_object_rule(one_line_values=False))]
-TextMap = Annotated[dict[str, str], BeforeValidator(_object_rule(one_line_values=False))]
-LineMap = Annotated[dict[str, str], BeforeValidator(_object_rule(one_line_values=True))]
+NonBlankText = Annotated[str, _Rule(one_line=False, non_blank=True)]
+NonBlankLine = Annotated[str, _Rule(one_line=True, non_blank=True)]
+NonBlankLineOrNone = Annotated[str | None, _Rule(one_line=True, non_blank=True)]
+JsonObject = Annotated[
+    dict[str, Any],
+    BeforeValidator(_object_rule(one_line_values=False)),
+    _JsonValues(),
+    _Stated(LINE_PATTERN, keys=True),
+]
+TextMap = Annotated[
+    dict[str, str],
+    BeforeValidator(_object_rule(one_line_values=False)),
+    _Stated(LINE_PATTERN, keys=True, values=TEXT_PATTERN),
+]
+LineMap = Annotated[
+    dict[str, str],
+    BeforeValidator(_object_rule(one_line_values=True)),
+    _Stated(LINE_PATTERN, keys=True, values=LINE_PATTERN),
+]

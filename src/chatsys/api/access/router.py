@@ -21,7 +21,8 @@ from chatsys.api.access.deps import (
 )
 from chatsys.api.idempotency import ShownOnceIdempotencyKeyHeader, once
 from chatsys.api.pagination import PageOut
-from chatsys.api.text import LINE, Line, LineOrNone
+from chatsys.api.text import LINE, LineOrNone, NonBlankLine
+from chatsys.api.timestamps import INSTANT
 from chatsys.domain.access.model import NAME_MAX, ApiKey, AuditEntry, Role
 
 router = APIRouter(tags=["access"])
@@ -32,7 +33,7 @@ RoleName = Annotated[Role, Field(description="admin, member or viewer")]
 class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Line = Field(min_length=1, max_length=NAME_MAX, examples=["ci pipeline"])
+    name: NonBlankLine = Field(min_length=1, max_length=NAME_MAX, examples=["ci pipeline"])
     role: RoleName = Role.MEMBER
     subject: LineOrNone = Field(
         default=None,
@@ -190,8 +191,10 @@ async def list_audit_logs(
         LINE,
     ] = None,
     task_id: UUID | None = None,
-    since: Annotated[datetime | None, Query(description="from this time (inclusive)")] = None,
-    until: Annotated[datetime | None, Query(description="before this time")] = None,
+    since: Annotated[
+        datetime | None, Query(description="from this time (inclusive)"), INSTANT
+    ] = None,
+    until: Annotated[datetime | None, Query(description="before this time"), INSTANT] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200), LINE] = None,
 ) -> AuditPageOut:

@@ -26,7 +26,7 @@ from chatsys.api.idempotency import (
 from chatsys.api.pagination import PageOut
 from chatsys.api.tasks.deps import GetTaskDep, SubmitTaskDep
 from chatsys.api.tasks.schemas import TaskCreatedOut
-from chatsys.api.text import LINE, JsonObject, LineOrNone
+from chatsys.api.text import LINE, JsonObject, NonBlankLineOrNone
 from chatsys.domain.conversations.model import Conversation
 from chatsys.domain.conversations.use_cases import METADATA_MAX_KEYS
 from chatsys.domain.shared.idempotency import Replayed
@@ -38,7 +38,9 @@ router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 class ConversationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: LineOrNone = Field(default=None, max_length=TITLE_MAX, examples=["Payment service"])
+    title: NonBlankLineOrNone = Field(
+        default=None, max_length=TITLE_MAX, examples=["Payment service"]
+    )
     metadata: JsonObject = Field(default_factory=dict, max_length=METADATA_MAX_KEYS)
 
 

@@ -9,12 +9,14 @@ from pydantic import BaseModel, Field
 
 from chatsys.api.pagination import PageOut
 from chatsys.api.tasks.schemas import TaskOptions
-from chatsys.api.text import Text
+from chatsys.api.text import NonBlankText
 from chatsys.domain.conversations.ports import StoredMessage
 
 
 class MessageCreate(TaskOptions):
-    content: Text = Field(description="the user's message; it starts a task in the conversation")
+    content: NonBlankText = Field(
+        description="the user's message; it starts a task in the conversation"
+    )
 
 
 class MessageOut(BaseModel):

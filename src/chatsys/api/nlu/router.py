@@ -11,7 +11,7 @@ from chatsys.api.access.deps import ReaderDep
 from chatsys.api.nlu.deps import AgentCatalogueDep, AnalyzeTextDep
 from chatsys.api.nlu.schemas import AgentsOut, AnalysisOut
 from chatsys.api.problems import problem_response
-from chatsys.api.text import Text
+from chatsys.api.text import NonBlankText
 from chatsys.domain.shared.errors import InvalidInput
 
 router = APIRouter(tags=["analysis"])
@@ -20,7 +20,7 @@ router = APIRouter(tags=["analysis"])
 class AnalyzeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: Text = Field(min_length=1, max_length=32 * 1024)
+    text: NonBlankText = Field(min_length=1, max_length=32 * 1024)
     conversation_id: UUID | None = None
 
 

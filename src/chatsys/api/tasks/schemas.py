@@ -11,9 +11,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from chatsys.api.nlu.schemas import AnalysisOut, RoleName
 from chatsys.api.pagination import PageOut
 from chatsys.api.responses import Answer, DocumentedAs, Omitted, Shape
-from chatsys.api.text import JsonObject, Line, LineOrNone, Text
+from chatsys.api.text import (
+    JsonObject,
+    Line,
+    LineOrNone,
+    NonBlankLineOrNone,
+    NonBlankText,
+    stated,
+)
+from chatsys.api.webhooks.schemas import WebhookUrlOrNone
 from chatsys.domain.nlu import Intent
-from chatsys.domain.planning.planner import MAX_STEPS
+from chatsys.domain.planning.planner import MAX_STEPS, STEP_KEY_PATTERN, Role
 from chatsys.domain.shared.text import TITLE_MAX
 from chatsys.domain.tasks.model import (
     FailureKind,
@@ -32,22 +40,40 @@ TaskStatusName = Literal[
 ]
 
 
+# What the planner refuses, stated in the document (it still answers in its own words).
+StepKey = Annotated[Line, stated(pattern=STEP_KEY_PATTERN)]
+RequestedRole = Annotated[Line, DocumentedAs(Role, name="AgentRole")]  # the answers' enum
+
+
 class PlanStepIn(BaseModel):
+    """One step of a plan of your own. Beyond the schema: keys are unique, each of
+    `depends_on` is another step's key, no cycle, and one last step that nothing
+    depends on (an `answer` step is added when several would be)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    key: Line = Field(min_length=1, max_length=50, examples=["implement"])
-    agent: Line = Field(min_length=1, max_length=50, examples=["developer"])
-    instruction: Text = Field(min_length=1, max_length=4000)
-    depends_on: list[Line] = Field(default_factory=list, max_length=MAX_STEPS)
+    key: StepKey = Field(min_length=1, max_length=50, examples=["implement"])
+    agent: RequestedRole = Field(min_length=1, max_length=50, examples=["developer"])
+    instruction: NonBlankText = Field(min_length=1, max_length=4000)
+    depends_on: list[StepKey] = Field(default_factory=list, max_length=MAX_STEPS)
 
 
 class TaskOptions(BaseModel):
     """What every way of starting a task accepts besides the text."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        # agents and plan exclude each other (the use case says so in its own words)
+        json_schema_extra={
+            "not": {
+                "required": ["agents", "plan"],
+                "properties": {"agents": {"type": "array"}, "plan": {"type": "array"}},
+            }
+        },
+    )
 
-    title: LineOrNone = Field(default=None, max_length=TITLE_MAX)
-    agents: list[Line] | None = Field(
+    title: NonBlankLineOrNone = Field(default=None, max_length=TITLE_MAX)
+    agents: list[RequestedRole] | None = Field(
         default=None,
         min_length=1,
         max_length=MAX_STEPS,
@@ -56,8 +82,10 @@ class TaskOptions(BaseModel):
     plan: list[PlanStepIn] | None = Field(
         default=None, min_length=1, max_length=MAX_STEPS, description="a plan of your own"
     )
-    model: LineOrNone = Field(default=None, max_length=200, description="a configured model")
-    webhook_url: LineOrNone = Field(
+    model: LineOrNone = Field(
+        default=None, min_length=1, max_length=200, description="a configured model"
+    )
+    webhook_url: WebhookUrlOrNone = Field(
         default=None,
         max_length=2048,
         description="called (signed, Standard Webhooks) when the task ends; the answer to "
@@ -83,7 +111,7 @@ class TaskOptions(BaseModel):
 
 
 class TaskCreate(TaskOptions):
-    input: Text = Field(description="what you want done (at most 32 KiB by default)")
+    input: NonBlankText = Field(description="what you want done (at most 32 KiB by default)")
     conversation_id: UUID | None = None
 
 

@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 from chatsys.api.pagination import PageOut
-from chatsys.api.text import Line, TextOrNone
+from chatsys.api.text import CONTROL_OR_SPACE, Line, LineOrNone, TextOrNone, stated
 from chatsys.domain.webhooks.endpoints import DESCRIPTION_MAX, MAX_ROTATION_GRACE
 from chatsys.domain.webhooks.model import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
 
 WebhookEventName = Literal["task.succeeded", "task.failed", "task.cancelled", "approval.requested"]
 DeliveryStatusName = Literal["pending", "delivering", "succeeded", "failed"]
 
+# The URL rules a schema can state (http or https, no space or control character); the
+# host's own rules (a name or a public address, what it resolves to) are checked by the
+# service (domain/webhooks/urls.py) and named in its 422.
+_URL = stated(format="uri", pattern=f"^[Hh][Tt][Tt][Pp][Ss]?://[^{CONTROL_OR_SPACE}]+$")
+WebhookUrl = Annotated[Line, _URL]
+WebhookUrlOrNone = Annotated[LineOrNone, _URL]
+
 
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: Line = Field(max_length=2048, examples=["https://example.com/hooks/chatsys"])
+    url: WebhookUrl = Field(max_length=2048, examples=["https://example.com/hooks/chatsys"])
     event_types: list[WebhookEventName] | None = Field(
         default=None,
         min_length=1,
@@ -89,7 +96,7 @@ class WebhookPageOut(PageOut[WebhookOut]):
 class SecretRotation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    grace_seconds: float | None = Field(
+    grace_seconds: StrictFloat | None = Field(
         default=None,
         ge=0,
         le=MAX_ROTATION_GRACE,

@@ -28,7 +28,8 @@ from chatsys.domain.shared.errors import InvalidInput
 MAX_STEPS = 12
 FALLBACK_KEY = "fallback"
 _FALLBACK = "The team could not finish this request. Answer it directly and completely on your own."
-_KEY = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
+STEP_KEY_PATTERN = r"^[a-z][a-z0-9_]{0,49}$"  # a plan step's key
+_KEY = re.compile(STEP_KEY_PATTERN)
 ANSWER_KEY = "answer"
 
 

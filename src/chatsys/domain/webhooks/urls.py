@@ -1,10 +1,11 @@
 """Which webhook URLs the service may call: the URL rules and the address rules (SSRF).
 
-A URL must be http(s), at most ``max_length`` characters, without credentials, with
-a host. Every address the host stands for is checked: a literal IP in any spelling
-(``0x7f000001``, ``2130706433``, ``0177.0.0.1``, ``[::ffff:127.0.0.1]``) is
-normalised first, an IPv6 address that embeds an IPv4 one (IPv4-mapped and
--compatible, NAT64, 6to4, Teredo) is judged by that one too. Loopback, private,
+A URL must be an ASCII URI (RFC 3986, as the API document's ``format: uri`` says; an
+international host name in its ``xn--`` form), http(s), at most ``max_length``
+characters, without credentials, with a host. Every address the host stands for is
+checked: a literal IP in any spelling (``0x7f000001``, ``2130706433``, ``0177.0.0.1``,
+``[::ffff:127.0.0.1]``) is normalised first, an IPv6 address that embeds an IPv4 one
+(IPv4-mapped and -compatible, NAT64, 6to4, Teredo) is judged by that one too. Loopback, private,
 link-local, shared (CGNAT), reserved and documentation ranges are refused unless
 private networks are allowed; unspecified, multicast, broadcast and cloud metadata
 addresses are refused always. Resolving host names is the adapter's job (at
@@ -102,6 +103,11 @@ def parse_webhook_url(url: str, *, max_length: int = DEFAULT_MAX_URL_LENGTH) -> 
         raise InvalidInput(f"webhook URL is {len(url)} characters long; the limit is {max_length}")
     if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
         raise InvalidInput("webhook URL must not contain whitespace or control characters")
+    if not url.isascii():
+        raise InvalidInput(
+            "webhook URL must be ASCII, a URI: percent-encode other characters, and give "
+            "an international host name in its xn-- form"
+        )
     try:
         parts = urlsplit(url)
     except ValueError as exc:
