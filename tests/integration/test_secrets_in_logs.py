@@ -1,6 +1,6 @@
 """Inserts that fail log no secret: a refused webhook (its whsec_ secret), a refused API
 key (its hash), a refused task (the user's input, a secret in it, the task's webhook
-secret), on a database whose URL carries its password (the embedded Postgres has one).
+secret), on a database whose URL carries its password when it has one (the embedded Postgres does).
 Postgres quotes the refused row in its error (``DETAIL: Failing row contains (...)``),
 which the unhandled-error line logs with its traceback; the log is grepped for every one
 of those values."""
@@ -43,7 +43,6 @@ LEAKS = {
 
 @pytest.fixture
 def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
-    assert make_url(database_url).password
     return Settings(
         environment=Environment.TEST,
         data_dir=tmp_path / "data",
@@ -87,8 +86,10 @@ async def logged(
 async def test_refused_inserts_log_no_secret(
     logged: tuple[httpx.AsyncClient, io.StringIO], database_url: str
 ) -> None:
-    password = str(make_url(database_url).password)
-    leaks = {**LEAKS, "the database password": re.compile(re.escape(password))}
+    password = make_url(database_url).password
+    leaks = dict(LEAKS)
+    if password:  # the embedded Postgres has one; a server with trust auth (CI's second run) none
+        leaks["the database password"] = re.compile(re.escape(str(password)))
     client, out = logged
     refused = [
         await client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/hook"}),
