@@ -27,9 +27,9 @@ from chatsys.infra.db.unit_of_work import SqlUnitOfWork
 from chatsys.infra.events import RedisEventPublisher
 from chatsys.infra.logging import get_logger
 from chatsys.infra.mcp_store import RedisMcpStore
-from chatsys.infra.outages import OutageMonitor
+from chatsys.infra.outages import REDIS, OutageMonitor
 from chatsys.infra.queue import ArqJobQueue
-from chatsys.infra.redis import create_redis
+from chatsys.infra.redis import redis_client
 from chatsys.infra.settings import Settings
 from chatsys.infra.webhook_http import AddressVetter, HttpWebhookSender
 
@@ -85,12 +85,18 @@ class Resources:
     async def open(cls, settings: Settings, *, role: str) -> Resources:
         database_url, redis_url = service_urls(settings)
         engine = create_engine(settings.database, database_url, role=role)
-        try:
-            redis = await create_redis(redis_url, queue_name=settings.worker.queue_name)
-        except BaseException:
-            await engine.dispose()
-            raise
+        redis = redis_client(redis_url, queue_name=settings.worker.queue_name)
         outages = OutageMonitor.of(engine, redis)
+        try:
+            await redis.ping()
+        except BaseException as exc:
+            # Redis not there yet: the process starts anyway, reports the outage once
+            # and is not ready until it answers. Any other error (a wrong password) ends it.
+            if not isinstance(exc, Exception) or outages.report(exc) != REDIS:
+                await outages.close()
+                await redis.aclose()
+                await engine.dispose()
+                raise
         publisher = RedisEventPublisher(redis, outages=outages)
         return cls(settings, engine, create_session_factory(engine), redis, publisher, outages)
 

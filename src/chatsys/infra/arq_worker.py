@@ -20,6 +20,9 @@ and changes what a Redis outage (``chatsys.infra.outages``) does where arq meets
   Redis is back, so it can be picked again. Every chatsys job may run twice: the
   database says whether anything is left to do.
 
+- starting: a worker started while Redis is away waits for it (one warning, then one
+  line when it answers) instead of exiting after arq's few connection retries.
+
 Running jobs are not touched: a task keeps running on Postgres (its lease is there),
 and its live events are lost to pub/sub only, never to the log.
 """
@@ -28,11 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from arq.connections import ArqRedis, create_pool
 from arq.constants import in_progress_key_prefix
 from arq.worker import Worker
 
@@ -63,6 +68,46 @@ class SupervisedWorker(Worker):
         self._finish_patience = finish_patience
         self._failed_polls = 0
         self._unfinished: set[str] = set()  # job ids whose in-progress mark must go
+
+    async def main(self) -> None:
+        if self._pool is None:
+            self._pool = await self._connect()
+        await super().main()
+
+    async def _connect(self) -> ArqRedis:
+        """arq's pool, once Redis answers: tried with backoff (up to ``max_backoff`` x 5
+        seconds apart) for as long as it takes; a signal ends the wait (arq cancels
+        ``main``)."""
+        assert self.redis_settings is not None  # arq fills in its defaults
+        once = dataclasses.replace(self.redis_settings, conn_retries=0)  # we retry here
+        failures = 0
+        started = time.monotonic()
+        while True:
+            try:
+                pool = await create_pool(
+                    once,
+                    job_deserializer=self.job_deserializer,
+                    job_serializer=self.job_serializer,
+                    default_queue_name=self.queue_name,
+                    expires_extra_ms=self.expires_extra_ms,
+                )
+            except Exception as exc:
+                if outage_of(exc) != REDIS:
+                    raise
+                if not failures:
+                    log.warning("chatsys.worker.waiting_for_redis", error=str(exc))
+                failures += 1
+                await asyncio.sleep(
+                    min(self._max_backoff * 5, self._backoff * 2 ** min(failures, 8))
+                )
+                continue
+            if failures:
+                log.info(
+                    "chatsys.worker.redis_answered",
+                    waited_s=round(time.monotonic() - started, 1),
+                    attempts=failures + 1,
+                )
+            return pool
 
     async def _poll_iteration(self) -> None:
         try:

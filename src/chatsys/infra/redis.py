@@ -19,3 +19,13 @@ def arq_redis_settings(url: str) -> RedisSettings:
 async def create_redis(url: str, *, queue_name: str) -> ArqRedis:
     """An arq-capable client (a ``redis.asyncio.Redis`` that can also enqueue jobs)."""
     return await create_pool(arq_redis_settings(url), default_queue_name=queue_name)
+
+
+def redis_client(url: str, *, queue_name: str) -> ArqRedis:
+    """The same client as ``create_redis`` without connecting yet (each command connects
+    as it needs): for a process that must start while Redis is away."""
+    client: ArqRedis = ArqRedis.from_url(
+        url, socket_connect_timeout=arq_redis_settings(url).conn_timeout
+    )
+    client.default_queue_name = queue_name
+    return client
