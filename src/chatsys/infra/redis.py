@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis, RedisSettings
 
 KEY_PREFIX = "chatsys:"
 WORKERS_KEY = f"{KEY_PREFIX}workers"  # sorted set: worker id -> last heartbeat (unix time)
@@ -16,14 +16,10 @@ def arq_redis_settings(url: str) -> RedisSettings:
     return settings
 
 
-async def create_redis(url: str, *, queue_name: str) -> ArqRedis:
-    """An arq-capable client (a ``redis.asyncio.Redis`` that can also enqueue jobs)."""
-    return await create_pool(arq_redis_settings(url), default_queue_name=queue_name)
-
-
 def redis_client(url: str, *, queue_name: str) -> ArqRedis:
-    """The same client as ``create_redis`` without connecting yet (each command connects
-    as it needs): for a process that must start while Redis is away."""
+    """An arq-capable client (a ``redis.asyncio.Redis`` that can also enqueue jobs). It
+    does not connect yet (each command connects as it needs), so a process can start
+    while Redis is away."""
     client: ArqRedis = ArqRedis.from_url(
         url, socket_connect_timeout=arq_redis_settings(url).conn_timeout
     )
