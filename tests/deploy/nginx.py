@@ -15,14 +15,17 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from tests.support import ROOT, GiveUp, alive, eventually_sync, free_port
+
+Line = Callable[[dict[str, Any]], bool]  # a filter on a log line
 
 SHIPPED = ROOT / "deploy" / "nginx.conf"
 REQUIRE = "CHATSYS_REQUIRE_NGINX"
@@ -112,11 +115,18 @@ class Nginx:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def access(self) -> list[dict[str, object]]:
-        """The access log's lines so far (nginx writes one as each request ends)."""
+    def access(self, where: Line = lambda _: True, count: int = 0) -> list[dict[str, Any]]:
+        """The access log's lines ``where`` true, once there are ``count`` of them (nginx
+        writes a line as a request ends, which may be just after the client has read
+        the response)."""
         path = self.prefix / "access.log"
-        text = path.read_text() if path.exists() else ""
-        return [json.loads(line) for line in text.splitlines() if line]
+
+        def lines() -> list[dict[str, Any]] | None:
+            text = path.read_text() if path.exists() else ""
+            found = [line for raw in text.splitlines() if raw and where(line := json.loads(raw))]
+            return found if len(found) >= count else None
+
+        return eventually_sync(lines, within=10, message=f"{count} lines in {path}") or []
 
     def errors(self) -> str:
         path = self.prefix / "error.log"

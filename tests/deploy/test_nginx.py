@@ -23,7 +23,7 @@ import pytest
 import redis
 
 from chatsys.infra.embedded.stack import Endpoints
-from tests.deploy.nginx import Nginx, running_nginx
+from tests.deploy.nginx import Line, Nginx, running_nginx
 from tests.fakes.openai_compat import FakeOpenAI, run_fake_openai
 from tests.live import admin_key, module_database
 from tests.streams import TERMINAL, assert_gapless, deltas_by_step, read_sse, read_ws
@@ -61,14 +61,21 @@ class Deployment:
             base_url=self.nginx.base, transport=transport, headers=headers, timeout=30
         )
 
-    def requests(self) -> list[dict[str, Any]]:
-        """The request lines of both API processes' logs."""
-        return [
-            json.loads(raw)
-            for log in self.logs
-            for raw in log.read_text().splitlines()
-            if raw.startswith("{") and '"chatsys.api.request"' in raw
-        ]
+    def requests(self, where: Line = lambda _: True, count: int = 0) -> list[dict[str, Any]]:
+        """The request lines of both API processes' logs ``where`` true, once there are
+        ``count`` of them (a line is written just after its response)."""
+
+        def lines() -> list[dict[str, Any]] | None:
+            found = [
+                line
+                for log in self.logs
+                for raw in log.read_text().splitlines()
+                if raw.startswith("{") and '"chatsys.api.request"' in raw
+                if where(line := json.loads(raw))
+            ]
+            return found if len(found) >= count else None
+
+        return eventually_sync(lines, within=10, message=f"{count} request lines") or []
 
 
 @pytest.fixture(scope="module")
@@ -120,10 +127,10 @@ def test_a_client_rotating_forwarded_for_is_limited_by_its_own_address(
         codes = [client.get("/v1/me", headers={"X-Forwarded-For": f}).status_code for f in forged]
     assert codes == [401] * ANONYMOUS_LIMIT + [429] * (10 - ANONYMOUS_LIMIT)
     # Both API processes answered (one limit, shared), and each logged the real client.
-    seen = [line for line in deployment.nginx.access() if line["uri"] == "/v1/me"]
+    seen = deployment.nginx.access(lambda line: line["uri"] == "/v1/me", 10)
     assert {line["remote"] for line in seen} == {CLIENT}
     assert {line["upstream"] for line in seen} == {f"127.0.0.1:{p}" for p in deployment.ports}
-    logged = [line for line in deployment.requests() if line["path"] == "/v1/me"]
+    logged = deployment.requests(lambda line: line["path"] == "/v1/me", 10)
     assert sorted((line["client"], line["status"]) for line in logged) == sorted(
         (CLIENT, code) for code in codes
     )
@@ -168,7 +175,9 @@ async def test_a_task_streams_through_nginx_over_sse_and_websocket(
     assert ws.code == 1000, (ws.code, ws.reason)
     assert early + rest.events == ws.events
     assert deltas_by_step(ws.events) == {s["key"]: s["output"] for s in task["steps"]}
-    streams = [line for line in deployment.nginx.access() if task_id in str(line["uri"])]
+    # nginx logs the WebSocket when it closes: wait for that line.
+    deployment.nginx.access(lambda line: line["uri"].endswith(f"{task_id}/stream"), 1)
+    streams = deployment.nginx.access(lambda line: task_id in line["uri"])
     assert {line["status"] for line in streams} <= {101, 200}, streams
 
 
@@ -180,9 +189,10 @@ def test_request_ids_are_kept_when_sent_and_made_up_when_not(deployment: Deploym
     assert kept.headers["x-request-id"] == "client-chosen.42"
     request_id = made_up.headers["x-request-id"]
     # nginx made this one and passed it on: the API answered and logged nginx's id.
-    assert request_id in {line["request_id"] for line in deployment.nginx.access()}
-    logged = {line["request_id"] for line in deployment.requests()}
-    assert {"client-chosen.42", request_id} <= logged
+    assert deployment.nginx.access(lambda line: line["request_id"] == request_id, 1)
+    ids = {"client-chosen.42", request_id}
+    logged = deployment.requests(lambda line: line.get("request_id") in ids, 2)
+    assert {line["request_id"] for line in logged} == ids
 
 
 async def _closed_after(request: bytes, port: int, within: float = 30) -> tuple[float, bytes]:
@@ -200,7 +210,10 @@ async def _closed_after(request: bytes, port: int, within: float = 30) -> tuple[
 async def test_nginx_refuses_a_big_body_and_hangs_up_on_slow_clients(
     deployment: Deployment,
 ) -> None:
-    posts = sum(line["path"] == "/v1/tasks" for line in deployment.requests())
+    def posts() -> int:
+        return len(deployment.requests(lambda line: line["path"] == "/v1/tasks"))
+
+    before = posts()
     async with httpx.AsyncClient(
         base_url=deployment.nginx.base, headers=deployment.auth, timeout=30
     ) as http:
@@ -217,7 +230,7 @@ async def test_nginx_refuses_a_big_body_and_hangs_up_on_slow_clients(
     assert "problem+json" not in big.headers.get("content-type", "")  # nginx's own page
     assert api.status_code == 413
     assert api.headers["content-type"] == "application/problem+json"
-    assert sum(line["path"] == "/v1/tasks" for line in deployment.requests()) == posts + 1
+    deployment.requests(lambda line: line["path"] == "/v1/tasks", before + 1)
 
     # A head that never ends and a body that never comes: nginx hangs up (its 10 s
     # timeouts), the API never sees them.
@@ -228,27 +241,35 @@ async def test_nginx_refuses_a_big_body_and_hangs_up_on_slow_clients(
     for seconds, said in results:
         assert seconds > 5, results  # not refused at once: timed out
         assert said == b"" or said.startswith(b"HTTP/1.1 408"), said[:200]
-    assert sum(line["path"] == "/v1/tasks" for line in deployment.requests()) == posts + 1
+    assert posts() == before + 1  # neither the 1 MiB body nor the slow ones reached it
 
 
 def test_a_killed_api_process_is_stepped_around(deployment: Deployment) -> None:
     dead, survivor = deployment.ports
-    before = len(deployment.nginx.access())
     deployment.apis[0].kill()
     deployment.apis[0].wait(10)
+    ids = (f"failover-{n}" for n in range(1000))  # to find these requests in nginx's log
     with deployment.client(**deployment.auth) as client:
-        reads = [client.get("/v1/me").status_code for _ in range(10)]
-        made = [client.post("/v1/tasks", json={"input": f"Write haiku {i}"}) for i in range(4)]
+
+        def get(path: str) -> httpx.Response:
+            return client.get(path, headers={"X-Request-ID": next(ids)})
+
+        reads = [get("/v1/me").status_code for _ in range(10)]
+        made = [
+            client.post("/v1/tasks", json={"input": f"Write haiku {i}"},
+                        headers={"X-Request-ID": next(ids)})
+            for i in range(4)
+        ]  # fmt: skip
         assert reads == [200] * 10
         assert [m.status_code for m in made] == [202] * 4, [m.text for m in made]
 
         def finished() -> bool:
-            states = {client.get(f"/v1/tasks/{m.json()['id']}").json()["status"] for m in made}
+            states = {get(f"/v1/tasks/{m.json()['id']}").json()["status"] for m in made}
             return states == {"succeeded"}
 
         eventually_sync(finished, within=60, every=0.5)
-    after = deployment.nginx.access()[before:]
-    upstreams = {str(line["upstream"]) for line in after}
+    after = deployment.nginx.access(lambda line: line["request_id"].startswith("failover-"), 14)
+    upstreams = {line["upstream"] for line in after}
     # nginx tried the dead process, then answered from the other one ...
     assert f"127.0.0.1:{dead}, 127.0.0.1:{survivor}" in upstreams, upstreams
     # ... and every answer came from the survivor.
