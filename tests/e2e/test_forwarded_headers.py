@@ -3,7 +3,8 @@ real `chatsys api` processes: with the default (none), a same-host client rotati
 header is still one client to the anonymous per-IP limit and to the request log; with
 loopback trusted (a proxy on this host), the forwarded address is the one limited and
 logged, and of a chain as nginx sends it (``$proxy_add_x_forwarded_for``), the address
-nginx appended. (No nginx binary here: the chain is sent as nginx would send it.)"""
+nginx appended. (The chain is sent here as nginx would send it; tests/deploy/test_nginx.py
+runs nginx itself with the shipped config.)"""
 
 from __future__ import annotations
 
