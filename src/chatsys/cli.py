@@ -117,18 +117,20 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     from chatsys.bootstrap import load_settings
     from chatsys.bootstrap.cli import create_key_now
     from chatsys.domain.access.model import Role
+    from chatsys.domain.tasks.model import Priority
 
     key, full = create_key_now(
         load_settings(),
         name=args.name,
         role=Role(args.role),
         subject=args.subject,
+        default_priority=Priority(args.priority),
         progress=lambda m: print(f"chatsys: {m}", file=sys.stderr),
     )
     print(full)
     print(
-        f"chatsys: created {key.role.value} key {key.id} ({key.name}, subject {key.subject}); "
-        "it is shown only now",
+        f"chatsys: created {key.role.value} key {key.id} ({key.name}, subject {key.subject}, "
+        f"default priority {key.default_priority.value}); it is shown only now",
         file=sys.stderr,
     )
     return 0
@@ -233,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--role", choices=["admin", "member", "viewer"], default="member", help="default member"
     )
     keys_create.add_argument("--subject", help="who owns what it creates (default: the key)")
+    keys_create.add_argument(
+        "--priority",
+        choices=["low", "normal", "high"],
+        default="normal",
+        help="the priority of the tasks it submits without one (default normal)",
+    )
     keys_create.set_defaults(handler=cmd_keys_create)
 
     mcp = sub.add_parser(

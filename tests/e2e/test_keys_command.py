@@ -22,9 +22,10 @@ from tests.support import (
 )
 
 
-def keys_create(data_dir: Path, name: str) -> subprocess.CompletedProcess[str]:
+def keys_create(data_dir: Path, name: str, *more: str) -> subprocess.CompletedProcess[str]:
+    command = ["keys", "create", "--name", name, "--role", "admin", *more]
     return subprocess.run(
-        [sys.executable, "-m", "chatsys", "keys", "create", "--name", name, "--role", "admin"],
+        [sys.executable, "-m", "chatsys", *command],
         env=clean_env(CHATSYS_DATA_DIR=str(data_dir)),
         check=False,
         capture_output=True,
@@ -58,13 +59,15 @@ def test_keys_create_works_with_dev_stopped_and_running(tmp_path: Path) -> None:
         wait_ready(base, 120, proc=dev, log=log)
         me = httpx.get(f"{base}/v1/me", headers={"Authorization": f"Bearer {ci_key}"})
         assert me.status_code == 200, me.text
-        assert me.json()["role"] == "admin"
+        assert (me.json()["role"], me.json()["default_priority"]) == ("admin", "normal")
 
-        second = keys_create(data_dir, "while dev runs")
+        second = keys_create(data_dir, "while dev runs", "--priority", "low")
         later_key = printed_key(second)
         assert "using the embedded Postgres of the chatsys process" in second.stderr
+        assert "default priority low" in second.stderr
         me = httpx.get(f"{base}/v1/me", headers={"Authorization": f"Bearer {later_key}"})
         assert me.status_code == 200, me.text
+        assert me.json()["default_priority"] == "low"
         assert httpx.get(f"{base}/readyz").status_code == 200  # dev is still whole
 
         dev.send_signal(signal.SIGINT)

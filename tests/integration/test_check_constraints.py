@@ -20,7 +20,7 @@ from sqlalchemy import CheckConstraint
 from chatsys.domain.access.model import Role as KeyRole
 from chatsys.domain.approvals.model import ApprovalStatus
 from chatsys.domain.conversations.model import MessageRole
-from chatsys.domain.tasks.model import StepStatus, TaskStatus
+from chatsys.domain.tasks.model import Priority, StepStatus, TaskStatus
 from chatsys.domain.webhooks.model import DeliveryStatus
 from chatsys.infra.db import migrations
 from chatsys.infra.db.models import Base
@@ -33,6 +33,7 @@ ENUM_CHECKS: dict[str, tuple[str, type[StrEnum]]] = {
     "ck_messages_role": ("role", MessageRole),
     "ck_webhook_deliveries_status": ("status", DeliveryStatus),
     "ck_api_keys_role": ("role", KeyRole),
+    "ck_api_keys_default_priority": ("default_priority", Priority),
     "ck_approvals_status": ("status", ApprovalStatus),
 }
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from uuid import uuid4
+
 import pytest
 
 from chatsys.domain.access.model import Role
-from chatsys.domain.access.use_cases import Authenticate, CreateApiKey, RevokeApiKey
-from chatsys.domain.shared.errors import InvalidInput
+from chatsys.domain.access.use_cases import (
+    Authenticate,
+    CreateApiKey,
+    RevokeApiKey,
+    SetKeyPriority,
+)
+from chatsys.domain.shared.errors import Conflict, InvalidInput, NotFound
+from chatsys.domain.tasks.model import Priority
 from tests.unit.fakes import FakeClock, FakeDatabase
 
 
@@ -57,3 +65,45 @@ async def test_a_bad_name_stores_nothing() -> None:
         )
     assert db.committed.api_keys == {}
     assert db.committed.audit == []
+
+
+async def test_a_keys_default_priority_goes_with_its_principal_and_can_be_changed() -> None:
+    clock = FakeClock()
+    db = FakeDatabase(clock)
+    key, full = await CreateApiKey(db.uow, clock).execute(
+        name="batch", role=Role.MEMBER, subject="etl", actor="admin",
+        default_priority=Priority.LOW,
+    )  # fmt: skip
+    authenticate = Authenticate(db.uow, clock, cache_seconds=30)
+    principal = await authenticate.execute(full)
+    assert principal is not None
+    assert principal.default_priority is Priority.LOW
+
+    changed = await SetKeyPriority(db.uow).execute(
+        key.id, default_priority=Priority.HIGH, actor="admin"
+    )
+    assert changed.default_priority is Priority.HIGH
+    authenticate.forget(key.id)
+    principal = await authenticate.execute(full)
+    assert principal is not None
+    assert principal.default_priority is Priority.HIGH
+    [_, update] = db.committed.audit
+    assert (update.action, update.details) == (
+        "api_key.update",
+        {"default_priority": "high", "was": "low"},
+    )
+    await SetKeyPriority(db.uow).execute(key.id, default_priority=Priority.HIGH, actor="admin")
+    assert len(db.committed.audit) == 2  # no change, no entry
+
+
+async def test_a_revoked_or_unknown_key_cannot_be_changed() -> None:
+    db = FakeDatabase()
+    key, _ = await CreateApiKey(db.uow, db.clock).execute(
+        name="ci", role=Role.MEMBER, subject=None, actor="admin"
+    )
+    await RevokeApiKey(db.uow, db.clock).execute(key.id, actor="admin")
+    with pytest.raises(Conflict, match="revoked"):
+        await SetKeyPriority(db.uow).execute(key.id, default_priority=Priority.LOW, actor="a")
+    with pytest.raises(NotFound):
+        await SetKeyPriority(db.uow).execute(uuid4(), default_priority=Priority.LOW, actor="a")
+    assert db.committed.api_keys[key.id].default_priority is Priority.NORMAL

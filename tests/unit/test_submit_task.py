@@ -241,6 +241,44 @@ async def test_a_tasks_priority_goes_with_its_job_on_the_fast_path_and_the_relay
     assert high.fingerprint() != TaskRequest(input=REQUEST.input).fingerprint()
 
 
+async def test_without_a_priority_the_task_gets_the_callers_default_and_an_explicit_one_wins() -> (
+    None
+):
+    w = World()
+
+    async def by_low_key(request: TaskRequest) -> Priority:
+        task, _ = await w.submit.execute(
+            role=Role.MEMBER, owner="etl", request=request, default_priority=Priority.LOW
+        )
+        assert w.jobs.priorities[-1] is w.task(task.id).priority  # its job's too
+        return w.task(task.id).priority
+
+    assert await by_low_key(REQUEST) is Priority.LOW
+    assert await by_low_key(TaskRequest(REQUEST.input, priority=Priority.HIGH)) is Priority.HIGH
+    # explicit, though it is what most keys default to
+    assert await by_low_key(TaskRequest(REQUEST.input, priority=Priority.NORMAL)) is Priority.NORMAL
+
+
+async def test_a_replay_without_a_priority_matches_after_the_keys_default_changed() -> None:
+    w = World()
+    first, _ = await w.submit.execute(
+        role=Role.MEMBER, owner="etl", request=REQUEST, idempotency_key="k-1",
+        default_priority=Priority.LOW,
+    )  # fmt: skip
+    again, created = await w.submit.execute(
+        role=Role.MEMBER, owner="etl", request=REQUEST, idempotency_key="k-1",
+        default_priority=Priority.HIGH,
+    )  # fmt: skip
+    assert (again.id, again.priority, created) == (first.id, Priority.LOW, False)
+    explicit = TaskRequest(REQUEST.input, metadata=REQUEST.metadata, priority=Priority.LOW)
+    with pytest.raises(Conflict, match="different request body"):  # not the body sent before
+        await w.submit.execute(
+            role=Role.MEMBER, owner="etl", request=explicit, idempotency_key="k-1",
+            default_priority=Priority.LOW,
+        )  # fmt: skip
+    assert len(w.db.committed.tasks) == 1
+
+
 async def test_a_role_the_quota_table_does_not_name_may_not_submit_and_nothing_is_written() -> None:
     """Defect 3: quotas were looked up by each router and ``SubmitTask`` took none by
     default, so a caller without a quota entry submitted without limits (fail open)."""

@@ -181,6 +181,7 @@ class _ReplayingSubmit(SubmitTask):
         idempotency_key: str | None = None,
         role: Any = None,
         actor: str = "system",
+        default_priority: Any = None,
     ) -> tuple[Task, bool]:
         return self._task, False
 

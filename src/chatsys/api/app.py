@@ -155,7 +155,7 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(web.cors_origins),
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
             expose_headers=["Location", "Retry-After", "RateLimit-Limit", "RateLimit-Remaining",
                             "RateLimit-Reset", "X-Request-Id"],

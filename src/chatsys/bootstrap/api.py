@@ -49,6 +49,7 @@ from chatsys.domain.access.use_cases import (
     ListApiKeys,
     ListAuditLogs,
     RevokeApiKey,
+    SetKeyPriority,
 )
 from chatsys.domain.approvals.decisions import DecideApproval, ListApprovals
 from chatsys.domain.conversations.messages import ListMessages
@@ -208,6 +209,7 @@ def wire_access(wiring: Wiring, parts: ApiParts) -> None:
     wiring.provide(access_api.create_key, CreateApiKey(uow, clock))
     wiring.provide(access_api.list_keys, ListApiKeys(uow))
     wiring.provide(access_api.revoke_key, RevokeApiKey(uow, clock))
+    wiring.provide(access_api.set_key_priority, SetKeyPriority(uow))
     wiring.provide(access_api.forget_key, authenticate.forget)
     wiring.provide(access_api.audit_logs, ListAuditLogs(uow))
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from chatsys.bootstrap.components import service_urls
 from chatsys.domain.access.model import ApiKey, Role
 from chatsys.domain.access.use_cases import Authenticate, CreateApiKey
+from chatsys.domain.tasks.model import Priority
 from chatsys.infra.clock import SystemClock
 from chatsys.infra.db import migrations
 from chatsys.infra.db.engine import create_engine, create_session_factory
@@ -62,6 +63,7 @@ async def create_key(
     name: str,
     role: Role,
     subject: str | None,
+    default_priority: Priority = Priority.NORMAL,
     database_url: str | None = None,
 ) -> tuple[ApiKey, str]:
     """A key straight into the database (``database_url``, else the configured one)."""
@@ -71,14 +73,20 @@ async def create_key(
     try:
         uow = SqlUnitOfWork(create_session_factory(engine))
         return await CreateApiKey(lambda: uow, SystemClock()).execute(
-            name=name, role=role, subject=subject, actor="cli"
+            name=name, role=role, subject=subject, actor="cli", default_priority=default_priority
         )
     finally:
         await engine.dispose()
 
 
 def create_key_now(
-    settings: Settings, *, name: str, role: Role, subject: str | None, progress: Progress
+    settings: Settings,
+    *,
+    name: str,
+    role: Role,
+    subject: str | None,
+    progress: Progress,
+    default_priority: Priority = Priority.NORMAL,
 ) -> tuple[ApiKey, str]:
     """`chatsys keys create`: the key in the configured database, else in the data dir's
     embedded one, whether `chatsys dev` runs (its Postgres) or not (Postgres started for
@@ -88,9 +96,15 @@ def create_key_now(
         if database.started_here:
             progress("applying database migrations")
             migrations.upgrade(database.url)
-        return asyncio.run(
-            create_key(settings, name=name, role=role, subject=subject, database_url=database.url)
+        made = create_key(
+            settings,
+            name=name,
+            role=role,
+            subject=subject,
+            default_priority=default_priority,
+            database_url=database.url,
         )
+        return asyncio.run(made)
 
 
 @dataclass(frozen=True, slots=True)

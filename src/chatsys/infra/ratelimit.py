@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from chatsys.domain.access.model import Principal, Role
 from chatsys.domain.access.ports import RateDecision
+from chatsys.domain.tasks.model import Priority
 from chatsys.infra.redis import KEY_PREFIX
 
 # KEYS[1]: the client's key. ARGV: emission interval (ms), period (ms), cost (tokens).
@@ -128,6 +129,7 @@ class RedisTickets:
             "subject": principal.subject,
             "role": principal.role.value,
             "key_id": str(principal.key_id) if principal.key_id else None,
+            "default_priority": principal.default_priority.value,
         }
         await self._redis.set(self._name(ticket), orjson.dumps(body), px=int(self.ttl * 1000))
         return ticket
@@ -140,4 +142,5 @@ class RedisTickets:
             return None
         body = orjson.loads(raw)
         key_id = UUID(body["key_id"]) if body.get("key_id") else None
-        return Principal(body["subject"], Role(body["role"]), key_id)
+        priority = Priority(body.get("default_priority", Priority.NORMAL))
+        return Principal(body["subject"], Role(body["role"]), key_id, priority)

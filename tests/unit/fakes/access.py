@@ -11,6 +11,7 @@ from uuid import UUID
 from chatsys.domain.access.model import ApiKey, AuditEntry
 from chatsys.domain.access.ports import RateDecision
 from chatsys.domain.shared.clock import Clock
+from chatsys.domain.tasks.model import Priority
 from tests.unit.fakes.session import Session
 
 TOUCH_EVERY = timedelta(minutes=1)
@@ -78,6 +79,11 @@ class FakeApiKeyRepository:
         found = self._rows.get(key_id)
         if found is not None and found.revoked_at is None:
             found.revoked_at = at
+
+    async def set_default_priority(self, key_id: UUID, priority: Priority) -> None:
+        found = self._rows.get(key_id)
+        if found is not None:
+            found.default_priority = priority
 
     async def touch(self, key_id: UUID, at: datetime) -> None:
         found = self._rows.get(key_id)

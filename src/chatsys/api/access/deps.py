@@ -22,7 +22,13 @@ from chatsys.api.access.middleware import AccessServices
 from chatsys.api.wiring import Provider
 from chatsys.domain.access.model import Principal, Role
 from chatsys.domain.access.ports import TicketStore
-from chatsys.domain.access.use_cases import CreateApiKey, ListApiKeys, ListAuditLogs, RevokeApiKey
+from chatsys.domain.access.use_cases import (
+    CreateApiKey,
+    ListApiKeys,
+    ListAuditLogs,
+    RevokeApiKey,
+    SetKeyPriority,
+)
 
 
 async def current_principal(connection: HTTPConnection) -> Principal:
@@ -72,6 +78,9 @@ ListApiKeysDep = Annotated[ListApiKeys, Depends(list_keys)]
 
 revoke_key = Provider[RevokeApiKey]("revoke_key")
 RevokeApiKeyDep = Annotated[RevokeApiKey, Depends(revoke_key)]
+
+set_key_priority = Provider[SetKeyPriority]("set_key_priority")
+SetKeyPriorityDep = Annotated[SetKeyPriority, Depends(set_key_priority)]
 
 forget_key = Provider[ForgetKey]("forget_key")
 ForgetKeyDep = Annotated[ForgetKey, Depends(forget_key)]

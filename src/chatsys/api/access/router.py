@@ -17,17 +17,27 @@ from chatsys.api.access.deps import (
     ListAuditLogsDep,
     PrincipalDep,
     RevokeApiKeyDep,
+    SetKeyPriorityDep,
     TicketStoreDep,
 )
 from chatsys.api.idempotency import ShownOnceIdempotencyKeyHeader, once
 from chatsys.api.pagination import PageOut
+from chatsys.api.problems import problem_response
 from chatsys.api.text import LINE, LineOrNone, NonBlankLine
 from chatsys.api.timestamps import INSTANT
 from chatsys.domain.access.model import NAME_MAX, ApiKey, AuditEntry, Role
+from chatsys.domain.tasks.model import Priority
 
 router = APIRouter(tags=["access"])
 
 RoleName = Annotated[Role, Field(description="admin, member or viewer")]
+DefaultPriority = Annotated[
+    Priority,
+    Field(
+        description="the priority of the tasks the key submits without one (an explicit "
+        "`priority` wins)"
+    ),
+]
 
 
 class ApiKeyCreate(BaseModel):
@@ -42,6 +52,15 @@ class ApiKeyCreate(BaseModel):
         description="who owns what the key creates; keys with the same subject share "
         "their objects (default: a subject of its own)",
     )
+    default_priority: DefaultPriority = Priority.NORMAL
+
+
+class ApiKeyUpdate(BaseModel):
+    """What can change on a key (its role, subject and secret cannot: make another key)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default_priority: DefaultPriority
 
 
 class ApiKeyOut(BaseModel):
@@ -49,6 +68,7 @@ class ApiKeyOut(BaseModel):
     name: str
     role: Role
     subject: str
+    default_priority: DefaultPriority
     prefix: str
     created_at: datetime
     created_by: str | None
@@ -62,6 +82,7 @@ class ApiKeyOut(BaseModel):
             name=key.name,
             role=key.role,
             subject=key.subject,
+            default_priority=key.default_priority,
             prefix=key.prefix,
             created_at=key.created_at,
             created_by=key.created_by,
@@ -82,6 +103,7 @@ class MeOut(BaseModel):
     subject: str
     role: Role
     key_id: UUID | None = Field(description="null when authentication is switched off")
+    default_priority: DefaultPriority
 
 
 class TicketOut(BaseModel):
@@ -134,6 +156,7 @@ async def create_api_key(
 ) -> ApiKeyCreatedOut:
     key, full = await create_key.execute(
         name=body.name, role=body.role, subject=body.subject, actor=principal.actor,
+        default_priority=body.default_priority,
         once=once(principal, idempotency_key, ApiKeyOut.of),  # recorded without the key
     )  # fmt: skip
     response.headers["Location"] = f"/v1/api-keys/{key.id}"
@@ -151,6 +174,26 @@ async def list_api_keys(
     return ApiKeyPageOut.of(page, ApiKeyOut.of)
 
 
+@router.patch(
+    "/v1/api-keys/{key_id}",
+    response_model=ApiKeyOut,
+    summary="Change an API key's default task priority (admin)",
+    responses={409: problem_response(409, "The key is revoked", path="/v1/api-keys/{key_id}")},
+)
+async def update_api_key(
+    key_id: UUID,
+    body: ApiKeyUpdate,
+    set_priority: SetKeyPriorityDep,
+    forget_key: ForgetKeyDep,
+    principal: AdminDep,
+) -> ApiKeyOut:
+    key = await set_priority.execute(
+        key_id, default_priority=body.default_priority, actor=principal.actor
+    )
+    forget_key(key_id)  # this process' cache; the others' within auth cache_seconds
+    return ApiKeyOut.of(key)
+
+
 @router.delete(
     "/v1/api-keys/{key_id}",
     status_code=status.HTTP_204_NO_CONTENT,
@@ -166,7 +209,12 @@ async def revoke_api_key(
 
 @router.get("/v1/me", response_model=MeOut, summary="Who the key belongs to")
 async def me(principal: PrincipalDep) -> MeOut:
-    return MeOut(subject=principal.subject, role=principal.role, key_id=principal.key_id)
+    return MeOut(
+        subject=principal.subject,
+        role=principal.role,
+        key_id=principal.key_id,
+        default_priority=principal.default_priority,
+    )
 
 
 @router.post(

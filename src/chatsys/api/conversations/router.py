@@ -146,6 +146,7 @@ async def post_message(
         idempotency_key=idempotency_key,
         actor=principal.actor,
         role=principal.role,
+        default_priority=principal.default_priority,
     )
     response.headers["Location"] = f"/v1/tasks/{task.id}"
     if not created:  # as POST /v1/tasks: the task as it is now, and its secret

@@ -354,6 +354,7 @@ class _Connection:
             request=request,
             actor=self.principal.actor,
             role=self.principal.role,
+            default_priority=self.principal.default_priority,
         )
         await self.send(
             MessageAcceptedFrame(

@@ -60,6 +60,7 @@ async def create_task(
         idempotency_key=idempotency_key,
         actor=principal.actor,
         role=principal.role,
+        default_priority=principal.default_priority,
     )
     response.headers["Location"] = f"/v1/tasks/{task.id}"
     if not created:  # the task as it is now, with the secret the first answer showed

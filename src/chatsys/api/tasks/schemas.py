@@ -92,8 +92,10 @@ class TaskOptions(BaseModel):
         "the submission carries its secret",
     )
     metadata: JsonObject = Field(default_factory=dict, max_length=50)
-    priority: Priority = Field(
-        default=Priority.NORMAL, description="under a backlog higher priorities start first"
+    priority: Priority | None = Field(
+        default=None,
+        description="under a backlog higher priorities start first (default: the API "
+        "key's `default_priority`, `normal` for most keys)",
     )
 
     def to_request(self, text: str, conversation_id: UUID | None) -> TaskRequest:

@@ -5,7 +5,8 @@ prefix finds the row and the hashes are compared in constant time. The key's
 ``subject`` owns what the key creates (several keys can share one subject, so a
 rotated key keeps its owner's tasks). Roles: ``admin`` may do everything and
 sees every owner's objects; ``member`` works on its subject's objects;
-``viewer`` only reads them.
+``viewer`` only reads them. A key's ``default_priority`` is the priority of the tasks
+it submits without one (an explicit ``priority`` wins; no key is capped).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from chatsys.domain.shared.errors import Forbidden
+from chatsys.domain.tasks.model import Priority
 
 KEY_PREFIX = "csk"
 _ALPHABET = string.ascii_letters + string.digits
@@ -47,6 +49,7 @@ class Principal:
     subject: str
     role: Role
     key_id: UUID | None = None  # None: authentication is switched off (development)
+    default_priority: Priority = Priority.NORMAL  # of its tasks submitted without one
 
     @property
     def actor(self) -> str:
@@ -79,13 +82,14 @@ class ApiKey:
     created_by: str | None = None
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+    default_priority: Priority = Priority.NORMAL
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
 
     def principal(self) -> Principal:
-        return Principal(self.subject, self.role, self.id)
+        return Principal(self.subject, self.role, self.id, self.default_priority)
 
 
 def hash_secret(secret: str) -> str:

@@ -10,6 +10,7 @@ from uuid import UUID
 
 from chatsys.domain.access.model import ApiKey, AuditEntry, Principal
 from chatsys.domain.shared.idempotency import IdempotencyUnitOfWork
+from chatsys.domain.tasks.model import Priority
 
 
 class ApiKeyRepository(Protocol):
@@ -24,6 +25,8 @@ class ApiKeyRepository(Protocol):
         ...
 
     async def revoke(self, key_id: UUID, at: datetime) -> None: ...
+
+    async def set_default_priority(self, key_id: UUID, priority: Priority) -> None: ...
 
     async def touch(self, key_id: UUID, at: datetime) -> None:
         """Record a use (at most once a minute is written)."""

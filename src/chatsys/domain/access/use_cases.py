@@ -23,6 +23,7 @@ from chatsys.domain.shared.errors import Conflict, InvalidInput, NotFound
 from chatsys.domain.shared.idempotency import IdempotentRequest, Replayed, claim_key
 from chatsys.domain.shared.pagination import Page, cut_page, decode_cursor
 from chatsys.domain.shared.uow import Factory
+from chatsys.domain.tasks.model import Priority
 
 
 class CreateApiKey:
@@ -43,19 +44,22 @@ class CreateApiKey:
         role: Role,
         subject: str | None,
         actor: str,
+        default_priority: Priority = Priority.NORMAL,
         once: IdempotentRequest[ApiKey] | None = None,
     ) -> tuple[ApiKey, str]:
         name = name.strip()
         if not name or len(name) > NAME_MAX:
             raise InvalidInput(f"name must be 1 to {NAME_MAX} characters")
         request = {"name": name, "role": role.value, "subject": subject}
+        if default_priority is not Priority.NORMAL:  # requests recorded before it still match
+            request["default_priority"] = default_priority.value
         key_id = uuid4()
         subject = subject or str(key_id)
         if not SUBJECT_SHAPE.match(subject):
             raise InvalidInput("subject: 1 to 200 of letters, digits and . _ @ : -")
         full, prefix, secret_hash = new_key()
         key = ApiKey(key_id, name, role, subject, prefix, secret_hash, self._clock.now(),
-                     created_by=actor)  # fmt: skip
+                     created_by=actor, default_priority=default_priority)  # fmt: skip
         async with self._uow() as uow:
             try:
                 claim = await claim_key(uow, once, "api_key.create", request, at=key.created_at)
@@ -68,7 +72,8 @@ class CreateApiKey:
             await uow.api_keys.add(key)
             await uow.audit.add(
                 AuditEntry("api_key.create", actor, target=f"api_key:{key_id}",
-                           details={"name": name, "role": role.value, "subject": subject})
+                           details={"name": name, "role": role.value, "subject": subject,
+                                    "default_priority": default_priority.value})
             )  # fmt: skip
             await claim.record(key)
             await uow.commit()
@@ -102,6 +107,34 @@ class RevokeApiKey:
                 await uow.audit.add(
                     AuditEntry("api_key.revoke", actor, target=f"api_key:{key_id}",
                                details={"name": key.name})
+                )  # fmt: skip
+                await uow.commit()
+        return key
+
+
+class SetKeyPriority:
+    """Change a key's ``default_priority``: the priority of the tasks it submits from now
+    on without one (tasks already submitted keep theirs). A revoked key cannot be changed.
+    A process that has the key's principal cached (``Authenticate``) sees the change
+    within its ``cache_seconds`` (at once where the caller also ``forget``s the key)."""
+
+    def __init__(self, uow: Factory[AccessUnitOfWork]) -> None:
+        self._uow = uow
+
+    async def execute(self, key_id: UUID, *, default_priority: Priority, actor: str) -> ApiKey:
+        async with self._uow() as uow:
+            key = await uow.api_keys.get(key_id)
+            if key is None:
+                raise NotFound(f"API key {key_id} does not exist")
+            if not key.active:
+                raise Conflict(f"API key {key_id} is revoked; it cannot be changed")
+            if key.default_priority is not default_priority:
+                before, key.default_priority = key.default_priority, default_priority
+                await uow.api_keys.set_default_priority(key_id, default_priority)
+                await uow.audit.add(
+                    AuditEntry("api_key.update", actor, target=f"api_key:{key_id}",
+                               details={"default_priority": default_priority.value,
+                                        "was": before.value})
                 )  # fmt: skip
                 await uow.commit()
         return key

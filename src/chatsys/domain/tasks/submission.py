@@ -46,10 +46,13 @@ class TaskRequest:
     model: str | None = None
     webhook_url: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
-    priority: Priority = Priority.NORMAL
+    priority: Priority | None = None  # None: the submitter's default (its API key's)
 
     def fingerprint(self) -> str:
-        """A hash of everything the client sent, to recognise a replay under the same key."""
+        """A hash of everything the client sent, to recognise a replay under the same key.
+
+        ``priority`` counts as sent, not as resolved: a replay of a body without one
+        matches even after its key's default changed."""
         body = {
             "input": self.input,
             "conversation_id": str(self.conversation_id) if self.conversation_id else None,
@@ -60,7 +63,7 @@ class TaskRequest:
             "webhook_url": self.webhook_url,
             "metadata": dict(self.metadata),
         }
-        if self.priority is not Priority.NORMAL:  # hashes made before priorities still match
+        if self.priority is not None:  # hashes of bodies without one stay as they were
             body["priority"] = self.priority.value
         raw = json.dumps(body, sort_keys=True, default=str).encode()
         return hashlib.sha256(raw).hexdigest()
@@ -141,7 +144,9 @@ class SubmitTask:
     - the task, its ``task.created`` event and its outbox entry are written in
       one transaction; the job is enqueued only after the commit;
     - a ``webhook_url`` must pass the URL and address rules (``url_guard``); the task
-      gets its own signing secret for it, shown in the answer to the submission.
+      gets its own signing secret for it, shown in the answer to the submission;
+    - a request without a ``priority`` gets the caller's ``default_priority`` (its API
+      key's); an explicit one wins, whatever the key's default (no key is capped).
     """
 
     def __init__(
@@ -196,6 +201,7 @@ class SubmitTask:
         idempotency_key: str | None = None,
         role: Role,
         actor: str = "system",
+        default_priority: Priority = Priority.NORMAL,
     ) -> tuple[Task, bool]:
         """Returns the task and whether it was created now (False: an idempotent replay).
 
@@ -225,7 +231,7 @@ class SubmitTask:
             request_hash=fingerprint,
             options=options,
             metadata=dict(request.metadata),
-            priority=request.priority,
+            priority=request.priority if request.priority is not None else default_priority,
         )
         if idempotency_key is not None:
             earlier = await self._replay(owner, idempotency_key, fingerprint)

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatsys.domain.access.model import ApiKey, AuditEntry, Role
-from chatsys.domain.tasks.model import EventType
+from chatsys.domain.tasks.model import EventType, Priority
 from chatsys.infra.db.models import ApiKeyRow, AuditLogRow
 
 TOUCH_EVERY = timedelta(seconds=60)
@@ -60,6 +60,7 @@ def _to_key(row: ApiKeyRow) -> ApiKey:
         created_by=row.created_by,
         last_used_at=row.last_used_at,
         revoked_at=row.revoked_at,
+        default_priority=Priority(row.default_priority),
     )
 
 
@@ -78,6 +79,7 @@ class SqlApiKeys:
                 secret_hash=key.secret_hash,
                 created_by=key.created_by,
                 created_at=key.created_at,
+                default_priority=key.default_priority.value,
             )
         )
         await self._session.flush()
@@ -102,6 +104,11 @@ class SqlApiKeys:
             update(ApiKeyRow)
             .where(ApiKeyRow.id == key_id, ApiKeyRow.revoked_at.is_(None))
             .values(revoked_at=at)
+        )
+
+    async def set_default_priority(self, key_id: UUID, priority: Priority) -> None:
+        await self._session.execute(
+            update(ApiKeyRow).where(ApiKeyRow.id == key_id).values(default_priority=priority.value)
         )
 
     async def touch(self, key_id: UUID, at: datetime) -> None:

@@ -234,6 +234,7 @@ class ApiKeyRow(Base):
     __tablename__ = "api_keys"
     __table_args__ = (
         CheckConstraint(_one_of("role", Role), name="role"),
+        CheckConstraint(_one_of("default_priority", Priority), name="default_priority"),
         Index(None, "created_at", "id"),
     )
 
@@ -247,6 +248,9 @@ class ApiKeyRow(Base):
     created_at: Mapped[datetime] = _created_at()
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    default_priority: Mapped[str] = mapped_column(
+        String(16), server_default=Priority.NORMAL.value
+    )  # of the tasks it submits without one
 
 
 class WebhookEndpointRow(Base):
