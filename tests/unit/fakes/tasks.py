@@ -238,6 +238,15 @@ class FakeEventLog:
         self._s.appended.append(event)
         return event
 
+    async def append_all(
+        self,
+        task_id: UUID,
+        events: Sequence[tuple[str, dict[str, Any]]],
+        *,
+        runner: str | None = None,
+    ) -> list[TaskEvent]:
+        return [await self.append(task_id, kind, data, runner=runner) for kind, data in events]
+
     async def after(self, task_id: UUID, after: int, *, limit: int) -> Sequence[TaskEvent]:
         events = [e for e in self._s.tables.events.get(task_id, []) if e.seq > after]
         return sorted(events, key=lambda e: e.seq)[:limit]

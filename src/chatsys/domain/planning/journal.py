@@ -58,8 +58,7 @@ class TaskJournal:
             if events:
                 # The fenced append takes the row lock and checks the lease in one go.
                 try:
-                    for kind, data in events:
-                        await uow.events.append(self.task_id, kind, data, runner=self._worker_id)
+                    await uow.events.append_all(self.task_id, events, runner=self._worker_id)
                 except LookupError as exc:
                     raise LeaseLost(
                         f"task {self.task_id} is no longer run by {self._worker_id}"

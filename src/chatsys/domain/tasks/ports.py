@@ -140,6 +140,16 @@ class EventLog(Protocol):
         """
         ...
 
+    async def append_all(
+        self,
+        task_id: UUID,
+        events: Sequence[tuple[str, dict[str, Any]]],
+        *,
+        runner: str | None = None,
+    ) -> list[TaskEvent]:
+        """``append`` of each of ``events`` in order, with consecutive ``seq`` (one write)."""
+        ...
+
     async def after(self, task_id: UUID, after: int, *, limit: int) -> Sequence[TaskEvent]: ...
 
 

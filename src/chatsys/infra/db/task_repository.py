@@ -28,6 +28,7 @@ from chatsys.domain.tasks.model import (
 )
 from chatsys.domain.tasks.ports import Lease, QuietClaim
 from chatsys.infra.db.models import StepRow, TaskRow
+from chatsys.infra.db.step_writes import step_params, unique_by_key, upsert_steps
 
 # The insert is on the submit hot path: a prebuilt Core statement with a parameter dict
 # skips per-call statement construction and ORM bookkeeping (see bench/ submit).
@@ -221,33 +222,9 @@ class SqlTaskRepository:
 
     async def save_steps(self, task_id: UUID, steps: Sequence[StepRecord]) -> None:
         """Insert or update steps; a new step goes after the task's existing ones."""
-        existing = await self._session.scalar(
-            select(func.count()).select_from(StepRow).where(StepRow.task_id == task_id)
-        )
-        for index, step in enumerate(steps):
-            values = {
-                "task_id": task_id,
-                "key": step.key,
-                "position": int(existing or 0) + index,
-                "agent": step.agent,
-                "instruction": step.instruction,
-                "depends_on": list(step.depends_on),
-                "status": step.status.value,
-                "output": step.output,
-                "error": step.error,
-                "attempt": step.attempt,
-                "prompt_tokens": step.usage.prompt_tokens,
-                "completion_tokens": step.usage.completion_tokens,
-                "cost_usd": Decimal(str(step.usage.cost_usd)),
-                "started_at": step.started_at,
-                "finished_at": step.finished_at,
-            }
-            statement = insert(StepRow).values(**values)
-            fixed = ("task_id", "key", "position")
-            updatable = {k: v for k, v in values.items() if k not in fixed}
-            await self._session.execute(
-                statement.on_conflict_do_update(index_elements=["task_id", "key"], set_=updatable)
-            )
+        if steps:
+            batch = unique_by_key(steps)
+            await self._session.execute(upsert_steps(len(batch)), step_params(task_id, batch))
 
     async def steps(self, task_id: UUID) -> list[StepRecord]:
         rows = await self._session.scalars(
