@@ -12,6 +12,7 @@ from uuid import uuid4
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from chatsys.domain.access.model import AuditEntry
 from chatsys.domain.tasks.model import EventType, StepRecord, StepStatus, Task, TaskStatus
 from chatsys.infra.db.engine import create_session_factory
 from chatsys.infra.db.unit_of_work import SqlUnitOfWork
@@ -89,4 +90,37 @@ async def test_steps_are_upserted_in_one_write_in_plan_order(engine: AsyncEngine
         ("a", StepStatus.SUCCEEDED, "done", ()),
         ("b", StepStatus.PENDING, None, ("a",)),
         ("c", StepStatus.PENDING, None, ()),
+    ]
+
+
+async def test_a_submission_is_one_write_the_log_goes_on_from(engine: AsyncEngine) -> None:
+    sessions = create_session_factory(engine)
+    task = Task(uuid4(), "ann", "Write a parser", TaskStatus.QUEUED, datetime.now(UTC))
+    audit = AuditEntry("task.create", "user:ann", target=f"task:{task.id}", task_id=task.id)
+    created = {"status": "queued", "conversation_id": None}
+    async with SqlUnitOfWork(sessions) as uow:
+        entry = await uow.tasks.add_queued(task, (EventType.TASK_CREATED, created), audit)
+        await uow.commit()
+    async with SqlUnitOfWork(sessions) as uow:
+        pending = await uow.outbox.pending(older_than=0, lease=0, limit=100)
+        later = await uow.events.append(task.id, EventType.TASK_STARTED, {"attempt": 1})
+        await uow.commit()
+    async with SqlUnitOfWork(sessions) as uow:
+        stored = await uow.tasks.get(task.id, owner="ann")
+        events = await uow.events.after(task.id, 0, limit=10)
+        trail = await uow.audit.page(
+            limit=100, before=None, actor=None, action=None, task_id=task.id, since=None, until=None
+        )
+    assert stored is not None
+    assert stored.status is TaskStatus.QUEUED
+    assert (entry, task.id) in [(e, t) for e, t, _ in pending]  # stamped, lease 0: due again
+    assert [(e.seq, e.type, e.data) for e in events] == [
+        (1, EventType.TASK_CREATED, created),
+        (2, EventType.TASK_STARTED, {"attempt": 1}),
+    ]
+    assert later.seq == 2
+    assert sorted((a.action, a.actor, a.target, a.details.get("seq")) for a in trail) == [
+        ("task.create", "user:ann", f"task:{task.id}", None),
+        (EventType.TASK_CREATED, "system", None, 1),
+        (EventType.TASK_STARTED, "system", None, 2),
     ]

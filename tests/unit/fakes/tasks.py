@@ -23,11 +23,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from chatsys.domain.access.model import AuditEntry
 from chatsys.domain.nlu import Analysis
 from chatsys.domain.planning.planner import Plan
 from chatsys.domain.shared.errors import DuplicateRequest
 from chatsys.domain.tasks.model import Priority, StepRecord, Task, TaskEvent, TaskStatus
 from chatsys.domain.tasks.ports import Lease, QuietClaim
+from tests.unit.fakes.access import FakeAuditLog
 from tests.unit.fakes.session import Session
 from tests.unit.fakes.tables import OutboxRow, StepRow, TaskRow
 
@@ -63,6 +65,15 @@ class FakeTaskRepository:
         stored.steps = []  # steps are written by save_steps only
         stored.cancel_requested = False
         self._rows[task.id] = TaskRow(stored)
+
+    async def add_queued(
+        self, task: Task, event: tuple[str, dict[str, Any]], audit: AuditEntry
+    ) -> int:
+        await self.add(task)
+        await FakeEventLog(self._s).append(task.id, *event)
+        entry = await FakeOutbox(self._s).add(task.id)
+        await FakeAuditLog(self._s).add(audit)
+        return entry
 
     async def get(self, task_id: UUID, *, owner: str | None) -> Task | None:
         row = self._rows.get(task_id)

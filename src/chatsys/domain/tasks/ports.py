@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from chatsys.domain.access.model import AuditEntry
 from chatsys.domain.nlu.analyzer import Analysis
 from chatsys.domain.planning.planner import Plan
 from chatsys.domain.tasks.model import Priority, StepRecord, Task, TaskEvent, TaskStatus
@@ -40,6 +41,14 @@ class WorkerLiveness(Protocol):
 
 class TaskRepository(Protocol):
     async def add(self, task: Task) -> None: ...
+
+    async def add_queued(
+        self, task: Task, event: tuple[str, dict[str, Any]], audit: AuditEntry
+    ) -> int:
+        """``add`` the task with ``event`` as its first event (published after the commit),
+        its outbox entry (as ``Outbox.add``) and ``audit``, in one write; returns the
+        outbox entry. ``DuplicateRequest`` as ``add``."""
+        ...
 
     async def get(self, task_id: UUID, *, owner: str | None) -> Task | None:
         """``owner=None`` reads any task (the worker); otherwise only the owner's."""

@@ -264,28 +264,23 @@ class SubmitTask:
                 found = await uow.conversations.get(task.conversation_id, owner=owner)
                 if found is None:
                     raise NotFound(f"conversation {task.conversation_id} does not exist")
-            await uow.tasks.add(task)
+            created = {"status": task.status.value, "conversation_id": _str(task.conversation_id)}
+            audit = AuditEntry(
+                "task.create",
+                actor,
+                target=f"task:{task.id}",
+                task_id=task.id,
+                details={"conversation_id": _str(task.conversation_id)},
+            )
+            # The task, its task.created event, its outbox entry and the audit entry: one
+            # write (one round trip on Postgres).
+            entry = await uow.tasks.add_queued(task, (EventType.TASK_CREATED, created), audit)
             if task.conversation_id is not None:
                 await uow.messages.add(
                     StoredMessage(
                         uuid4(), task.conversation_id, MessageRole.USER, task.input, now, task.id
                     )
                 )
-            await uow.events.append(
-                task.id,
-                EventType.TASK_CREATED,
-                {"status": task.status.value, "conversation_id": _str(task.conversation_id)},
-            )
-            entry = await uow.outbox.add(task.id)
-            await uow.audit.add(
-                AuditEntry(
-                    "task.create",
-                    actor,
-                    target=f"task:{task.id}",
-                    task_id=task.id,
-                    details={"conversation_id": _str(task.conversation_id)},
-                )
-            )
             await uow.commit()
         return entry
 

@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chatsys.domain.access.model import AuditEntry
 from chatsys.domain.nlu.analyzer import Analysis
 from chatsys.domain.planning.planner import Plan
 from chatsys.domain.shared.errors import DuplicateRequest
@@ -22,13 +23,16 @@ from chatsys.domain.tasks.model import (
     StepStatus,
     Task,
     TaskError,
+    TaskEvent,
     TaskResult,
     TaskStatus,
     Usage,
 )
 from chatsys.domain.tasks.ports import Lease, QuietClaim
+from chatsys.infra.db.event_log import SqlEventLog
 from chatsys.infra.db.models import StepRow, TaskRow
 from chatsys.infra.db.step_writes import step_params, unique_by_key, upsert_steps
+from chatsys.infra.db.task_submission import submit_params, submit_statement
 
 # The insert is on the submit hot path: a prebuilt Core statement with a parameter dict
 # skips per-call statement construction and ORM bookkeeping (see bench/ submit).
@@ -99,9 +103,39 @@ def _usage_columns(usage: Usage) -> dict[str, Any]:
     }
 
 
+def _task_values(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "owner": task.owner,
+        "conversation_id": task.conversation_id,
+        "input": task.input,
+        "webhook_url": task.webhook_url,
+        "webhook_secret": task.webhook_secret,
+        "priority": task.priority.value,
+        "idempotency_key": task.idempotency_key,
+        "request_hash": task.request_hash,
+        "options": task.options,
+        "metadata": task.metadata,
+        "created_at": task.created_at,
+        "updated_at": task.created_at,
+        "status": task.status.value,
+        "title": task.title,
+        "analysis": _json(task.analysis),
+        "plan": _json(task.plan),
+        "result": _json(task.result),
+        "error": _json(task.error),
+        **_usage_columns(task.usage),
+        "attempt": task.attempt,
+        "worker_id": task.worker_id,
+        "started_at": task.started_at,
+        "finished_at": task.finished_at,
+    }
+
+
 class SqlTaskRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, events: SqlEventLog | None = None) -> None:
         self._session = session
+        self._events = events
 
     async def add(self, task: Task) -> None:
         # A Core INSERT of the table with a parameter dict: no ORM bookkeeping.
@@ -115,35 +149,26 @@ class SqlTaskRepository:
             raise
 
     async def _insert(self, task: Task) -> None:
-        await self._session.execute(
-            insert(_TASKS),
-            {
-                "id": task.id,
-                "owner": task.owner,
-                "conversation_id": task.conversation_id,
-                "input": task.input,
-                "webhook_url": task.webhook_url,
-                "webhook_secret": task.webhook_secret,
-                "priority": task.priority.value,
-                "idempotency_key": task.idempotency_key,
-                "request_hash": task.request_hash,
-                "options": task.options,
-                "metadata": task.metadata,
-                "created_at": task.created_at,
-                "updated_at": task.created_at,
-                "status": task.status.value,
-                "title": task.title,
-                "analysis": _json(task.analysis),
-                "plan": _json(task.plan),
-                "result": _json(task.result),
-                "error": _json(task.error),
-                **_usage_columns(task.usage),
-                "attempt": task.attempt,
-                "worker_id": task.worker_id,
-                "started_at": task.started_at,
-                "finished_at": task.finished_at,
-            },
-        )
+        await self._session.execute(insert(_TASKS), _task_values(task))
+
+    async def add_queued(
+        self, task: Task, event: tuple[str, dict[str, Any]], audit: AuditEntry
+    ) -> int:
+        kind, data = event
+        params = submit_params(_task_values(task), kind, data, audit)
+        try:
+            row = (await self._session.execute(submit_statement(kind), params)).one()
+        except IntegrityError as exc:
+            if "uq_tasks_owner_idempotency_key" in str(exc.orig):
+                raise DuplicateRequest(
+                    f"Idempotency-Key {task.idempotency_key!r} was just used"
+                ) from None
+            raise
+        if self._events is not None:  # published once the unit of work commits
+            self._events.appended.append(
+                (TaskEvent(task.id, 1, kind, data, row.created_at), task.conversation_id)
+            )
+        return int(row.id)
 
     async def get(self, task_id: UUID, *, owner: str | None) -> Task | None:
         query = select(TaskRow).where(TaskRow.id == task_id)
