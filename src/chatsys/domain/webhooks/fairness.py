@@ -15,7 +15,9 @@ pause is over one attempt goes (the probe): a success closes the circuit.
 
 from __future__ import annotations
 
-from collections import Counter
+import asyncio
+import contextlib
+from collections import Counter, deque
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -35,6 +37,7 @@ class InFlightLimit:
             raise ValueError("the per-endpoint limit must be at least 1")
         self._limit = limit
         self._in_flight: Counter[str] = Counter()
+        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
 
     def try_acquire(self, receiver: str) -> bool:
         if self._in_flight[receiver] >= self._limit:
@@ -42,7 +45,41 @@ class InFlightLimit:
         self._in_flight[receiver] += 1
         return True
 
+    async def acquire(self, receiver: str, *, wait: float) -> bool:
+        """A slot now, or within ``wait`` s when fewer than ``limit`` attempts already
+        wait for this receiver; False otherwise (nothing held)."""
+        if self.try_acquire(receiver):
+            return True
+        queue = self._waiting.setdefault(receiver, deque())
+        if wait <= 0 or len(queue) >= self._limit:
+            if not queue:
+                del self._waiting[receiver]
+            return False
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue.append(turn)
+        try:
+            async with asyncio.timeout(wait):
+                await turn
+            return True
+        except TimeoutError:
+            return turn.done() and not turn.cancelled()  # handed over as the wait ended
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self.release(receiver)  # handed over, but this attempt is not going
+            raise
+        finally:
+            with contextlib.suppress(ValueError):
+                queue.remove(turn)
+            if not queue and self._waiting.get(receiver) is queue:
+                del self._waiting[receiver]
+
     def release(self, receiver: str) -> None:
+        queue = self._waiting.get(receiver)
+        while queue:
+            turn = queue.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the slot goes to the longest waiting attempt
+                return
         self._in_flight[receiver] -= 1
         if self._in_flight[receiver] <= 0:
             del self._in_flight[receiver]
