@@ -297,3 +297,18 @@ async def test_a_wait_for_a_slot_that_runs_out_gives_the_delivery_back() -> None
     limit.release("r")
     assert limit.in_flight("r") == 0
     assert await limit.acquire("r", wait=0.01)  # nothing was left held by the waiter
+
+
+def test_a_delivery_given_back_waits_as_long_as_the_receiver_s_backlog_takes_to_drain() -> None:
+    now = [100.0]
+    limit = InFlightLimit(2, monotonic=lambda: now[0])
+    assert limit.hold_for("r", 1.0) == 1.0  # pace unknown yet: the base hold
+    limit.attempted("r", 0.5)  # half a second per attempt, two at a time
+    waits = [limit.hold_for("r", 1.0) for _ in range(9)]
+    assert waits[:3] == [1.0, 1.0, 1.0]  # 1 to 3 given back ahead: drained within 1 s
+    assert waits[-1] == 9 * 0.5 / 2  # nine ahead of the last, two at a time
+    assert limit.hold_for("other", 1.0) == 1.0  # another receiver's backlog is its own
+    now[0] += 60  # all of them came back: nothing ahead any more
+    assert limit.hold_for("r", 1.0) == 1.0
+    limit.attempted("slow", 15.0)
+    assert [limit.hold_for("slow", 1.0) for _ in range(6)][-1] == 30.0  # MAX_HOLD at most
