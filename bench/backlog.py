@@ -164,8 +164,8 @@ async def _make_backlog(resources: Resources, urls: list[str], count: int) -> No
         "INSERT INTO webhook_deliveries (id, webhook_id, owner, task_id, event_type, url, body,"
         " status, next_attempt_at) SELECT d, 'msg_' || replace(d::text, '-', ''), 'bench', t,"
         " 'task.cancelled', u, :body, 'pending', now()"
-        " FROM unnest(CAST(:ids AS uuid[]), CAST(:urls AS text[])) AS x(t, u),"
-        " LATERAL (SELECT gen_random_uuid() AS d) AS g RETURNING id"
+        " FROM (SELECT gen_random_uuid() AS d, t, u"
+        " FROM unnest(CAST(:ids AS uuid[]), CAST(:urls AS text[])) AS x(t, u)) AS s RETURNING id"
     )
     body = '{"type":"task.cancelled","data":{"task":{"status":"cancelled"}}}'
     async with resources.engine.begin() as conn:
