@@ -21,7 +21,8 @@ Phases, same run, same processes:
    (connection refused, retried on the schedule: attempt 2 is due 5 s after
    attempt 1);
 3. *backlog*: the same probes again, while the deliveries are still pending (their
-   count at the start and end of the phase is printed).
+   count at the start and end of the phase is printed); then the deliveries are
+   left to run until ``observe`` s after they were made, for attempt 2s to come.
 
 Reported: p50/p99 enqueue-to-start in each phase and their ratio (target p50 <=
 1.2x), and how late attempt 2 of a delivery came: the gap from the end of attempt 1
@@ -218,9 +219,23 @@ async def _attempts(resources: Resources) -> int:
         return int(await conn.scalar(text("SELECT count(*) FROM webhook_attempts")) or 0)
 
 
+async def _clear(settings: Settings) -> None:
+    """The backlog would be worked on by the next scenario's workers: end it."""
+    resources = await Resources.open(settings, role="bench")
+    try:
+        async with resources.engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE webhook_deliveries SET status = 'failed', finished_at = now(),"
+                     " lease_until = NULL WHERE status IN ('pending', 'delivering')")
+            )  # fmt: skip
+        await resources.redis.delete(settings.worker.webhook_queue_name)
+    finally:
+        await resources.close()
+
+
 def run_backlog(
     database_url: str, redis_url: str, *, deliveries: int = 10_000, hanging: int = 4,
-    probes: int = 40, spacing: float = 0.5,
+    probes: int = 40, spacing: float = 0.5, observe: float = 90.0,
 ) -> Table:  # fmt: skip
     settings = Settings(
         database=DatabaseSettings(url=SecretStr(database_url)),
@@ -249,6 +264,7 @@ def run_backlog(
             )
             say(f"backlog: {probes} tasks, one every {spacing} s, under the backlog")
             under = await _probe(stack, resources, probes, spacing)
+            await asyncio.sleep(max(0.0, observe - (time.monotonic() - started)))
             say(
                 f"backlog: {await _pending(resources)} deliveries still pending, "
                 f"{await _attempts(resources)} attempts made; "
@@ -260,6 +276,7 @@ def run_backlog(
     with tempfile.TemporaryDirectory() as tmp, chatsys_stack(database_url, redis_url,
                                                                Path(tmp)) as stack:  # fmt: skip
         before, under, late = asyncio.run(measure(stack))
+    asyncio.run(_clear(settings))
 
     def row(ours: float, base: float) -> dict[str, float]:
         return {"backlog": ours, "none": base, "ratio": ours / base if base else 0.0}
