@@ -173,12 +173,6 @@ def _arq_worker(settings: Settings, queue: str, *, burst: bool, **hooks: Any) ->
         queue_name=config.queue_name if tasks else config.webhook_queue_name,
         redis_settings=arq_redis_settings(redis_url),
         max_jobs=config.task_concurrency if tasks else config.webhook_concurrency,
-        # arq reads up to this many job ids per poll and starts them in that order as
-        # slots free up: with 100 (its default) a high-priority task queued after them
-        # waited for up to that many low ones to start first (seconds, measured with
-        # `python -m bench --scenario priority`). One at a time, read when a slot is
-        # free, keeps the queue's order; at most one start per poll delay (10 ms).
-        queue_read_limit=1 if tasks else None,
         job_timeout=config.job_timeout,
         burst=burst,
         health_check_interval=max(config.heartbeat_interval, 1.0),
