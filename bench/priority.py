@@ -21,6 +21,12 @@ than 120 s before it, and a low task is never passed by a high one submitted mor
 120 s after it: under a stream of highs that alone fills the slots, low tasks wait up
 to twice the lead, then run in their turn. In this scenario the highs come more slowly
 than the slots free up, so the lows take the remaining starts.
+
+Found with it: arq reads up to ``queue_read_limit`` job ids (its default: 100) per
+poll and starts them in that order as slots free up, so a high task queued after such
+a read waits behind the low ones read ahead (up to about 3 s measured here, p50 0.5
+s). Reading one id at a time does not fix it: arq leaves a running job in the queue,
+so that read finds the running job again and the worker runs one task at a time.
 """
 
 from __future__ import annotations
