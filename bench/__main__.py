@@ -14,11 +14,14 @@ import argparse
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.access import run_access
+from bench.backlog import run_backlog
 from bench.mcp import run_mcp
 from bench.pipeline import run_enqueue, run_step, run_submit
+from bench.priority import run_priority
 from bench.startup import ROOT, run_dev, run_startup, say
 from bench.streaming import StreamingOptions, run_streaming
 from bench.webhooks import run_webhooks
@@ -52,7 +55,13 @@ SCENARIOS = (
     "access",
     "mcp",
     "dev",
+    "backlog",
+    "priority",
 )
+ISOLATION: dict[str, tuple[str, Callable[[str, str], Table]]] = {  # issue 14
+    "backlog": ("ratio = 10,000 deliveries pending / none", run_backlog),
+    "priority": ("ratio = 500 low tasks queued / workers idle", run_priority),
+}
 
 
 def parse_args() -> argparse.Namespace:
@@ -124,6 +133,10 @@ def main() -> int:
                 table = run_streaming(db, rd, options)
                 show("streaming (ratio = chatsys / baseline; see bench/streaming.py)", table)
                 save("streaming", table)
+            for name, (title, run) in ISOLATION.items():
+                if name in wanted:
+                    show(f"{name} ({title})", table := run(db, rd))
+                    save(name, table)
             if "access" in wanted:
                 table = run_access(db, rd)
                 show("access (ratio = with API key auth + rate limits / without)", table)

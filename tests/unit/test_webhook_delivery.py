@@ -263,3 +263,52 @@ async def test_a_receiver_at_its_in_flight_limit_gets_no_more_and_no_attempt_is_
 def test_the_pause_starts_at_the_threshold_and_doubles_up_to_the_longest() -> None:
     breaker = CircuitBreaker(threshold=3, backoff=30, max_backoff=100)
     assert [breaker.pause(n) for n in range(1, 7)] == [None, None, 30, 60, 100, 100]
+
+
+async def test_an_attempt_over_the_limit_waits_for_the_receiver_s_slot_within_the_wait() -> None:
+    w = World()
+    hook = await endpoint(w)
+    first, second, third = [await delivery(w, hook) for _ in range(3)]
+    sender = StallingSender()
+    limited = DeliverWebhook(
+        w.db.uow, w.clock, sender, w.webhook_jobs, POLICY, rand=lambda: 0.5,
+        in_flight=InFlightLimit(1), hold=2.0, slot_wait=30.0,
+    )  # fmt: skip
+
+    running = asyncio.create_task(limited.execute(first))
+    await _settle()
+    waiting = asyncio.create_task(limited.execute(second))  # waits: one waiter per slot
+    await _settle()
+    assert await limited.execute(third) is DeliveryStatus.PENDING  # no room to wait: held
+    assert stored(w, third).attempt_count == 0
+    assert sender.sent == ["https://hooks.example.com/in"]  # only the first so far
+
+    sender.answer.set()
+    assert await running is DeliveryStatus.SUCCEEDED
+    assert await waiting is DeliveryStatus.SUCCEEDED  # sent as the slot freed, not held
+    assert [a.number for a in stored(w, second).attempts] == [1]
+    assert w.webhook_jobs.jobs == [(third, 0, 2.0)]  # only the third went back to the queue
+
+
+async def test_a_wait_for_a_slot_that_runs_out_gives_the_delivery_back() -> None:
+    limit = InFlightLimit(1)
+    assert await limit.acquire("r", wait=0.01)
+    assert not await limit.acquire("r", wait=0.01)  # the slot stays taken: wait is over
+    limit.release("r")
+    assert limit.in_flight("r") == 0
+    assert await limit.acquire("r", wait=0.01)  # nothing was left held by the waiter
+
+
+def test_a_delivery_given_back_waits_as_long_as_the_receiver_s_backlog_takes_to_drain() -> None:
+    now = [100.0]
+    limit = InFlightLimit(2, monotonic=lambda: now[0])
+    assert limit.hold_for("r", 1.0) == 1.0  # pace unknown yet: the base hold
+    limit.attempted("r", 0.5)  # half a second per attempt, two at a time
+    waits = [limit.hold_for("r", 1.0) for _ in range(9)]
+    assert waits[:3] == [1.0, 1.0, 1.0]  # 1 to 3 given back ahead: drained within 1 s
+    assert waits[-1] == 9 * 0.5 / 2  # nine ahead of the last, two at a time
+    assert limit.hold_for("other", 1.0) == 1.0  # another receiver's backlog is its own
+    now[0] += 60  # all of them came back: nothing ahead any more
+    assert limit.hold_for("r", 1.0) == 1.0
+    limit.attempted("slow", 15.0)
+    assert [limit.hold_for("slow", 1.0) for _ in range(6)][-1] == 30.0  # MAX_HOLD at most

@@ -104,7 +104,7 @@ async def _start(
     deliver = DeliverWebhook(
         uow, clock, sender, resources.queue(), retry_policy(settings),
         lease=hooks.lease, in_flight=InFlightLimit(hooks.max_in_flight_per_endpoint),
-        hold=hooks.endpoint_hold,
+        hold=hooks.endpoint_hold, slot_wait=hooks.endpoint_wait,
         breaker=CircuitBreaker(
             hooks.breaker_threshold, hooks.breaker_backoff,
             max(hooks.breaker_max_backoff, hooks.breaker_backoff), probe_lease=hooks.lease,

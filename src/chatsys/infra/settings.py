@@ -364,6 +364,13 @@ class WebhookSettings(BaseSettings):
     endpoint_hold: float = Field(
         default=1.0, gt=0, le=60, description="an attempt over that limit waits about this long"
     )
+    endpoint_wait: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="an attempt over that limit first waits in the worker up to this long for "
+        "one of the receiver's slots (at most that many waiting per receiver)",
+    )
     breaker_threshold: int = Field(
         default=5, ge=1, le=1000, description="failed attempts in a row that pause an endpoint"
     )

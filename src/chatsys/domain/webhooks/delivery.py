@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -55,9 +56,12 @@ class DeliverWebhook:
     """One attempt of one delivery (the arq job's body).
 
     With ``in_flight`` (``chatsys.domain.webhooks.fairness``), a receiver that already
-    has its share of attempts under way gets no more: the claimed delivery is given
-    back unattempted (no attempt spent), due again ``hold`` seconds later (with
-    jitter), and the job ends, freeing its slot for another receiver's delivery. With
+    has its share of attempts under way gets no more: the attempt waits up to
+    ``slot_wait`` s for one of the receiver's slots (when few enough wait already), else
+    the claimed delivery is given back unattempted (no attempt spent), due again
+    ``hold`` seconds later, or later when the receiver's backlog in this process takes
+    longer to drain (``InFlightLimit.hold_for``; with jitter), and the job ends,
+    freeing its slot for another receiver's delivery. With
     ``breaker``, a delivery to a paused endpoint is given back the same way until its
     pause is over, and each attempt's outcome opens or closes the endpoint's circuit."""
 
@@ -74,6 +78,7 @@ class DeliverWebhook:
         in_flight: InFlightLimit | None = None,
         hold: float = 1.0,
         breaker: CircuitBreaker | None = None,
+        slot_wait: float = 0.0,
     ) -> None:
         self._uow = uow
         self._clock = clock
@@ -85,6 +90,7 @@ class DeliverWebhook:
         self._in_flight = in_flight
         self._hold = hold
         self._breaker = breaker
+        self._slot_wait = slot_wait
 
     async def execute(self, delivery_id: UUID) -> DeliveryStatus | None:
         """The delivery's status after this attempt; None when it was not ours to try."""
@@ -101,13 +107,18 @@ class DeliverWebhook:
         if self._in_flight is None:
             return await self._make(outgoing)
         receiver = receiver_of(outgoing)
-        if not self._in_flight.try_acquire(receiver):
-            await self._hold_back(outgoing, self._hold * (0.5 + self._rand()))
+        limit = self._in_flight
+        if not await limit.acquire(receiver, wait=self._slot_wait):
+            await self._hold_back(
+                outgoing, limit.hold_for(receiver, self._hold, spread=0.5 + self._rand())
+            )
             return DeliveryStatus.PENDING
+        started = time.monotonic()
         try:
             return await self._make(outgoing)
         finally:
-            self._in_flight.release(receiver)
+            limit.attempted(receiver, time.monotonic() - started)  # the slot's time
+            limit.release(receiver)
 
     async def _paused(self, outgoing: OutgoingDelivery) -> datetime | None:
         if self._breaker is None or outgoing.endpoint_id is None or outgoing.refusal:
