@@ -19,6 +19,7 @@ from pathlib import Path
 from bench.access import run_access
 from bench.mcp import run_mcp
 from bench.pipeline import run_enqueue, run_step, run_submit
+from bench.runs import RunsOptions, run_runs
 from bench.startup import ROOT, run_dev, run_startup, say
 from bench.streaming import StreamingOptions, run_streaming
 from bench.webhooks import run_webhooks
@@ -52,6 +53,7 @@ SCENARIOS = (
     "access",
     "mcp",
     "dev",
+    "runs",
 )
 
 
@@ -70,6 +72,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--idle", type=int, default=1000, help="streaming: idle connections")
     parser.add_argument(
         "--fanout-rate", type=float, default=20.0, help="streaming: tokens/s of the fan-out task"
+    )
+    parser.add_argument("--n", type=int, default=1000, help="runs: one-step runs per system")
+    parser.add_argument("--clients", type=int, default=16, help="runs: clients at once")
+    parser.add_argument(
+        "--keepalive", type=float, default=15.0, help="runs: CHATSYS_STREAM_KEEPALIVE (s)"
     )
     return parser.parse_args()
 
@@ -128,6 +135,11 @@ def main() -> int:
                 table = run_access(db, rd)
                 show("access (ratio = with API key auth + rate limits / without)", table)
                 save("access", table)
+            if "runs" in wanted:
+                runs = RunsOptions(runs=args.n, clients=args.clients, keepalive=args.keepalive)
+                table = run_runs(db, rd, runs)
+                show("runs (one-step run end to end / bare FastAPI calling the model)", table)
+                save("runs", table)
     if "dev" in wanted:
         table = run_dev()
         show("dev (ratio = warm / cold)", table)
