@@ -22,6 +22,7 @@ from bench.backlog import run_backlog
 from bench.mcp import run_mcp
 from bench.pipeline import run_enqueue, run_step, run_submit
 from bench.priority import run_priority
+from bench.runs import RunsOptions, run_runs
 from bench.startup import ROOT, run_dev, run_startup, say
 from bench.streaming import StreamingOptions, run_streaming
 from bench.webhooks import run_webhooks
@@ -57,6 +58,7 @@ SCENARIOS = (
     "dev",
     "backlog",
     "priority",
+    "runs",
 )
 ISOLATION: dict[str, tuple[str, Callable[[str, str], Table]]] = {  # issue 14
     "backlog": ("ratio = 10,000 deliveries pending / none", run_backlog),
@@ -80,7 +82,58 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--fanout-rate", type=float, default=20.0, help="streaming: tokens/s of the fan-out task"
     )
+    parser.add_argument("--n", type=int, default=1000, help="runs: one-step runs per system")
+    parser.add_argument("--clients", type=int, default=16, help="runs: clients at once")
+    parser.add_argument(
+        "--keepalive", type=float, default=15.0, help="runs: CHATSYS_STREAM_KEEPALIVE (s)"
+    )
     return parser.parse_args()
+
+
+def _on_servers(args: argparse.Namespace) -> dict[str, tuple[str, Callable[[str, str], Table]]]:
+    """The scenarios that need Postgres and Redis, in the order they run: name -> (the
+    ratio's meaning, a run on the database and Redis URLs)."""
+    streaming = StreamingOptions(
+        subscribers=tuple(int(n) for n in args.subscribers.split(",") if n.strip()),
+        idle=args.idle,
+        fanout_rate=args.fanout_rate,
+    )
+    runs = RunsOptions(runs=args.n, clients=args.clients, keepalive=args.keepalive)
+    return {
+        "startup": (
+            f"median of {args.runs}; ratio = chatsys / bare FastAPI + arq",
+            lambda db, rd: run_startup(args.runs, db, rd),
+        ),
+        "submit": (
+            "ratio = POST /v1/tasks / bare FastAPI + one asyncpg INSERT",
+            lambda db, rd: run_submit(db, rd, total=args.requests, concurrency=args.concurrency),
+        ),
+        "step": (
+            "ratio = executor step / direct litellm.acompletion",
+            lambda db, rd: run_step(db, runs=200),
+        ),
+        "enqueue": (
+            "ratio = chatsys worker settings / arq defaults",
+            lambda db, rd: run_enqueue(rd, jobs=200),
+        ),
+        "webhooks": (
+            "ratio = chatsys worker / plain httpx client",
+            lambda db, rd: run_webhooks(db, rd, tasks=args.tasks),
+        ),
+        "streaming": (
+            "ratio = chatsys / baseline; see bench/streaming.py",
+            lambda db, rd: run_streaming(db, rd, streaming),
+        ),
+        **ISOLATION,
+        "access": (
+            "ratio = with API key auth + rate limits / without",
+            run_access,
+        ),
+        "runs": (
+            "one-step run end to end / bare FastAPI calling the model",
+            lambda db, rd: run_runs(db, rd, runs),
+        ),
+    }
 
 
 def main() -> int:
@@ -102,45 +155,10 @@ def main() -> int:
         ):
             migrations.upgrade(servers.database_url)
             db, rd = servers.database_url, servers.redis_url
-            if "startup" in wanted:
-                table = run_startup(args.runs, db, rd)
-                show(
-                    f"startup (median of {args.runs}; ratio = chatsys / bare FastAPI + arq)", table
-                )
-                save("startup", table)
-            if "submit" in wanted:
-                table = run_submit(db, rd, total=args.requests, concurrency=args.concurrency)
-                show("submit (ratio = POST /v1/tasks / bare FastAPI + one asyncpg INSERT)", table)
-                save("submit", table)
-            if "step" in wanted:
-                table = run_step(db, runs=200)
-                show("step (ratio = executor step / direct litellm.acompletion)", table)
-                save("step", table)
-            if "enqueue" in wanted:
-                table = run_enqueue(rd, jobs=200)
-                show("enqueue (ratio = chatsys worker settings / arq defaults)", table)
-                save("enqueue", table)
-            if "webhooks" in wanted:
-                table = run_webhooks(db, rd, tasks=args.tasks)
-                show("webhooks (ratio = chatsys worker / plain httpx client)", table)
-                save("webhooks", table)
-            if "streaming" in wanted:
-                options = StreamingOptions(
-                    subscribers=tuple(int(n) for n in args.subscribers.split(",") if n.strip()),
-                    idle=args.idle,
-                    fanout_rate=args.fanout_rate,
-                )
-                table = run_streaming(db, rd, options)
-                show("streaming (ratio = chatsys / baseline; see bench/streaming.py)", table)
-                save("streaming", table)
-            for name, (title, run) in ISOLATION.items():
+            for name, (title, run) in _on_servers(args).items():
                 if name in wanted:
                     show(f"{name} ({title})", table := run(db, rd))
                     save(name, table)
-            if "access" in wanted:
-                table = run_access(db, rd)
-                show("access (ratio = with API key auth + rate limits / without)", table)
-                save("access", table)
     if "dev" in wanted:
         table = run_dev()
         show("dev (ratio = warm / cold)", table)

@@ -20,6 +20,9 @@ Rules:
   database or Redis outage: ``hand_back``) it is handed back to the queue
   without spending an attempt; only a killed worker leaves it running, and then
   its heartbeat lapses and the sweeper re-queues it;
+- once the runner writes the task's end, its heartbeat stops nothing (that write is
+  fenced itself), so the terminal event is always committed and published
+  (``chatsys.domain.tasks.heartbeat``);
 - a heartbeat that cannot be written (the database is away) is tried again at
   the next interval: the claim lapses only when none succeeds for
   ``stale_after`` seconds;
@@ -32,7 +35,6 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -52,6 +54,7 @@ from chatsys.domain.shared.clock import Clock
 from chatsys.domain.shared.errors import InvalidInput, LLMError
 from chatsys.domain.shared.uow import Factory
 from chatsys.domain.tasks.ending import Callbacks, end_run
+from chatsys.domain.tasks.heartbeat import Cancelled, RunHeartbeat, TimedOut
 from chatsys.domain.tasks.model import (
     EventType,
     FailureKind,
@@ -69,12 +72,6 @@ from chatsys.domain.tasks.uow import TasksUnitOfWork
 HISTORY = 20  # earlier messages of the conversation given to the agents
 Write = Callable[[TasksUnitOfWork, Task], Awaitable[None]]
 """An intent write, given the unit of work and the task read under its row lock."""
-
-
-class _Cancelled(Exception): ...
-
-
-class _TimedOut(Exception): ...
 
 
 class RunTask:
@@ -111,6 +108,7 @@ class RunTask:
         self._approval_timeout = approval_timeout
         self._approval_poll = approval_poll
         self._runs: dict[UUID, asyncio.Task[TaskStatus]] = {}  # this process' runs
+        self._beats: dict[asyncio.Task[Any], RunHeartbeat] = {}  # their heartbeats, by work
 
     async def execute(self, task_id: UUID) -> TaskStatus | None:
         """Run the task if this runner can claim it; returns its final status, or None."""
@@ -131,16 +129,23 @@ class RunTask:
             message = f"gave up after {self._max_attempts} attempts (workers kept stopping)"
             return await self._finish_failed(task, TaskError(message, FailureKind.ATTEMPTS))
 
-        stop: list[Exception] = []  # why the heartbeat stopped the work, if it did
+        beat = RunHeartbeat(
+            self._uow,
+            task_id,
+            self._worker_id,
+            interval=self._heartbeat_interval,
+            max_runtime=self._max_runtime,
+        )
         deadline = self._clock.now() + timedelta(seconds=self._max_runtime)
-        work = asyncio.create_task(self._run(task, stop, deadline), name=f"task:{task_id}")
+        work = asyncio.create_task(self._run(task, beat.stop, deadline), name=f"task:{task_id}")
         self._runs[task_id] = work
-        watch = asyncio.create_task(self._watch(task_id, work, stop), name=f"heartbeat:{task_id}")
+        self._beats[work] = beat
+        beat.watch(work)
         try:
             return await work
-        except _Cancelled:
+        except Cancelled:
             return await self._finish_cancelled(task)
-        except _TimedOut:
+        except TimedOut:
             message = f"the task ran longer than its limit of {self._max_runtime:g} s"
             return await self._finish_failed(task, TaskError(message, FailureKind.TIMEOUT))
         except LeaseLost:
@@ -150,32 +155,8 @@ class RunTask:
             raise
         finally:
             self._runs.pop(task_id, None)
-            watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await watch
-
-    async def _watch(
-        self, task_id: UUID, work: asyncio.Task[TaskStatus], stop: list[Exception]
-    ) -> None:
-        """The heartbeat: keeps the claim; a cancel request, a lost claim or the time
-        limit stops the work."""
-        deadline = asyncio.get_running_loop().time() + self._max_runtime
-        while not work.done():
-            await asyncio.sleep(self._heartbeat_interval)
-            try:
-                async with self._uow() as uow:
-                    lease = await uow.tasks.heartbeat(task_id, self._worker_id)
-                    await uow.commit()
-            except Exception:  # noqa: S112 (the database is away: beat again next time)
-                continue
-            if not lease.owned or lease.cancel_requested:
-                stop.append(_Cancelled() if lease.owned else LeaseLost(str(task_id)))
-                work.cancel()
-                return
-            if asyncio.get_running_loop().time() > deadline:
-                stop.append(_TimedOut())
-                work.cancel()
-                return
+            self._beats.pop(work, None)
+            await beat.close()
 
     async def _run(self, task: Task, stop: list[Exception], deadline: datetime) -> TaskStatus:
         try:
@@ -309,6 +290,10 @@ class RunTask:
         answer: str | None = None,
         answer_agent: str | None = None,
     ) -> TaskStatus:
+        run = asyncio.current_task()
+        beat = self._beats.get(run) if run is not None else None
+        if beat is not None:  # the run writes its end: its heartbeat stops nothing now
+            beat.ending.set()
         async with self._uow() as uow:
             current = await uow.tasks.lock(task.id)
             if current is None or current.status.is_terminal:

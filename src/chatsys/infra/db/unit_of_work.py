@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Protocol, Self
@@ -23,6 +24,24 @@ from chatsys.infra.db.webhook_repository import SqlWebhookDeliveries, SqlWebhook
 
 class EventPublisher(Protocol):
     async def publish(self, events: Sequence[tuple[TaskEvent, UUID | None]]) -> None: ...
+
+
+_PUBLISHING: set[asyncio.Task[None]] = set()  # publishes whose caller was cancelled
+
+
+async def _publish_regardless(
+    publisher: EventPublisher, events: Sequence[tuple[TaskEvent, UUID | None]]
+) -> None:
+    """Committed events go out even when the caller is cancelled meanwhile (a worker
+    shutting down, a run stopped): live subscribers would otherwise wait for their
+    quiet check to find them in the log."""
+    publishing = asyncio.ensure_future(publisher.publish(events))
+    try:
+        await asyncio.shield(publishing)
+    except asyncio.CancelledError:
+        _PUBLISHING.add(publishing)  # the loop keeps only weak references to tasks
+        publishing.add_done_callback(_PUBLISHING.discard)
+        raise
 
 
 class SqlUnitOfWork:
@@ -81,7 +100,7 @@ class SqlUnitOfWork:
         await self._session.commit()
         appended, self.events.appended = self.events.appended, []
         if appended and self._publisher is not None:
-            await self._publisher.publish(appended)
+            await _publish_regardless(self._publisher, appended)
 
     async def rollback(self) -> None:
         await self._session.rollback()
