@@ -98,7 +98,10 @@ class _Subscription:
     Cheap per event, since one event is offered to every subscriber of its task: no
     timer is armed per wait (a timer per wait per subscriber is what fan-out to
     thousands would spend its time on). One idle timer runs per subscription; when
-    it fires and nothing came since it was armed, the waiting reader gets None.
+    it fires and nothing came for ``wait`` seconds, the waiting reader gets None (a
+    timer that finds an event since it was armed is set again for what is left of
+    ``wait`` after that event, so the quiet check comes ``wait`` after the last one,
+    not up to twice that).
     """
 
     def __init__(self, buffer: int) -> None:
@@ -107,6 +110,7 @@ class _Subscription:
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._active = False  # something arrived since the idle timer was armed
+        self._last = 0.0  # loop time of the newest event
         self._idle_due = False
         self._ended: LiveSignal | None = None
         self._ended_event = asyncio.Event()
@@ -124,6 +128,7 @@ class _Subscription:
             return
         self._items.append(event)
         self._active = True
+        self._last = asyncio.get_running_loop().time()
         self._wake()
 
     def resync(self) -> None:
@@ -148,14 +153,16 @@ class _Subscription:
         assert self._ended is not None
         return self._ended
 
-    def _arm(self, wait: float) -> None:
+    def _arm(self, wait: float, after: float | None = None) -> None:
         self._active = False
-        self._timer = asyncio.get_running_loop().call_later(wait, self._tick, wait)
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(wait if after is None else after, self._tick, wait)
 
     def _tick(self, wait: float) -> None:
         self._timer = None
-        if self._active:  # not idle: look again one period later
-            self._arm(wait)
+        if self._active:  # not idle: look again ``wait`` after the newest event
+            left = wait - (asyncio.get_running_loop().time() - self._last)
+            self._arm(wait, max(left, 0.0))
             return
         self._idle_due = True
         self._wake()
