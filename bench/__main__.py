@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from bench.access import run_access
+from bench.chaos import run_chaos
 from bench.mcp import run_mcp
 from bench.pipeline import run_enqueue, run_step, run_submit
 from bench.startup import ROOT, run_dev, run_startup, say
@@ -52,6 +53,7 @@ SCENARIOS = (
     "access",
     "mcp",
     "dev",
+    "chaos",
 )
 
 
@@ -59,6 +61,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=3, help="startup: repetitions (median)")
     parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
+    parser.add_argument("--rounds", type=int, default=20, help="chaos: rounds of each scenario")
     parser.add_argument("--requests", type=int, default=2000, help="submit: requests")
     parser.add_argument("--concurrency", type=int, default=16, help="submit: in flight")
     parser.add_argument("--tasks", type=int, default=1000, help="webhooks: tasks ending at once")
@@ -128,6 +131,10 @@ def main() -> int:
                 table = run_access(db, rd)
                 show("access (ratio = with API key auth + rate limits / without)", table)
                 save("access", table)
+            if "chaos" in wanted:
+                table = run_chaos(db, rd, rounds=args.rounds)
+                show(f"chaos (x{args.rounds}; counts that must be 0, recovery in s)", table)
+                save("chaos", table)
     if "dev" in wanted:
         table = run_dev()
         show("dev (ratio = warm / cold)", table)
