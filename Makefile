@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 TS_SDK := tests/sdk/ts
 TS_STAMP := $(TS_SDK)/node_modules/.installed
 
-.PHONY: check install run test test-unit test-integration test-e2e fuzz lint lint-fast fmt bench lock audit sdk sdk-ts clean
+.PHONY: check install run test test-unit test-integration test-e2e chaos fuzz lint lint-fast fmt bench lock audit sdk sdk-ts clean
 
 check: lint test ## lint + types + tests (the default goal)
 
@@ -38,6 +38,9 @@ test-integration: $(STAMP)
 
 test-e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e
+
+chaos: $(STAMP) ## the chaos suite on real processes (kills, Redis/Postgres outages, webhook backlog, secret grep); not part of `make test`
+	$(BIN)/pytest tests/chaos $(CHAOS_ARGS)
 
 fuzz: $(STAMP) ## schemathesis against a live chatsys (every check, stateful phase; ~3 min); FUZZ_ARGS="--max-examples 1000" for longer
 	$(BIN)/python -m tests.tools.fuzz $(FUZZ_ARGS)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench.access import run_access
 from bench.backlog import run_backlog
+from bench.chaos import run_chaos
 from bench.mcp import run_mcp
 from bench.pipeline import run_enqueue, run_step, run_submit
 from bench.priority import run_priority
@@ -59,6 +60,7 @@ SCENARIOS = (
     "backlog",
     "priority",
     "runs",
+    "chaos",
 )
 ISOLATION: dict[str, tuple[str, Callable[[str, str], Table]]] = {  # issue 14
     "backlog": ("ratio = 10,000 deliveries pending / none", run_backlog),
@@ -70,6 +72,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=3, help="startup: repetitions (median)")
     parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
+    parser.add_argument("--rounds", type=int, default=20, help="chaos: rounds of each scenario")
     parser.add_argument("--requests", type=int, default=2000, help="submit: requests")
     parser.add_argument("--concurrency", type=int, default=16, help="submit: in flight")
     parser.add_argument("--tasks", type=int, default=1000, help="webhooks: tasks ending at once")
@@ -132,6 +135,10 @@ def _on_servers(args: argparse.Namespace) -> dict[str, tuple[str, Callable[[str,
         "runs": (
             "one-step run end to end / bare FastAPI calling the model",
             lambda db, rd: run_runs(db, rd, runs),
+        ),
+        "chaos": (
+            f"x{args.rounds}; counts that must be 0, recovery in s",
+            lambda db, rd: run_chaos(db, rd, rounds=args.rounds),
         ),
     }
 

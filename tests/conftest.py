@@ -61,6 +61,16 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_OWN_BASETEMP] = Path(config.option.basetemp)
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """``tests/chaos`` runs only when named (``make chaos``; `.ci/run` has its own stage),
+    so that the README's ``make test`` does not run it a second time."""
+    chaos = Path(__file__).parent / "chaos"
+    if collection_path != chaos:
+        return None
+    named = (Path(arg.split("::")[0]).resolve() for arg in config.args)
+    return None if any(path.is_relative_to(chaos) for path in named) else True
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     own = config.stash.get(_OWN_BASETEMP, None)
     if own is not None and not os.environ.get("CHATSYS_KEEP_TEST_TMP"):

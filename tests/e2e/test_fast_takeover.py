@@ -1,12 +1,12 @@
-"""A dead worker's task resumes within seconds; a live worker whose event loop is busy
-keeps its task. Real processes: the API, two workers, the fake LLM, embedded servers;
-the settings are the defaults (liveness every 1 s, TTL 3 s, grace 2 s, backstop 10 s)."""
+"""A live worker whose event loop is busy keeps its task (no false takeover). Real
+processes: the API, two workers, the fake LLM, embedded servers; the settings are the
+defaults (liveness every 1 s, TTL 3 s, grace 2 s, backstop 10 s). That a dead worker's
+task resumes within seconds is the chaos suite's (tests/chaos: worker SIGKILL x5)."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -37,7 +37,6 @@ REQUEST = (
     "Implement a distributed rate limiter service in Go backed by Redis, used by all our "
     "microservices, with per-tenant quotas and an admin REST API"
 )
-KILLS = 5
 BUSY_SECONDS = 6.0  # twice the liveness TTL, three times the grace, under the backstop
 
 
@@ -112,65 +111,6 @@ def _submit(base: str, marker: str) -> str:
     body = httpx.post(f"{base}/v1/tasks", json={"input": f"{REQUEST} ({marker})"}).json()
     task_id: str = body["id"]
     return task_id
-
-
-def _kill_the_runner(
-    base: str, llm: RunningFake, workers: list[subprocess.Popen[bytes]], *,
-    env: dict[str, str], log: Path, marker: str,
-) -> float:  # fmt: skip
-    """Submit a task, SIGKILL its runner mid-step, put a new worker in its place; check
-    the task ends succeeded with no completed step run again; return kill-to-resume."""
-    eventually_sync(lambda: _workers(base) == 2, within=60, every=0.1,
-                    message="waiting for two workers")  # fmt: skip
-    task_id = _submit(base, marker)
-    eventually_sync(lambda: len(_completed(base, task_id)) >= 1, within=60, every=0.05,
-                    message="waiting for a step to complete")  # fmt: skip
-    runner = next(w for w in workers if w.pid == _runner_pid(base, task_id))
-    runner.send_signal(signal.SIGKILL)
-    killed_at = time.monotonic()
-    runner.wait(10)
-    done_before = _completed(base, task_id)
-    eventually_sync(lambda: len(_of_type(base, task_id, "task.started")) == 2, within=30,
-                    every=0.05, message="waiting for the task to resume")  # fmt: skip
-    resumed_in = time.monotonic() - killed_at
-    workers[workers.index(runner)] = _worker(env, log)  # back to two
-    eventually_sync(lambda: _status(base, task_id) == "succeeded", within=60, every=0.1,
-                    message="waiting for the task to succeed")  # fmt: skip
-    requeued = _of_type(base, task_id, "task.requeued")
-    assert [e["data"]["reason"] for e in requeued] == ["worker died"]
-    for key in done_before:  # completed before the kill: never called again
-        assert _calls(llm, marker, key) == 1, (marker, key)
-    steps = httpx.get(f"{base}/v1/tasks/{task_id}").json()["steps"]
-    assert all(s["status"] == "succeeded" for s in steps)
-    return resumed_in
-
-
-def test_a_killed_worker_s_task_resumes_on_the_other_worker_within_five_seconds(
-    database_url: str, redis_url: str, llm: RunningFake, tmp_path: Path
-) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = _env(database_url, redis_url, port, llm)
-    log = tmp_path / "processes.log"
-    figures: list[float] = []
-    workers = [_worker(env, log), _worker(env, log)]
-    try:
-        with terminating(chatsys("api", env=env, log=log)) as api:
-            wait_ready(base, 90, proc=api, log=log)
-            for kill in range(KILLS):
-                marker = f"run {kill} {uuid4().hex[:8]}"
-                figures.append(
-                    _kill_the_runner(base, llm, workers, env=env, log=log, marker=marker)
-                )
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.terminate()
-                worker.wait(30)
-    print(f"\nkill-to-resume over {KILLS} kills: {[round(f, 2) for f in figures]} s, "
-          f"p50 {statistics.median(figures):.2f} s, max {max(figures):.2f} s")  # fmt: skip
-    assert max(figures) < 5, figures
-    assert statistics.median(figures) <= 5
 
 
 async def _lease_age(database_url: str, task_id: str) -> float:

@@ -38,6 +38,7 @@ class Call:
     tools: bool
     authorization: str | None
     tool_names: list[str] = field(default_factory=list)
+    at: float = field(default_factory=time.time)  # when it arrived (wall clock)
 
     @property
     def last_user(self) -> str:
