@@ -156,13 +156,16 @@ class DeliverWebhook:
             status = DeliveryStatus.FAILED
         next_at = None if delay is None else now + timedelta(seconds=delay)
         async with self._uow() as uow:
-            await uow.deliveries.record(AttemptRecord(outgoing.id, attempt, status, next_at))
+            # The endpoint's row before the delivery's: deleting an endpoint locks them in
+            # that order (the endpoint, then its unfinished deliveries), so the other
+            # order deadlocks with a delete made while an attempt is being recorded.
             if result.gone and outgoing.endpoint_id is not None:
                 await uow.webhooks.disable(outgoing.endpoint_id, reason=GONE_REASON, at=now)
             elif self._breaker is not None and outgoing.endpoint_id and not outgoing.refusal:
                 await uow.webhooks.record_outcome(
                     outgoing.endpoint_id, ok=result.ok, at=now, pause=self._breaker.pause
                 )
+            await uow.deliveries.record(AttemptRecord(outgoing.id, attempt, status, next_at))
             await uow.commit()
         if delay is not None:
             with contextlib.suppress(Exception):  # the relay sends it once it is overdue
