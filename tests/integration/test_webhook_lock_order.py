@@ -5,58 +5,30 @@ other order Postgres found a deadlock and failed the delivery job)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from uuid import UUID, uuid4
 
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
-from pydantic import SecretStr
 
-from chatsys.bootstrap import Resources, build_app
+from chatsys.bootstrap import Resources
 from chatsys.bootstrap.components import retry_policy, webhook_sender
 from chatsys.domain.tasks.model import Task, TaskStatus
 from chatsys.domain.webhooks.delivery import DeliverWebhook
 from chatsys.domain.webhooks.fairness import CircuitBreaker
 from chatsys.domain.webhooks.model import DeliveryStatus, WebhookDelivery
 from chatsys.infra.clock import SystemClock
-from chatsys.infra.settings import (
-    AuthSettings,
-    DatabaseSettings,
-    Environment,
-    LimitSettings,
-    RedisSettings,
-    Settings,
-    WebhookSettings,
-)
+from chatsys.infra.settings import Settings, WebhookSettings
 from tests.support import eventually, plain_dsn
 from tests.webhook_receiver import Receiver
 
 
 @pytest.fixture
-def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        environment=Environment.TEST,
-        data_dir=tmp_path / "data",
-        database=DatabaseSettings(url=SecretStr(database_url), pool_size=5),
-        redis=RedisSettings(url=SecretStr(redis_url)),
-        webhooks=WebhookSettings(allow_private_networks=True, retry_schedule=[0, 5]),
-        auth=AuthSettings(enabled=False),
-        limits=LimitSettings(enabled=False),
-    )
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app: FastAPI = build_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as http,
-    ):
-        yield http
+def settings(settings: Settings) -> Settings:
+    """The suite's settings, with loopback receivers allowed and a retry after 5 s."""
+    webhooks = WebhookSettings(allow_private_networks=True, retry_schedule=[0, 5])
+    return settings.model_copy(update={"webhooks": webhooks})
 
 
 async def _pending_delivery(resources: Resources, endpoint_id: UUID, url: str) -> UUID:
