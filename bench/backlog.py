@@ -1,7 +1,7 @@
 """``backlog``: do pending webhook deliveries to dead receivers delay new tasks?
 
 Real processes: one ``chatsys api``, one ``chatsys worker`` with its default settings
-(task and webhook queues, their slot pools, the per-endpoint in-flight cap; only
+(the task queue and the webhook slots, the per-receiver in-flight cap; only
 ``CHATSYS_WEBHOOKS_ALLOW_PRIVATE_NETWORKS=true`` so that loopback receivers may be
 called), the fake OpenAI-compatible server as its own process.
 
@@ -14,8 +14,8 @@ Phases, same run, same processes:
    ``webhook_url`` and one delivery row due now (written in bulk with SQL, as
    ``Callbacks.record`` would write them, so that 10,000 take seconds, not the
    quarter of an hour 10,000 ``finish_task`` transactions took on a loaded 2-core
-   machine), and each delivery's first job enqueued through the worker's queue
-   adapter (``ArqJobQueue``, as ``Callbacks.dispatch`` does). The URLs go
+   machine); the worker's webhook slots find them there, as they find any delivery
+   written by another process. The URLs go
    round-robin to ``hanging`` receivers that accept, read the request and never
    answer (each attempt waits for the 15 s timeout) and to one closed port
    (connection refused, retried on the schedule: attempt 2 is due 5 s after
@@ -52,6 +52,7 @@ from sqlalchemy import text
 
 from bench.startup import clean_env, free_port, process, say, wait_ready
 from chatsys.bootstrap import Resources
+from chatsys.domain.webhooks.fairness import receiver_of
 from chatsys.domain.webhooks.model import new_secret
 from chatsys.infra.settings import DatabaseSettings, RedisSettings, Settings, WebhookSettings
 from tests.webhook_receiver import Receiver
@@ -153,8 +154,8 @@ async def _probe(stack: Stack, resources: Resources, probes: int, spacing: float
 
 async def _make_backlog(resources: Resources, urls: list[str], count: int) -> None:
     """``count`` ended tasks, each with one pending delivery due now to ``urls[n % len]``,
-    written in bulk (the rows ``Callbacks.record`` writes, not one transaction per task),
-    then each delivery's first job, enqueued as ``Callbacks.dispatch`` does."""
+    written in bulk (the rows ``Callbacks.record`` writes, not one transaction per task):
+    the webhook slots find them in Postgres."""
     tasks = text(
         "INSERT INTO tasks (id, owner, input, status, webhook_url, webhook_secret, finished_at)"
         " SELECT gen_random_uuid(), 'bench', 'backlog ' || n, 'cancelled',"
@@ -162,29 +163,23 @@ async def _make_backlog(resources: Resources, urls: list[str], count: int) -> No
         " FROM generate_series(0, :count - 1) AS n RETURNING id, webhook_url"
     )
     deliveries = text(
-        "INSERT INTO webhook_deliveries (id, webhook_id, owner, task_id, event_type, url, body,"
-        " status, next_attempt_at) SELECT d, 'msg_' || replace(d::text, '-', ''), 'bench', t,"
-        " 'task.cancelled', u, :body, 'pending', now()"
-        " FROM (SELECT gen_random_uuid() AS d, t, u"
-        " FROM unnest(CAST(:ids AS uuid[]), CAST(:urls AS text[])) AS x(t, u)) AS s RETURNING id"
+        "INSERT INTO webhook_deliveries (id, webhook_id, owner, task_id, event_type, url,"
+        " receiver, body, status, next_attempt_at)"
+        " SELECT d, 'msg_' || replace(d::text, '-', ''), 'bench', t,"
+        " 'task.cancelled', u, r, :body, 'pending', now()"
+        " FROM (SELECT gen_random_uuid() AS d, t, u, r FROM unnest(CAST(:ids AS uuid[]),"
+        " CAST(:urls AS text[]), CAST(:receivers AS text[])) AS x(t, u, r)) AS s RETURNING id"
     )
     body = '{"type":"task.cancelled","data":{"task":{"status":"cancelled"}}}'
     async with resources.engine.begin() as conn:
         made = (await conn.execute(tasks, {"urls": urls, "secret": new_secret(),
                                            "count": count})).all()  # fmt: skip
         ids = [row.id for row in made]
-        found = await conn.execute(
-            deliveries, {"ids": ids, "urls": [row.webhook_url for row in made], "body": body}
+        hooks = [row.webhook_url for row in made]
+        receivers = [receiver_of(None, url) for url in hooks]
+        await conn.execute(
+            deliveries, {"ids": ids, "urls": hooks, "receivers": receivers, "body": body}
         )
-        delivery_ids = [row.id for row in found.all()]
-    queue = resources.queue()
-    gate = asyncio.Semaphore(32)
-
-    async def enqueue(delivery_id: UUID) -> None:
-        async with gate:
-            await queue.enqueue_delivery(delivery_id, 0, delay=0)
-
-    await asyncio.gather(*(enqueue(d) for d in delivery_ids))
 
 
 async def _pending(resources: Resources) -> int:

@@ -61,11 +61,12 @@ async def test_a_delete_while_an_attempt_is_recorded_does_not_deadlock(
             delivery_id = await _pending_delivery(resources, UUID(endpoint["id"]), url)
             deliver = DeliverWebhook(
                 resources.unit_of_work, SystemClock(), webhook_sender(settings),
-                resources.queue(), retry_policy(settings),
-                breaker=CircuitBreaker(5, 1.0, 60.0, probe_lease=60.0),
+                retry_policy(settings), breaker=CircuitBreaker(5, 1.0, 60.0),
             )  # fmt: skip
-            attempt = asyncio.create_task(deliver.execute(delivery_id))
-            await receiver.wait_for(1)  # claimed, admitted by the circuit, being sent
+            [claimed] = await deliver.claim(10)
+            assert claimed.id == delivery_id
+            attempt = asyncio.create_task(deliver.execute(claimed))
+            await receiver.wait_for(1)  # claimed, being sent
             # The delete's first half: the endpoint's row, locked until its commit.
             deleting_tx = deleting.transaction()
             await deleting_tx.start()
@@ -87,8 +88,8 @@ async def test_a_delete_while_an_attempt_is_recorded_does_not_deadlock(
                 endpoint["id"],
             )
             await deleting_tx.commit()
-            status = await asyncio.wait_for(attempt, 20)  # no deadlock error
-            assert status is DeliveryStatus.PENDING  # a retry, which finds no endpoint
+            outcome = await asyncio.wait_for(attempt, 20)  # no deadlock error
+            assert outcome.status is DeliveryStatus.PENDING  # a retry, which finds no endpoint
             assert len(receiver.received) == 1
         finally:
             await deleting.close()

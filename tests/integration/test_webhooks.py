@@ -45,8 +45,7 @@ FAST = WebhookSettings(
     allow_private_networks=True,
     retry_schedule=[0, 0.3, 0.3, 0.3],
     retry_jitter=0.1,
-    relay_grace=0.2,
-    redispatch_after=0.5,
+    poll_interval=0.2,
     connect_timeout=2,
     timeout=5,
 )
@@ -326,7 +325,7 @@ async def test_a_delivery_survives_a_receiver_outage_and_a_worker_and_redis_rest
 
         await eventually(failed_once)
         [delivery] = await deliveries(client, task_id)
-        assert delivery["status"] == "pending"
+        assert delivery["status"] in ("pending", "delivering")  # its next attempt may be on
         assert "could not connect" in delivery["attempts"][0]["error"]
     finally:
         await stop_worker(first, running)
@@ -435,14 +434,12 @@ async def test_forbidden_urls_are_refused_at_send_time_and_the_canary_sees_nothi
                 )  # fmt: skip
             await uow.commit()
         deliver = DeliverWebhook(
-            resources.unit_of_work,
-            SystemClock(),
-            webhook_sender(strict),
-            resources.queue(),
-            retry_policy(strict),
+            resources.unit_of_work, SystemClock(), webhook_sender(strict), retry_policy(strict)
         )
-        for delivery_id in ids:
-            assert await deliver.execute(delivery_id) is DeliveryStatus.FAILED
+        claimed = await deliver.claim(len(ids) + 10)
+        assert sorted(o.id for o in claimed) == sorted(ids)
+        for outgoing in claimed:
+            assert (await deliver.execute(outgoing)).status is DeliveryStatus.FAILED
         async with resources.unit_of_work() as uow:
             logged = await uow.deliveries.list_for_owner("local", limit=50, before=None)
         assert len(logged) == len(LOOPBACK_SPELLINGS)

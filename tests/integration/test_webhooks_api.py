@@ -19,6 +19,7 @@ from chatsys.bootstrap.components import webhook_callbacks
 from chatsys.domain.tasks.model import Task, TaskStatus
 from chatsys.domain.tasks.recovery import RequeueStale
 from chatsys.domain.tasks.submission import Dispatcher
+from chatsys.domain.webhooks.model import DeliveryStatus
 from chatsys.infra.clock import SystemClock
 from chatsys.infra.settings import (
     AuthSettings,
@@ -198,7 +199,8 @@ async def test_the_sweeper_cancelling_a_dead_runners_task_records_its_delivery(
         assert delivery.event_type == "task.cancelled"
         assert delivery.task_id == task.id
         assert '"status":"cancelled"' in delivery.body
-        job = await resources.redis.exists(f"arq:job:webhook:{delivery.id}:0")
-        assert job == 1  # its first attempt was enqueued after the commit
+        assert delivery.status is DeliveryStatus.PENDING  # for the webhook slots to claim
+        assert delivery.next_attempt_at is not None
+        assert delivery.next_attempt_at <= datetime.now(UTC)  # due now
     finally:
         await resources.close()

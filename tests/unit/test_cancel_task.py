@@ -62,7 +62,7 @@ async def test_a_queued_task_ends_cancelled_with_its_terminal_event_and_webhook(
         EventType.TASK_CANCELLED,
         DeliveryStatus.PENDING,
     )
-    assert w.webhook_jobs.jobs == [(delivery.id, 0, 0)]  # dispatched after the commit
+    assert w.nudge.due_in == [0]  # the webhook slots told after the commit
     assert w.db.committed.audit[-1].action == "task.cancel"
 
     # Its job may still be in the queue: no runner takes it now.

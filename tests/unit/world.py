@@ -24,9 +24,9 @@ from tests.unit.fakes import (
     FakeClock,
     FakeDatabase,
     FakeJobQueue,
+    FakeNudge,
     FakeTools,
     FakeUrlGuard,
-    FakeWebhookQueue,
     ScriptedLLM,
 )
 
@@ -52,11 +52,11 @@ class World:
         self.clock = FakeClock()
         self.db = FakeDatabase(self.clock)
         self.jobs = FakeJobQueue()
-        self.webhook_jobs = FakeWebhookQueue()
+        self.nudge = FakeNudge()
         self.url_guard = FakeUrlGuard()
         self.planner = Planner()
         self.dispatcher = Dispatcher(self.db.uow, self.jobs)
-        self.callbacks = Callbacks(render, self.webhook_jobs, retry)
+        self.callbacks = Callbacks(render, self.nudge, retry)
         self.submit = SubmitTask(
             self.db.uow,
             self.clock,

@@ -85,6 +85,7 @@ from chatsys.infra.probes import PostgresProbe, RedisProbe
 from chatsys.infra.ratelimit import RedisRateLimiter, RedisTickets
 from chatsys.infra.settings import Settings
 from chatsys.infra.webhook_http import ResolvingUrlGuard
+from chatsys.infra.webhook_slots import NO_SLOTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +190,7 @@ def wire_webhooks(wiring: Wiring, parts: ApiParts) -> None:
     wiring.provide(webhooks_api.rotate_webhook_secret, rotate)
     wiring.provide(webhooks_api.list_deliveries, ListDeliveries(uow))
     wiring.provide(webhooks_api.get_delivery, GetDelivery(uow))
-    wiring.provide(webhooks_api.redeliver, Redeliver(uow, clock, resources.queue()))
+    wiring.provide(webhooks_api.redeliver, Redeliver(uow, clock, NO_SLOTS))
 
 
 def wire_access(wiring: Wiring, parts: ApiParts) -> None:

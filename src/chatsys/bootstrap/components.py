@@ -22,6 +22,7 @@ from chatsys.domain.shared.errors import InvalidInput
 from chatsys.domain.tasks.ending import Callbacks
 from chatsys.domain.tasks.submission import TaskQuota
 from chatsys.domain.webhooks.model import RetryPolicy
+from chatsys.domain.webhooks.ports import DeliveryNudge
 from chatsys.infra.db.engine import create_engine, create_session_factory
 from chatsys.infra.db.unit_of_work import SqlUnitOfWork
 from chatsys.infra.events import RedisEventPublisher
@@ -32,6 +33,7 @@ from chatsys.infra.queue import ArqJobQueue
 from chatsys.infra.redis import redis_client
 from chatsys.infra.settings import Settings
 from chatsys.infra.webhook_http import AddressVetter, HttpWebhookSender
+from chatsys.infra.webhook_slots import NO_SLOTS
 
 log = get_logger(__name__)
 
@@ -115,7 +117,6 @@ class Resources:
         return ArqJobQueue(
             self.redis,
             queue_name=worker.queue_name,
-            webhook_queue_name=worker.webhook_queue_name,
             priority_lead=worker.priority_lead,
         )
 
@@ -134,9 +135,10 @@ def address_vetter(settings: Settings) -> AddressVetter:
     )
 
 
-def webhook_callbacks(resources: Resources) -> Callbacks:
-    """What records (in the task's transaction) and dispatches a task's webhooks."""
-    return Callbacks(task_json, resources.queue(), retry_policy(resources.settings))
+def webhook_callbacks(resources: Resources, nudge: DeliveryNudge = NO_SLOTS) -> Callbacks:
+    """What records (in the task's transaction) a task's webhooks and tells ``nudge``
+    (the process' webhook slots, if it has any) that they are due."""
+    return Callbacks(task_json, nudge, retry_policy(resources.settings))
 
 
 def webhook_sender(settings: Settings) -> HttpWebhookSender:

@@ -8,7 +8,6 @@ all of it in reverse order even when one of the closings fails.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Sequence
 from typing import Any
@@ -30,8 +29,8 @@ from chatsys.domain.planning.planner import Planner
 from chatsys.domain.tasks.recovery import RequeueStale
 from chatsys.domain.tasks.running import RunTask
 from chatsys.domain.tasks.submission import Dispatcher
-from chatsys.domain.webhooks.delivery import DeliverWebhook, RelayWebhooks
-from chatsys.domain.webhooks.fairness import CircuitBreaker, InFlightLimit
+from chatsys.domain.webhooks.delivery import DeliverWebhook
+from chatsys.domain.webhooks.fairness import CircuitBreaker
 from chatsys.infra import jobs
 from chatsys.infra.arq_worker import SupervisedWorker
 from chatsys.infra.clock import SystemClock
@@ -42,14 +41,43 @@ from chatsys.infra.logging import configure_logging, get_logger
 from chatsys.infra.queue import DELIVER_WEBHOOK, RUN_TASK
 from chatsys.infra.redis import arq_redis_settings
 from chatsys.infra.settings import Settings
+from chatsys.infra.webhook_http import HttpWebhookSender
+from chatsys.infra.webhook_slots import NO_SLOTS, WebhookSlots
 
 log = get_logger(__name__)
 
 _STACK = "chatsys.exit_stack"  # arq's ctx key of what on_shutdown closes
 
 
+def _webhook_slots(
+    settings: Settings, resources: Resources, clock: SystemClock, sender: HttpWebhookSender
+) -> WebhookSlots:
+    hooks = settings.webhooks
+    deliver = DeliverWebhook(
+        resources.unit_of_work, clock, sender, retry_policy(settings),
+        lease=hooks.lease, per_receiver=hooks.max_in_flight_per_endpoint,
+        breaker=CircuitBreaker(
+            hooks.breaker_threshold, hooks.breaker_backoff,
+            max(hooks.breaker_max_backoff, hooks.breaker_backoff),
+        ),
+    )  # fmt: skip
+    return WebhookSlots(
+        deliver,
+        clock,
+        slots=settings.worker.webhook_concurrency,
+        poll=hooks.poll_interval,
+        grace=min(5.0, hooks.timeout),
+        outages=resources.outages,
+    )
+
+
 async def _start(
-    settings: Settings, worker_id: str, stack: contextlib.AsyncExitStack, *, tune_gc: bool
+    settings: Settings,
+    worker_id: str,
+    stack: contextlib.AsyncExitStack,
+    *,
+    tune_gc: bool,
+    webhooks: bool,
 ) -> jobs.WorkerContext:
     from chatsys.agents.agent import RoleAgent
     from chatsys.agents.gateway import LiteLLMGateway
@@ -61,7 +89,12 @@ async def _start(
     clock = SystemClock()
     uow = resources.unit_of_work
     dispatcher = Dispatcher(uow, resources.queue())
-    callbacks = webhook_callbacks(resources)
+    slots = None
+    if webhooks:
+        sender = webhook_sender(settings)
+        stack.push_async_callback(sender.aclose)  # its kept-alive connections
+        slots = _webhook_slots(settings, resources, clock, sender)
+    callbacks = webhook_callbacks(resources, slots or NO_SLOTS)
     llm = settings.llm
     gateway = LiteLLMGateway(gateway_config(settings))
     analyzer: TaskAnalyzer = (
@@ -98,25 +131,9 @@ async def _start(
         uow, dispatcher, clock, callbacks=callbacks, stale_after=w.task_stale_after,
         liveness=liveness, grace=w.takeover_grace, worker_id=worker_id,
     )  # fmt: skip
-    hooks = settings.webhooks
-    sender = webhook_sender(settings)
-    stack.push_async_callback(sender.aclose)  # its kept-alive connections
-    deliver = DeliverWebhook(
-        uow, clock, sender, resources.queue(), retry_policy(settings),
-        lease=hooks.lease, in_flight=InFlightLimit(hooks.max_in_flight_per_endpoint),
-        hold=hooks.endpoint_hold, slot_wait=hooks.endpoint_wait,
-        breaker=CircuitBreaker(
-            hooks.breaker_threshold, hooks.breaker_backoff,
-            max(hooks.breaker_max_backoff, hooks.breaker_backoff), probe_lease=hooks.lease,
-        ),
-    )  # fmt: skip
-    relay = RelayWebhooks(
-        uow, resources.queue(), grace=hooks.relay_grace, redispatch_after=hooks.redispatch_after
-    )
     maintenance = jobs.Maintenance(
         dispatcher,
         sweeper,
-        relay,
         interval=settings.worker.maintenance_interval,
         outages=resources.outages,
     )
@@ -137,8 +154,11 @@ async def _start(
     stack.push_async_callback(heartbeat.stop)
     maintenance.start()
     stack.push_async_callback(maintenance.stop)
+    if slots is not None:
+        slots.start()
+        stack.push_async_callback(slots.stop)  # before the engine closes: it gives back
     return jobs.WorkerContext(
-        worker_id, resources.engine, run, deliver, resources.outages, maintenance
+        worker_id, resources.engine, run, slots, resources.outages, maintenance
     )
 
 
@@ -146,22 +166,14 @@ QUEUES = ("tasks", "webhooks")  # what ``chatsys worker --queue`` accepts
 
 
 def _functions(settings: Settings, queue: str) -> list[Function]:
-    deliver = func(
-        jobs.deliver_webhook,
-        name=DELIVER_WEBHOOK,
-        max_tries=3,
-        # Results are not kept: a job id is free again once its attempt is over, so the
-        # relay can always re-send it; the delivery row is the record.
-        keep_result=0,
-        timeout=settings.webhooks.timeout + settings.webhooks.connect_timeout + 30,
-    )
+    # Attempt jobs of older versions (left in Redis by an upgrade) only wake the slots.
+    legacy = func(jobs.deliver_webhook, name=DELIVER_WEBHOOK, max_tries=1, keep_result=0)
     ping = func(jobs.ping, name="chatsys.ping", timeout=30, max_tries=1)
     if queue == "webhooks":
-        return [ping, deliver]
-    # The task enforces its own time limit; arq's must never fire first. Deliveries stay
-    # served here too: jobs queued on this queue before the queues split still run.
+        return [ping, legacy]
+    # The task enforces its own time limit; arq's must never fire first.
     run = func(jobs.run_task, name=RUN_TASK, max_tries=3, timeout=settings.worker.task_timeout + 60)
-    return [ping, run, deliver]
+    return [ping, run, legacy]
 
 
 def _arq_worker(settings: Settings, queue: str, *, burst: bool, **hooks: Any) -> SupervisedWorker:
@@ -172,11 +184,12 @@ def _arq_worker(settings: Settings, queue: str, *, burst: bool, **hooks: Any) ->
         functions=_functions(settings, queue),
         queue_name=config.queue_name if tasks else config.webhook_queue_name,
         redis_settings=arq_redis_settings(redis_url),
-        max_jobs=config.task_concurrency if tasks else config.webhook_concurrency,
+        max_jobs=config.task_concurrency if tasks else 4,
         job_timeout=config.job_timeout,
         burst=burst,
         health_check_interval=max(config.heartbeat_interval, 1.0),
-        poll_delay=config.poll_delay,
+        # A webhooks-only worker's queue holds only pings: no need to look 100 times a second.
+        poll_delay=config.poll_delay if tasks else max(config.poll_delay, 0.5),
         **hooks,
     )
 
@@ -190,25 +203,26 @@ def build_worker(
 ) -> SupervisedWorker:
     """The arq worker; its start-up hook is the worker's composition root.
 
-    One arq worker per queue in ``queues`` (task runs, webhook attempts), each with its
-    own slots (``CHATSYS_WORKER_TASK_CONCURRENCY``, ``..._WEBHOOK_CONCURRENCY``): the one
-    returned handles signals and runs the start-up hook, which starts the other beside
-    it on the same context; its shutdown hook stops that one first.
+    ``queues``: what the process serves. ``tasks``: the arq queue of task runs, with
+    ``CHATSYS_WORKER_TASK_CONCURRENCY`` slots. ``webhooks``: the webhook slots
+    (``CHATSYS_WORKER_WEBHOOK_CONCURRENCY``, ``chatsys.infra.webhook_slots``), which
+    claim due deliveries from Postgres beside it; a webhooks-only worker's arq queue
+    (``CHATSYS_WORKER_WEBHOOK_QUEUE_NAME``) only answers pings. A burst run (``burst``)
+    stops once the task queue is empty and the deliveries due by then are made.
     ``tune_gc``: the worker process settles its heap (``chatsys.infra.heap``)."""
     settings = settings or load_settings()
     configure_logging(settings)
     unknown = set(queues) - set(QUEUES)
     if unknown or not queues:
         raise ValueError(f"queues must be among {QUEUES}, not {sorted(unknown) or 'none'}")
-    first, *others = dict.fromkeys(queues)  # in order, once each
+    serving = list(dict.fromkeys(queues))  # in order, once each
     worker_id = new_worker_id()
-    beside: list[tuple[SupervisedWorker, asyncio.Task[None]]] = []
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         stack = contextlib.AsyncExitStack()
         try:
             worker_ctx = ctx[jobs.CONTEXT] = await _start(
-                settings, worker_id, stack, tune_gc=tune_gc
+                settings, worker_id, stack, tune_gc=tune_gc, webhooks="webhooks" in serving
             )
         except BaseException:
             await stack.aclose()
@@ -216,19 +230,14 @@ def build_worker(
         ctx[_STACK] = stack
         worker.outages = worker_ctx.outages
         worker.on_redis_back = worker_ctx.maintenance.resend_lost
-        for queue in others:
-            other = _arq_worker(settings, queue, burst=burst, handle_signals=False)
-            other.ctx[jobs.CONTEXT] = worker_ctx
-            other.outages = worker_ctx.outages
-            beside.append((other, asyncio.create_task(other.run_beside())))
-        log.info("chatsys.worker.started", worker_id=worker_id, queues=list(queues))
+        log.info("chatsys.worker.started", worker_id=worker_id, queues=serving)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         stack: contextlib.AsyncExitStack | None = ctx.pop(_STACK, None)
+        worker_ctx: jobs.WorkerContext | None = ctx.get(jobs.CONTEXT)
         try:
-            while beside:
-                other, _ = beside.pop()
-                await other.stop_beside(drain=burst)
+            if burst and worker_ctx is not None and worker_ctx.webhooks is not None:
+                await worker_ctx.webhooks.drain()
             if stack is not None:
                 await stack.aclose()
         finally:
@@ -236,7 +245,7 @@ def build_worker(
 
     worker = _arq_worker(
         settings,
-        first,
+        "tasks" if "tasks" in serving else "webhooks",
         burst=burst,
         on_startup=on_startup,
         on_shutdown=on_shutdown,

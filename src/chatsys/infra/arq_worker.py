@@ -30,9 +30,7 @@ and its live events are lost to pub/sub only, never to the log.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -200,27 +198,3 @@ class SupervisedWorker(Worker):
             log.warning("chatsys.worker.redis_away_at_shutdown", error=str(exc))
             if self.on_shutdown is not None:
                 await self.on_shutdown(self.ctx)
-
-    async def run_beside(self) -> None:
-        """Run as a second worker of the process (another queue, its own slots): no
-        signal handlers and no start-up hook of its own; ``stop_beside`` ends it."""
-        self._handle_signals = False
-        await self.async_run()
-
-    async def stop_beside(self, *, drain: bool = False) -> None:
-        """End ``run_beside``: with ``drain`` (a burst run) once its queue is empty, else
-        now, cancelling the jobs in flight as arq does on a signal (each job may run
-        twice: its row says what is left). Closes its Redis pool; never raises."""
-        main = getattr(self, "main_task", None)
-        if drain and main is not None:
-            await asyncio.gather(main, return_exceptions=True)
-        self.handle_sig(signal.SIGUSR1)
-        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
-        if main is not None:
-            await asyncio.gather(main, return_exceptions=True)
-        if self._pool is not None:
-            with contextlib.suppress(Exception):  # Redis away: its health key expires
-                await self.pool.delete(self.health_check_key)
-            with contextlib.suppress(Exception):
-                await self.pool.aclose()
-            self._pool = None

@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chatsys.domain.tasks.recovery import RequeueStale
 from chatsys.domain.tasks.running import RunTask
 from chatsys.domain.tasks.submission import Dispatcher
-from chatsys.domain.webhooks.delivery import DeliverWebhook, RelayWebhooks
 from chatsys.infra.logging import get_logger
 from chatsys.infra.outages import OutageMonitor
+from chatsys.infra.webhook_slots import WebhookSlots
 
 log = get_logger(__name__)
 
@@ -32,7 +32,7 @@ class WorkerContext:
     worker_id: str
     engine: AsyncEngine
     run_task: RunTask
-    deliver_webhook: DeliverWebhook
+    webhooks: WebhookSlots | None  # None: this worker does not serve webhook deliveries
     outages: OutageMonitor
     maintenance: Maintenance
 
@@ -110,35 +110,31 @@ async def _after_outage(worker: WorkerContext, task_id: UUID, dependency: str) -
             await asyncio.sleep(0.2)  # away again: wait once more
 
 
-async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> str | None:
-    """One attempt of a webhook delivery (the row in Postgres says whether it is due)."""
-    deliver = context(ctx).deliver_webhook
-    import structlog
-
-    with structlog.contextvars.bound_contextvars(delivery_id=delivery_id):
-        status = await deliver.execute(UUID(delivery_id))
-        if status is not None:
-            log.info("chatsys.webhook.attempted", status=status.value)
-        return status.value if status else None
+async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> str:
+    """A job of the queue-per-attempt design that came before the webhook slots (left in
+    Redis by an upgrade): the delivery row is in Postgres and the slots claim it; the
+    job only wakes them."""
+    slots = context(ctx).webhooks
+    if slots is not None:
+        slots.due()
+    return "claimed from Postgres"
 
 
 class Maintenance:
-    """Every worker relays undispatched outbox entries, re-queues tasks whose runner died
-    and re-sends the jobs of overdue webhook deliveries. Rows are locked with SKIP
-    LOCKED, so any number of workers can do it at once."""
+    """Every worker relays undispatched outbox entries and re-queues tasks whose runner
+    died. Rows are locked with SKIP LOCKED, so any number of workers can do it at once.
+    (Webhook deliveries need no relay: the webhook slots claim them from Postgres.)"""
 
     def __init__(
         self,
         dispatcher: Dispatcher,
         sweeper: RequeueStale,
-        webhooks: RelayWebhooks,
         *,
         interval: float,
         outages: OutageMonitor | None = None,
     ) -> None:
         self._dispatcher = dispatcher
         self._sweeper = sweeper
-        self._webhooks = webhooks
         self._interval = interval
         self._outages = outages
         self._task: asyncio.Task[None] | None = None
@@ -150,9 +146,6 @@ class Maintenance:
         relayed = await self._dispatcher.relay()
         if relayed:
             log.info("chatsys.outbox.relayed", entries=relayed)
-        webhooks = await self._webhooks.execute()
-        if webhooks:
-            log.info("chatsys.webhook.relayed", deliveries=webhooks)
 
     async def _loop(self) -> None:
         while True:

@@ -1,10 +1,10 @@
-"""The job queue ports (task runs, webhook attempts) on arq: one queue each, so the
-worker serves them from separate slot pools (``chatsys.bootstrap.worker``)."""
+"""The task queue port on arq. (Webhook deliveries have no jobs: the worker's webhook
+slots claim them from Postgres, ``chatsys.infra.webhook_slots``.)"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from arq.connections import ArqRedis
 
@@ -12,7 +12,7 @@ from chatsys.domain.tasks.model import Priority
 
 RUN_TASK = "chatsys.run_task"
 _LEADS = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2}  # times priority_lead
-DELIVER_WEBHOOK = "chatsys.deliver_webhook"
+DELIVER_WEBHOOK = "chatsys.deliver_webhook"  # jobs of old versions (chatsys.infra.jobs)
 
 
 class ArqJobQueue:
@@ -21,13 +21,11 @@ class ArqJobQueue:
         redis: ArqRedis,
         *,
         queue_name: str,
-        webhook_queue_name: str | None = None,
         priority_lead: float = 60.0,
     ) -> None:
         self._redis = redis
         self._priority_lead = priority_lead
         self._queue_name = queue_name
-        self._webhook_queue_name = webhook_queue_name or queue_name
 
     async def enqueue_run(
         self, task_id: UUID, dispatch_id: int, *, priority: Priority = Priority.NORMAL
@@ -42,21 +40,4 @@ class ArqJobQueue:
             _job_id=f"run:{task_id}:{dispatch_id}",
             _queue_name=self._queue_name,
             _defer_until=datetime.now(UTC) - timedelta(seconds=lead) if lead else None,
-        )
-
-    async def enqueue_delivery(
-        self, delivery_id: UUID, attempt: int, *, delay: float, held: bool = False
-    ) -> None:
-        # One job id per attempt: the relay re-sending it while it waits is a no-op. A
-        # held-back attempt's job is still running under that id: this one gets its own
-        # (the delivery row, claimed once, says whether a job has anything to do).
-        job_id = f"webhook:{delivery_id}:{attempt}"
-        if held:
-            job_id += f":held:{uuid4().hex[:12]}"
-        await self._redis.enqueue_job(
-            DELIVER_WEBHOOK,
-            str(delivery_id),
-            _job_id=job_id,
-            _queue_name=self._webhook_queue_name,
-            _defer_by=delay + 0.05 if delay > 0 else None,
         )

@@ -182,7 +182,10 @@ class WorkerSettings(BaseSettings):
         default="chatsys:queue",
         description="arq queue of task runs (and of jobs queued before the queues split)",
     )
-    webhook_queue_name: str = Field(default="chatsys:webhooks", description="webhook attempts")
+    webhook_queue_name: str = Field(
+        default="chatsys:webhooks",
+        description="arq queue of a webhooks-only worker (pings, and attempt jobs of old versions)",
+    )
     task_concurrency: int = Field(
         default=10,
         ge=1,
@@ -349,27 +352,17 @@ class WebhookSettings(BaseSettings):
     max_response_bytes: int = Field(default=64 * 1024, ge=0, le=10 * 1024 * 1024)
     max_url_length: int = Field(default=2048, ge=20, le=2048)
     lease: float = Field(default=60.0, gt=0, description="an attempt's hold on its delivery")
-    relay_grace: float = Field(
-        default=2.0, ge=0, description="a due delivery is this late before the relay re-sends"
-    )
-    redispatch_after: float = Field(
-        default=30.0, gt=0, description="the relay re-sends a job not seen to run this long"
+    poll_interval: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="a worker's webhook slots look for due deliveries at least this often",
     )
     max_in_flight_per_endpoint: int = Field(
         default=8,
         ge=1,
         le=1000,
-        description="attempts one worker process has under way to one receiver at once",
-    )
-    endpoint_hold: float = Field(
-        default=1.0, gt=0, le=60, description="an attempt over that limit waits about this long"
-    )
-    endpoint_wait: float = Field(
-        default=1.0,
-        ge=0,
-        le=60,
-        description="an attempt over that limit first waits in the worker up to this long for "
-        "one of the receiver's slots (at most that many waiting per receiver)",
+        description="attempts under way to one receiver at once, all workers together",
     )
     breaker_threshold: int = Field(
         default=5, ge=1, le=1000, description="failed attempts in a row that pause an endpoint"

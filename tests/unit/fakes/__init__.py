@@ -21,10 +21,10 @@ from tests.unit.fakes.tasks import (
 )
 from tests.unit.fakes.uow import FakeDatabase, FakeUnitOfWork
 from tests.unit.fakes.webhooks import (
+    FakeNudge,
     FakeUrlGuard,
     FakeWebhookDeliveryRepository,
     FakeWebhookEndpointRepository,
-    FakeWebhookQueue,
     FakeWebhookSender,
 )
 
@@ -39,6 +39,7 @@ __all__ = [
     "FakeEventLog",
     "FakeJobQueue",
     "FakeMessageRepository",
+    "FakeNudge",
     "FakeOutbox",
     "FakeRateLimiter",
     "FakeTaskRepository",
@@ -47,7 +48,6 @@ __all__ = [
     "FakeUrlGuard",
     "FakeWebhookDeliveryRepository",
     "FakeWebhookEndpointRepository",
-    "FakeWebhookQueue",
     "FakeWebhookSender",
     "FakeWorkerLiveness",
     "LLMCall",

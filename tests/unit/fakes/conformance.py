@@ -29,10 +29,10 @@ from chatsys.domain.tasks.ports import (
 )
 from chatsys.domain.tasks.uow import TasksUnitOfWork
 from chatsys.domain.webhooks.ports import (
+    DeliveryNudge,
     UrlGuard,
     WebhookDeliveryRepository,
     WebhookEndpointRepository,
-    WebhookQueue,
     WebhookSender,
     WebhooksUnitOfWork,
 )
@@ -52,10 +52,10 @@ from tests.unit.fakes.tasks import (
 )
 from tests.unit.fakes.uow import FakeDatabase
 from tests.unit.fakes.webhooks import (
+    FakeNudge,
     FakeUrlGuard,
     FakeWebhookDeliveryRepository,
     FakeWebhookEndpointRepository,
-    FakeWebhookQueue,
     FakeWebhookSender,
 )
 
@@ -72,7 +72,7 @@ def _conforms(db: FakeDatabase, session: Session) -> None:
     approvals: ApprovalRepository = FakeApprovalRepository(session)
     endpoints: WebhookEndpointRepository = FakeWebhookEndpointRepository(session)
     deliveries: WebhookDeliveryRepository = FakeWebhookDeliveryRepository(session)
-    webhook_queue: WebhookQueue = FakeWebhookQueue()
+    nudge: DeliveryNudge = FakeNudge()
     sender: WebhookSender = FakeWebhookSender()
     guard: UrlGuard = FakeUrlGuard()
     audit: AuditLog = FakeAuditLog(session)
@@ -90,6 +90,6 @@ def _conforms(db: FakeDatabase, session: Session) -> None:
     idempotency_uows: Factory[IdempotencyUnitOfWork] = db.uow
     del liveness
     del clock, tasks, events, outbox, jobs, conversations, messages, approvals, endpoints
-    del deliveries, webhook_queue, sender, guard, audit, api_keys, limiter, llm, tools
+    del deliveries, nudge, sender, guard, audit, api_keys, limiter, llm, tools
     del task_uows, conversation_uows, approval_uows, webhook_uows, access_uows, streaming_uows
     del idempotency, idempotency_uows

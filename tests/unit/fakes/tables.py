@@ -43,9 +43,9 @@ class OutboxRow:
 @dataclass
 class DeliveryRow:
     delivery: WebhookDelivery  # with its attempts
+    receiver: str
     round_attempts: int = 0
     lease_until: datetime | None = None
-    dispatched_at: datetime | None = None
 
 
 @dataclass

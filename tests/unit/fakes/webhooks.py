@@ -1,9 +1,11 @@
-"""Fakes of the webhook ports: endpoints, the delivery outbox, its queue, the sender and
+"""Fakes of the webhook ports: endpoints, the delivery outbox, the nudge, the sender and
 the URL guard.
 
-The delivery fake follows ``chatsys.infra.db.webhook_repository``: ``claim`` leases a
-delivery that is pending and due (within a 0.5 s margin), or delivering with its lease
-expired; the secrets are the task's own (task ``webhook_url``) or the endpoint's, with its
+The delivery fake follows ``chatsys.infra.db.webhook_repository``: ``claim_due`` leases
+deliveries that are pending and due (within a 0.5 s margin), or delivering with their
+lease expired, oldest due first, while their receiver has room (its limit, or one for
+a paused endpoint whose pause is over, minus its leased ones; none of a paused
+endpoint); the secrets are the task's own (task ``webhook_url``) or the endpoint's, with its
 previous secret only while ``previous_secret_expires_at`` is in the future; a deleted or
 disabled endpoint gives a ``refusal``. ``record`` counts the attempt (in all, and in this
 round) and ends the lease; ``reschedule`` starts a fresh round.
@@ -12,12 +14,14 @@ round) and ends the lease; ``reschedule`` starts a fresh round.
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from chatsys.domain.shared.errors import InvalidInput
+from chatsys.domain.webhooks.fairness import receiver_of
 from chatsys.domain.webhooks.model import (
     DeliveryStatus,
     OutgoingDelivery,
@@ -98,17 +102,6 @@ class FakeWebhookEndpointRepository:
             found.disabled_at = at
             found.disabled_reason = reason
 
-    async def admit(
-        self, endpoint_id: UUID, *, at: datetime, probe_lease: float
-    ) -> datetime | None:
-        found = self._rows.get(endpoint_id)
-        if found is None or found.paused_until is None:
-            return None
-        if found.paused_until > at:
-            return found.paused_until
-        found.paused_until = at + timedelta(seconds=probe_lease)
-        return None
-
     async def record_outcome(
         self, endpoint_id: UUID, *, ok: bool, at: datetime, pause: Callable[[int], float | None]
     ) -> None:
@@ -130,40 +123,73 @@ class FakeWebhookDeliveryRepository:
 
     async def add(self, delivery: WebhookDelivery) -> None:
         self._s.check("deliveries.add")
-        self._rows[delivery.id] = DeliveryRow(copy.deepcopy(delivery), dispatched_at=self._s.now())
+        receiver = receiver_of(delivery.endpoint_id, delivery.url)
+        self._rows[delivery.id] = DeliveryRow(copy.deepcopy(delivery), receiver)
 
-    async def claim(self, delivery_id: UUID, *, lease: float) -> OutgoingDelivery | None:
-        row = self._rows.get(delivery_id)
+    async def claim_due(
+        self, *, limit: int, per_receiver: int, lease: float
+    ) -> Sequence[OutgoingDelivery]:
         now = self._s.now()
-        if row is None:
-            return None
-        d = row.delivery
-        due = (
-            d.status is DeliveryStatus.PENDING
-            and d.next_attempt_at is not None
-            and d.next_attempt_at <= now + DUE_MARGIN
-        )
-        lapsed = (
-            d.status is DeliveryStatus.DELIVERING
-            and row.lease_until is not None
-            and row.lease_until < now
-        )
-        if not (due or lapsed):
-            return None
-        d.status = DeliveryStatus.DELIVERING
-        row.lease_until = now + timedelta(seconds=lease)
-        secrets, refusal = self._secrets(d, now)
-        return OutgoingDelivery(
-            id=d.id,
-            webhook_id=d.webhook_id,
-            url=d.url,
-            body=d.body,
-            endpoint_id=d.endpoint_id,
-            attempt_count=d.attempt_count,
-            round_attempts=row.round_attempts,
-            secrets=secrets,
-            refusal=refusal,
-        )
+
+        def leased(row: DeliveryRow) -> bool:
+            return (
+                row.delivery.status is DeliveryStatus.DELIVERING
+                and row.lease_until is not None
+                and row.lease_until >= now
+            )
+
+        def due(row: DeliveryRow) -> bool:
+            d = row.delivery
+            endpoint = self._s.tables.endpoints.get(d.endpoint_id) if d.endpoint_id else None
+            if endpoint is not None and endpoint.paused_until and endpoint.paused_until > now:
+                return False
+            if d.status is DeliveryStatus.PENDING:
+                return d.next_attempt_at is not None and d.next_attempt_at <= now + DUE_MARGIN
+            return d.status is DeliveryStatus.DELIVERING and not leased(row)
+
+        busy = Counter(r.receiver for r in self._rows.values() if leased(r))
+        claimed: list[OutgoingDelivery] = []
+        for row in sorted(
+            filter(due, self._rows.values()),
+            key=lambda r: (r.delivery.next_attempt_at or now, r.delivery.id),
+        ):
+            if len(claimed) == limit:
+                break
+            d = row.delivery
+            endpoint = self._s.tables.endpoints.get(d.endpoint_id) if d.endpoint_id else None
+            room = per_receiver if endpoint is None or endpoint.paused_until is None else 1
+            if busy[row.receiver] >= room:
+                continue
+            busy[row.receiver] += 1
+            d.status = DeliveryStatus.DELIVERING
+            row.lease_until = now + timedelta(seconds=lease)
+            secrets, refusal = self._secrets(d, now)
+            failing = endpoint is not None and bool(
+                endpoint.consecutive_failures or endpoint.paused_until
+            )
+            claimed.append(
+                OutgoingDelivery(
+                    id=d.id,
+                    webhook_id=d.webhook_id,
+                    url=d.url,
+                    body=d.body,
+                    endpoint_id=d.endpoint_id,
+                    attempt_count=d.attempt_count,
+                    round_attempts=row.round_attempts,
+                    secrets=secrets,
+                    refusal=refusal,
+                    endpoint_failing=failing,
+                )
+            )
+        return claimed
+
+    async def release(self, delivery_ids: Sequence[UUID]) -> None:
+        for delivery_id in delivery_ids:
+            row = self._rows[delivery_id]
+            if row.delivery.status is DeliveryStatus.DELIVERING:
+                row.delivery.status = DeliveryStatus.PENDING
+                row.delivery.next_attempt_at = self._s.now()
+                row.lease_until = None
 
     def _secrets(self, d: WebhookDelivery, now: datetime) -> tuple[tuple[str, ...], str | None]:
         if d.endpoint_id is None:
@@ -198,38 +224,6 @@ class FakeWebhookDeliveryRepository:
         d.finished_at = attempt.attempted_at if final else None
         row.round_attempts += 1
         row.lease_until = None
-        row.dispatched_at = None if final else self._s.now()
-
-    async def due(
-        self, *, grace: float, redispatch_after: float, limit: int
-    ) -> Sequence[tuple[UUID, int]]:
-        now = self._s.now()
-        resend_before = now - timedelta(seconds=redispatch_after)
-        overdue = now - timedelta(seconds=grace)
-        found = []
-        for row in self._rows.values():
-            d = row.delivery
-            not_recently_sent = row.dispatched_at is None or row.dispatched_at < resend_before
-            late = (
-                d.status is DeliveryStatus.PENDING
-                and d.next_attempt_at is not None
-                and d.next_attempt_at <= overdue
-            )
-            lapsed = (
-                d.status is DeliveryStatus.DELIVERING
-                and row.lease_until is not None
-                and row.lease_until < now
-            )
-            if not_recently_sent and (late or lapsed):
-                found.append(row)
-        found.sort(key=lambda r: r.delivery.next_attempt_at or now)
-        for row in found[:limit]:
-            row.dispatched_at = now
-        return [(r.delivery.id, r.delivery.attempt_count) for r in found[:limit]]
-
-    async def mark_undispatched(self, delivery_ids: Sequence[UUID]) -> None:
-        for delivery_id in delivery_ids:
-            self._rows[delivery_id].dispatched_at = None
 
     async def get(self, delivery_id: UUID, *, owner: str) -> WebhookDelivery | None:
         row = self._rows.get(delivery_id)
@@ -266,16 +260,6 @@ class FakeWebhookDeliveryRepository:
         row.delivery.finished_at = None
         row.round_attempts = 0
         row.lease_until = None
-        row.dispatched_at = self._s.now()
-
-    async def postpone(self, delivery_id: UUID, *, at: datetime) -> None:
-        row = self._rows.get(delivery_id)
-        if row is None or row.delivery.status is not DeliveryStatus.DELIVERING:
-            return
-        row.delivery.status = DeliveryStatus.PENDING
-        row.delivery.next_attempt_at = at
-        row.lease_until = None
-        row.dispatched_at = self._s.now()
 
     async def fail_unfinished(self, endpoint_id: UUID, *, reason: str, at: datetime) -> None:
         for row in self._rows.values():
@@ -288,19 +272,14 @@ class FakeWebhookDeliveryRepository:
                 row.lease_until = None
 
 
-class FakeWebhookQueue:
-    """Records the delivery jobs; with ``down`` set it fails like an unreachable Redis."""
+class FakeNudge:
+    """Records the delays it was told deliveries are due in."""
 
     def __init__(self) -> None:
-        self.jobs: list[tuple[UUID, int, float]] = []
-        self.down = False
+        self.due_in: list[float] = []
 
-    async def enqueue_delivery(
-        self, delivery_id: UUID, attempt: int, *, delay: float, held: bool = False
-    ) -> None:
-        if self.down:
-            raise ConnectionError("the job queue cannot be reached")
-        self.jobs.append((delivery_id, attempt, delay))
+    def due(self, delay: float = 0.0) -> None:
+        self.due_in.append(delay)
 
 
 class FakeWebhookSender:

@@ -41,17 +41,17 @@ from chatsys.domain.webhooks.model import (
     WebhookDelivery,
     new_webhook_id,
 )
-from chatsys.domain.webhooks.ports import WebhookQueue
+from chatsys.domain.webhooks.ports import DeliveryNudge
 
 
 class Callbacks:
     """Records the webhook deliveries a task event calls for, and dispatches them."""
 
     def __init__(
-        self, render: TaskRenderer, queue: WebhookQueue, retry: RetryPolicy | None = None
+        self, render: TaskRenderer, nudge: DeliveryNudge, retry: RetryPolicy | None = None
     ) -> None:
         self._render = render
-        self._queue = queue
+        self._nudge = nudge
         self._retry = retry or RetryPolicy()
 
     async def record(self, uow: TasksUnitOfWork, task: Task, event: TaskEvent) -> list[UUID]:
@@ -97,13 +97,10 @@ class Callbacks:
         return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
     async def dispatch(self, delivery_ids: Sequence[UUID]) -> None:
-        """After the commit: the first attempts' jobs. A failure is left to the relay."""
-        delay = self._retry.first_delay()
-        for delivery_id in delivery_ids:
-            try:
-                await self._queue.enqueue_delivery(delivery_id, 0, delay=delay)
-            except Exception:  # Redis is down: the relay sends it from Postgres
-                return
+        """After the commit: the process' webhook slots are told the first attempts are
+        due (in another process the slots' poll finds them)."""
+        if delivery_ids:
+            self._nudge.due(self._retry.first_delay())
 
 
 def _iso(event: TaskEvent) -> str:

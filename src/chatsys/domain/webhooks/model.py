@@ -237,6 +237,9 @@ class OutgoingDelivery:
     round_attempts: int  # attempts made since it was (re)scheduled
     secrets: tuple[str, ...] = field(repr=False)
     refusal: str | None = None
+    # The endpoint's failed attempts in a row (or a pause on it) when it was claimed:
+    # a success then has a circuit to close.
+    endpoint_failing: bool = False
 
 
 @dataclass(frozen=True, slots=True)

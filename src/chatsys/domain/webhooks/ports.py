@@ -1,4 +1,4 @@
-"""Ports of webhooks: endpoints, the delivery outbox, its queue, the sender."""
+"""Ports of webhooks: endpoints, the delivery outbox, the nudge, the sender."""
 
 from __future__ import annotations
 
@@ -48,14 +48,6 @@ class WebhookEndpointRepository(Protocol):
 
     async def disable(self, endpoint_id: UUID, *, reason: str, at: datetime) -> None: ...
 
-    async def admit(
-        self, endpoint_id: UUID, *, at: datetime, probe_lease: float
-    ) -> datetime | None:
-        """None when an attempt may go to the endpoint now (its circuit is closed, or
-        this is the one probe of an open circuit whose pause is over: the pause is
-        pushed ``probe_lease`` s on for the others); else when it may."""
-        ...
-
     async def record_outcome(
         self, endpoint_id: UUID, *, ok: bool, at: datetime, pause: Callable[[int], float | None]
     ) -> None:
@@ -73,6 +65,7 @@ class AttemptRecord:
     attempt: DeliveryAttempt
     status: DeliveryStatus
     next_attempt_at: datetime | None
+    gone: bool = False  # the receiver answered 410 Gone: its endpoint is disabled
 
 
 class WebhookDeliveryRepository(Protocol):
@@ -81,23 +74,22 @@ class WebhookDeliveryRepository(Protocol):
 
     async def add(self, delivery: WebhookDelivery) -> None: ...
 
-    async def claim(self, delivery_id: UUID, *, lease: float) -> OutgoingDelivery | None:
-        """Lease a due delivery for one attempt (pending and due, or delivering with its
-        lease expired); None when it is not due, finished or leased by someone else."""
+    async def claim_due(
+        self, *, limit: int, per_receiver: int, lease: float
+    ) -> Sequence[OutgoingDelivery]:
+        """Lease up to ``limit`` due deliveries for one attempt each, oldest due first:
+        pending and due, or delivering with their lease expired (their worker died);
+        none to a receiver that already has ``per_receiver`` deliveries leased (one, to
+        a paused endpoint whose pause is over: its probe), none to a paused endpoint.
+        Claims of every worker see each other's leases."""
         ...
 
     async def record(self, outcome: AttemptRecord) -> None: ...
 
-    async def due(
-        self, *, grace: float, redispatch_after: float, limit: int
-    ) -> Sequence[tuple[UUID, int]]:
-        """Deliveries whose job may be lost, locked (SKIP LOCKED) and stamped as dispatched:
-        pending ones due ``grace`` seconds ago and not dispatched in the last
-        ``redispatch_after`` seconds, and delivering ones whose lease expired. Returns
-        (id, attempts made) pairs."""
+    async def release(self, delivery_ids: Sequence[UUID]) -> None:
+        """Give leased deliveries back unattempted (a worker stopping): pending and due
+        again, their attempt counts untouched."""
         ...
-
-    async def mark_undispatched(self, delivery_ids: Sequence[UUID]) -> None: ...
 
     async def get(self, delivery_id: UUID, *, owner: str) -> WebhookDelivery | None: ...
 
@@ -121,20 +113,14 @@ class WebhookDeliveryRepository(Protocol):
         """End the endpoint's pending deliveries (it is being deleted)."""
         ...
 
-    async def postpone(self, delivery_id: UUID, *, at: datetime) -> None:
-        """Give a claimed delivery back unattempted: pending again, due ``at``, its
-        attempt counts untouched."""
-        ...
 
+class DeliveryNudge(Protocol):
+    """Tells the process' webhook slots (``chatsys.domain.webhooks.dispatch``) that a
+    delivery is due in ``delay`` seconds, so they claim it then rather than at their
+    next poll. Best effort: a process without slots ignores it, and the poll finds
+    every due delivery anyway."""
 
-class WebhookQueue(Protocol):
-    async def enqueue_delivery(
-        self, delivery_id: UUID, attempt: int, *, delay: float, held: bool = False
-    ) -> None:
-        """A job for the delivery's next attempt (one job id per attempt), ``delay``
-        seconds from now. ``held``: the attempt's own job gave it back unattempted (it
-        is still running): a job id of its own."""
-        ...
+    def due(self, delay: float = 0.0) -> None: ...
 
 
 class WebhookSender(Protocol):

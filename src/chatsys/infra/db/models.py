@@ -296,6 +296,11 @@ class WebhookDeliveryRow(Base):
             "lease_until",
             postgresql_where=text("status = 'delivering'"),
         ),
+        Index(
+            "ix_webhook_deliveries_in_flight",
+            "receiver",
+            postgresql_where=text("status = 'delivering'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -303,6 +308,9 @@ class WebhookDeliveryRow(Base):
     owner: Mapped[str] = mapped_column(String(200))
     task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
     endpoint_id: Mapped[uuid.UUID | None]
+    # ``endpoint:<id>`` or ``origin:<scheme>://<host[:port]>``: the unit of the limit
+    # on attempts in flight (chatsys.domain.webhooks.fairness.receiver_of).
+    receiver: Mapped[str] = mapped_column(String(2100))
     event_type: Mapped[str] = mapped_column(String(64))
     url: Mapped[str] = mapped_column(String(2048))
     body: Mapped[str] = mapped_column(Text)
@@ -310,7 +318,6 @@ class WebhookDeliveryRow(Base):
     attempt_count: Mapped[int] = mapped_column(Integer, server_default="0")
     round_attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     next_attempt_at: Mapped[datetime | None]
-    dispatched_at: Mapped[datetime | None]
     lease_until: Mapped[datetime | None]
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)

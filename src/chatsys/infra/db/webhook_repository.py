@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import Interval, bindparam, delete, func, insert, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chatsys.domain.webhooks.fairness import receiver_of
 from chatsys.domain.webhooks.model import (
     DeliveryAttempt,
     DeliveryStatus,
@@ -19,7 +21,6 @@ from chatsys.domain.webhooks.model import (
 )
 from chatsys.domain.webhooks.ports import AttemptRecord
 from chatsys.infra.db.models import (
-    TaskRow,
     WebhookAttemptRow,
     WebhookDeliveryRow,
     WebhookEndpointRow,
@@ -128,25 +129,6 @@ class SqlWebhookEndpoints:
             .values(disabled_at=at, disabled_reason=reason, updated_at=func.now())
         )
 
-    async def admit(
-        self, endpoint_id: UUID, *, at: datetime, probe_lease: float
-    ) -> datetime | None:
-        # A paused endpoint whose time has come lets one attempt through (the probe): the
-        # row's update makes it one, the others see the pause pushed on.
-        paused = await self._session.scalar(
-            select(_E.paused_until).where(_E.id == endpoint_id).with_for_update()
-        )
-        if paused is None:
-            return None
-        if paused > at:
-            return paused
-        await self._session.execute(
-            update(_E)
-            .where(_E.id == endpoint_id)
-            .values(paused_until=at + timedelta(seconds=probe_lease))
-        )
-        return None
-
     async def record_outcome(
         self, endpoint_id: UUID, *, ok: bool, at: datetime, pause: Callable[[int], float | None]
     ) -> None:
@@ -194,13 +176,89 @@ def _to_delivery(row: WebhookDeliveryRow, attempts: list[DeliveryAttempt]) -> We
 
 _UNFINISHED = (DeliveryStatus.PENDING.value, DeliveryStatus.DELIVERING.value)
 
+_CLAIM_LOCK = text("SELECT pg_advisory_xact_lock(7263108415210240001)")  # webhook claims
+# Due deliveries, oldest first, each receiver's in turn while it has room: its limit
+# (one for a paused endpoint whose pause is over: the probe) minus what is leased to
+# it; none of a paused endpoint. Leased with their signing secrets, in one statement.
+# The status is checked again on the row itself: a delete or a recorded attempt since
+# the statement's snapshot wins.
+_CLAIM_DUE = text(
+    """
+    WITH busy AS (
+        SELECT receiver, count(*) AS n FROM webhook_deliveries
+        WHERE status = 'delivering' AND lease_until >= now()
+        GROUP BY receiver
+    ), due AS (
+        SELECT d.id, d.next_attempt_at, d.endpoint_id, d.task_id,
+               row_number() OVER (PARTITION BY d.receiver
+                                  ORDER BY d.next_attempt_at, d.id) AS turn,
+               CASE WHEN e.paused_until IS NULL THEN CAST(:per AS integer) ELSE 1 END
+                   - coalesce(b.n, 0) AS room
+        FROM webhook_deliveries d
+        LEFT JOIN webhook_endpoints e ON e.id = d.endpoint_id
+        LEFT JOIN busy b ON b.receiver = d.receiver
+        WHERE ((d.status = 'pending' AND d.next_attempt_at <= now() + :margin)
+               OR (d.status = 'delivering' AND d.lease_until < now()))
+          AND (e.paused_until IS NULL OR e.paused_until <= now())
+    ), picked AS (
+        SELECT id, endpoint_id, task_id FROM due
+        WHERE turn <= room
+        ORDER BY next_attempt_at, id LIMIT CAST(:limit AS integer)
+    )
+    UPDATE webhook_deliveries d
+    SET status = 'delivering', lease_until = now() + CAST(:lease AS interval),
+        updated_at = now()
+    FROM picked p
+    LEFT JOIN webhook_endpoints e ON e.id = p.endpoint_id
+    LEFT JOIN tasks t ON p.endpoint_id IS NULL AND t.id = p.task_id
+    WHERE d.id = p.id
+      AND ((d.status = 'pending' AND d.next_attempt_at <= now() + :margin)
+           OR (d.status = 'delivering' AND d.lease_until < now()))
+    RETURNING d.id, d.webhook_id, d.url, d.body, d.endpoint_id, d.attempt_count,
+              d.round_attempts, e.id IS NOT NULL AS endpoint_found, e.secret,
+              CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret END
+                  AS previous_secret,
+              e.disabled_at IS NOT NULL AS disabled, e.disabled_reason,
+              coalesce(e.consecutive_failures, 0) > 0 OR e.paused_until IS NOT NULL
+                  AS failing,
+              t.webhook_secret AS task_secret
+    """
+).bindparams(bindparam("margin", DUE_MARGIN, type_=Interval()))
+
+
+def _outgoing(row: Any) -> OutgoingDelivery:
+    refusal = None
+    secrets: tuple[str, ...] = ()
+    if row.endpoint_id is None:
+        if row.task_secret:
+            secrets = (row.task_secret,)
+        else:
+            refusal = "the task has no webhook signing secret"
+    elif not row.endpoint_found:
+        refusal = "the webhook endpoint was deleted"
+    elif row.disabled:
+        refusal = f"the webhook endpoint is disabled: {row.disabled_reason}"
+    else:
+        secrets = (row.secret, row.previous_secret) if row.previous_secret else (row.secret,)
+    return OutgoingDelivery(
+        id=row.id,
+        webhook_id=row.webhook_id,
+        url=row.url,
+        body=row.body,
+        endpoint_id=row.endpoint_id,
+        attempt_count=row.attempt_count,
+        round_attempts=row.round_attempts,
+        secrets=secrets,
+        refusal=refusal,
+        endpoint_failing=bool(row.failing),
+    )
+
 
 class SqlWebhookDeliveries:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
     async def add(self, delivery: WebhookDelivery) -> None:
-        # Stamped as dispatched: the first attempt's job follows the commit.
         await self._session.execute(
             insert(_D).values(
                 id=delivery.id,
@@ -208,95 +266,54 @@ class SqlWebhookDeliveries:
                 owner=delivery.owner,
                 task_id=delivery.task_id,
                 endpoint_id=delivery.endpoint_id,
+                receiver=receiver_of(delivery.endpoint_id, delivery.url),
                 event_type=delivery.event_type,
                 url=delivery.url,
                 body=delivery.body,
                 status=delivery.status.value,
                 next_attempt_at=delivery.next_attempt_at,
-                dispatched_at=func.now(),
                 created_at=delivery.created_at,
                 updated_at=delivery.created_at,
             )
         )
 
-    async def claim(self, delivery_id: UUID, *, lease: float) -> OutgoingDelivery | None:
-        now = func.now()
-        claimed = (
+    async def claim_due(
+        self, *, limit: int, per_receiver: int, lease: float
+    ) -> Sequence[OutgoingDelivery]:
+        if limit < 1:
+            return []
+        # Claims are made one at a time (a transaction-scoped advisory lock), so the
+        # count of each receiver's leased deliveries is right when the next one reads it.
+        await self._session.execute(_CLAIM_LOCK)
+        rows = (
+            await self._session.execute(
+                _CLAIM_DUE,
+                {"limit": limit, "per": per_receiver, "lease": timedelta(seconds=lease)},
+            )
+        ).all()
+        return [_outgoing(r) for r in rows]
+
+    async def release(self, delivery_ids: Sequence[UUID]) -> None:
+        if delivery_ids:
             await self._session.execute(
                 update(_D)
-                .where(
-                    _D.id == delivery_id,
-                    or_(
-                        and_(
-                            _D.status == DeliveryStatus.PENDING.value,
-                            _D.next_attempt_at <= now + DUE_MARGIN,
-                        ),
-                        and_(_D.status == DeliveryStatus.DELIVERING.value, _D.lease_until < now),
-                    ),
-                )
+                .where(_D.id.in_(delivery_ids), _D.status == DeliveryStatus.DELIVERING.value)
                 .values(
-                    status=DeliveryStatus.DELIVERING.value,
-                    lease_until=now + timedelta(seconds=lease),
-                    updated_at=now,
-                )
-                .returning(
-                    _D.id,
-                    _D.webhook_id,
-                    _D.url,
-                    _D.body,
-                    _D.endpoint_id,
-                    _D.task_id,
-                    _D.attempt_count,
-                    _D.round_attempts,
+                    status=DeliveryStatus.PENDING.value,
+                    next_attempt_at=func.now(),
+                    lease_until=None,
+                    updated_at=func.now(),
                 )
             )
-        ).first()
-        if claimed is None:
-            return None
-        secrets, refusal = await self._secrets(claimed.endpoint_id, claimed.task_id)
-        return OutgoingDelivery(
-            id=claimed.id,
-            webhook_id=claimed.webhook_id,
-            url=claimed.url,
-            body=claimed.body,
-            endpoint_id=claimed.endpoint_id,
-            attempt_count=claimed.attempt_count,
-            round_attempts=claimed.round_attempts,
-            secrets=secrets,
-            refusal=refusal,
-        )
-
-    async def _secrets(
-        self, endpoint_id: UUID | None, task_id: UUID
-    ) -> tuple[tuple[str, ...], str | None]:
-        if endpoint_id is None:
-            secret = await self._session.scalar(
-                select(TaskRow.webhook_secret).where(TaskRow.id == task_id)
-            )
-            if not secret:
-                return (), "the task has no webhook signing secret"
-            return (secret,), None
-        still_valid = case(
-            (_E.previous_secret_expires_at > func.now(), _E.previous_secret), else_=None
-        )
-        row = (
-            await self._session.execute(
-                select(_E.secret, still_valid, _E.disabled_at, _E.disabled_reason).where(
-                    _E.id == endpoint_id
-                )
-            )
-        ).first()
-        if row is None:
-            return (), "the webhook endpoint was deleted"
-        if row[2] is not None:
-            return (), f"the webhook endpoint is disabled: {row[3]}"
-        return (row[0], row[1]) if row[1] else (row[0],), None
 
     async def record(self, outcome: AttemptRecord) -> None:
         attempt = outcome.attempt
         error = attempt.error[:ERROR_MAX] if attempt.error else None
-        await self._session.execute(
-            insert(_A).values(
+        final = outcome.status.is_final
+        # One statement: the attempt's row (a data-modifying CTE) and the delivery's.
+        added = (
+            insert(_A)
+            .values(
                 delivery_id=outcome.delivery_id,
                 number=attempt.number,
                 attempted_at=attempt.attempted_at,
@@ -304,8 +321,8 @@ class SqlWebhookDeliveries:
                 latency_ms=attempt.latency_ms,
                 error=error,
             )
+            .cte("added_attempt")
         )
-        final = outcome.status.is_final
         await self._session.execute(
             update(_D)
             .where(_D.id == outcome.delivery_id)
@@ -315,53 +332,13 @@ class SqlWebhookDeliveries:
                 round_attempts=_D.round_attempts + 1,
                 next_attempt_at=outcome.next_attempt_at,
                 lease_until=None,
-                # A retry's job is enqueued right after this commit.
-                dispatched_at=None if final else func.now(),
                 last_status_code=attempt.status_code,
                 last_error=error,
                 finished_at=attempt.attempted_at if final else None,
                 updated_at=func.now(),
             )
+            .add_cte(added)
         )
-
-    async def due(
-        self, *, grace: float, redispatch_after: float, limit: int
-    ) -> Sequence[tuple[UUID, int]]:
-        now = func.now()
-        not_recently_sent = or_(
-            _D.dispatched_at.is_(None),
-            _D.dispatched_at < now - timedelta(seconds=redispatch_after),
-        )
-        rows = (
-            await self._session.execute(
-                select(_D.id, _D.attempt_count)
-                .where(
-                    not_recently_sent,
-                    or_(
-                        and_(
-                            _D.status == DeliveryStatus.PENDING.value,
-                            _D.next_attempt_at <= now - timedelta(seconds=grace),
-                        ),
-                        and_(_D.status == DeliveryStatus.DELIVERING.value, _D.lease_until < now),
-                    ),
-                )
-                .order_by(_D.next_attempt_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
-        found = [(r[0], int(r[1])) for r in rows]
-        if found:
-            await self._session.execute(
-                update(_D).where(_D.id.in_([i for i, _ in found])).values(dispatched_at=now)
-            )
-        return found
-
-    async def mark_undispatched(self, delivery_ids: Sequence[UUID]) -> None:
-        if delivery_ids:
-            await self._session.execute(
-                update(_D).where(_D.id.in_(delivery_ids)).values(dispatched_at=None)
-            )
 
     async def _attempts(self, ids: Sequence[UUID]) -> dict[UUID, list[DeliveryAttempt]]:
         found: dict[UUID, list[DeliveryAttempt]] = defaultdict(list)
@@ -413,20 +390,6 @@ class SqlWebhookDeliveries:
                 round_attempts=0,
                 lease_until=None,
                 finished_at=None,
-                dispatched_at=func.now(),
-                updated_at=func.now(),
-            )
-        )
-
-    async def postpone(self, delivery_id: UUID, *, at: datetime) -> None:
-        await self._session.execute(
-            update(_D)
-            .where(_D.id == delivery_id, _D.status == DeliveryStatus.DELIVERING.value)
-            .values(
-                status=DeliveryStatus.PENDING.value,
-                next_attempt_at=at,
-                lease_until=None,
-                dispatched_at=func.now(),
                 updated_at=func.now(),
             )
         )
