@@ -7,7 +7,7 @@ Create Date: 2026-12-03 09:00:00.000000
 ``receiver``: the registered endpoint (``endpoint:<id>``) or, for a task's own
 ``webhook_url``, the URL's origin (``origin:<scheme>://<host[:port]>``), the unit of
 the per-receiver in-flight limit that the claim of due deliveries applies
-(``chatsys.domain.webhooks.dispatch``). ``dispatched_at`` goes: no job is sent per
+(``chatsys.infra.db.webhook_repository``). ``dispatched_at`` goes: no job is sent per
 attempt any more, so there is nothing to re-send.
 """
 
@@ -33,6 +33,14 @@ def upgrade() -> None:
         f"THEN 'endpoint:' || endpoint_id::text ELSE 'origin:' || {_ORIGIN} END"
     )
     op.alter_column('webhook_deliveries', 'receiver', nullable=False)
+    # The claim reads each receiver's due deliveries in turn.
+    op.drop_index('ix_webhook_deliveries_due', table_name='webhook_deliveries')
+    op.create_index(
+        'ix_webhook_deliveries_due',
+        'webhook_deliveries',
+        ['receiver', 'next_attempt_at'],
+        postgresql_where=sa.text("status = 'pending'"),
+    )
     op.create_index(
         'ix_webhook_deliveries_in_flight',
         'webhook_deliveries',
@@ -48,4 +56,11 @@ def downgrade() -> None:
         sa.Column('dispatched_at', sa.DateTime(timezone=True), nullable=True),
     )
     op.drop_index('ix_webhook_deliveries_in_flight', table_name='webhook_deliveries')
+    op.drop_index('ix_webhook_deliveries_due', table_name='webhook_deliveries')
     op.drop_column('webhook_deliveries', 'receiver')
+    op.create_index(
+        'ix_webhook_deliveries_due',
+        'webhook_deliveries',
+        ['next_attempt_at'],
+        postgresql_where=sa.text("status = 'pending'"),
+    )

@@ -30,7 +30,7 @@ from chatsys.infra.settings import (
     WebhookSettings,
     WorkerSettings,
 )
-from tests.support import eventually, stop_worker
+from tests.support import eventually, free_port, stop_worker
 from tests.webhook_receiver import Receiver
 
 BACKLOG = 300
@@ -245,6 +245,63 @@ async def test_a_stalled_receiver_holds_its_share_of_slots_and_others_get_theirs
             assert len(stalled.received) == 3  # its share, and no more
         finally:
             await stop_worker(worker, running)
+
+
+async def test_retries_keep_their_schedule_behind_a_backlog_to_stalled_receivers(
+    client: httpx.AsyncClient, settings: Settings, hanging: list[Receiver]
+) -> None:
+    kept = settings.model_copy(
+        update={"webhooks": settings.webhooks.model_copy(
+            update={"max_in_flight_per_endpoint": 3, "retry_schedule": [0, 1, 1, 1]}
+        )}
+    )  # fmt: skip
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: refused at once
+    worker = build_worker(kept)
+    worker._handle_signals = False
+    running = asyncio.create_task(worker.async_run())
+    try:
+        # A webhook_url gives the task the secret its deliveries are signed with.
+        task_id, _ = await _start_delay(client, "hello there", webhook_url=hanging[0].url)
+        await _pile_up(kept, task_id, [r.url for r in hanging], count=BACKLOG)
+        await eventually(
+            lambda: sum(len(r.received) for r in hanging) == 3 * len(hanging), within=30
+        )
+        await _pile_up(kept, task_id, [closed], count=5)  # behind the whole backlog
+        resources = await Resources.open(kept, role="test")
+        try:
+
+            async def four_attempts_each() -> list[Any] | None:
+                async with resources.engine.connect() as conn:
+                    rows = (
+                        await conn.execute(
+                            text(
+                                "SELECT a.delivery_id, a.number, a.attempted_at, a.latency_ms"
+                                " FROM webhook_attempts a JOIN webhook_deliveries d"
+                                " ON d.id = a.delivery_id WHERE d.url LIKE :closed"
+                                " ORDER BY a.delivery_id, a.number"
+                            ),
+                            {"closed": f"{closed}%"},
+                        )
+                    ).all()
+                return list(rows) if len(rows) == 5 * 4 else None
+
+            attempts = await eventually(four_attempts_each, within=30)
+            waiting = await _queued(kept)
+        finally:
+            await resources.close()
+        late = [
+            (b.attempted_at - a.attempted_at).total_seconds() - b.latency_ms / 1000 - 1.0
+            for a, b in zip(attempts, attempts[1:], strict=False)
+            if a.delivery_id == b.delivery_id
+        ]
+        print(
+            f"\nretries due 1 s apart behind {waiting} pending deliveries to stalled receivers:"
+            f" late by at most {max(late):.2f} s (jitter +/- 0.1 s)"
+        )
+        assert waiting >= BACKLOG - 9 - 5  # the backlog was still there
+        assert max(late) < 1.0  # within a second of their schedule
+    finally:
+        await stop_worker(worker, running)
 
 
 async def test_a_high_priority_task_starts_ahead_of_a_low_priority_backlog(

@@ -239,7 +239,7 @@ async def test_a_receiver_gets_its_share_of_attempts_and_the_rest_wait_unattempt
     w.clock.advance(1)
 
     claimed = await attempts.claim(10)
-    assert [o.id for o in claimed] == [first, second, other]
+    assert [o.id for o in claimed] == [first, other, second]  # receivers in turn
     assert await attempts.claim(10) == []  # the receiver has its two under way
     row = stored(w, third)
     assert (row.status, row.attempt_count, row.attempts) == (DeliveryStatus.PENDING, 0, [])

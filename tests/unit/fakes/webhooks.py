@@ -3,11 +3,12 @@ the URL guard.
 
 The delivery fake follows ``chatsys.infra.db.webhook_repository``: ``claim_due`` leases
 deliveries that are pending and due (within a 0.5 s margin), or delivering with their
-lease expired, oldest due first, while their receiver has room (its limit, or one for
-a paused endpoint whose pause is over, minus its leased ones; none of a paused
-endpoint); the secrets are the task's own (task ``webhook_url``) or the endpoint's, with its
-previous secret only while ``previous_secret_expires_at`` is in the future; a deleted or
-disabled endpoint gives a ``refusal``. ``record`` counts the attempt (in all, and in this
+lease expired, each receiver's oldest first and the receivers in turn, while it has
+room (its limit, or one for a paused endpoint whose pause is over, minus its leased
+ones; none of a paused endpoint); the secrets are the task's own (task
+``webhook_url``) or the endpoint's, with its previous secret only while
+``previous_secret_expires_at`` is in the future; a deleted or disabled endpoint gives a
+``refusal``. ``record`` counts the attempt (in all, and in this
 round) and ends the lease; ``reschedule`` starts a fresh round.
 """
 
@@ -149,10 +150,17 @@ class FakeWebhookDeliveryRepository:
 
         busy = Counter(r.receiver for r in self._rows.values() if leased(r))
         claimed: list[OutgoingDelivery] = []
-        for row in sorted(
+        oldest_first = sorted(
             filter(due, self._rows.values()),
             key=lambda r: (r.delivery.next_attempt_at or now, r.delivery.id),
-        ):
+        )
+        turns: Counter[str] = Counter()
+        in_turn = []  # each receiver's first, then each one's second, ...
+        for row in oldest_first:
+            turns[row.receiver] += 1
+            in_turn.append((turns[row.receiver], row))
+        in_turn.sort(key=lambda t: t[0])  # stable: oldest first within a turn
+        for _, row in in_turn:
             if len(claimed) == limit:
                 break
             d = row.delivery

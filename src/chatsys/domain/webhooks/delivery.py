@@ -2,7 +2,7 @@
 
 Rules:
 - Postgres is the source of truth and the queue: a delivery is a row, due at its
-  ``next_attempt_at``; workers' webhook slots (``chatsys.domain.webhooks.dispatch``)
+  ``next_attempt_at``; workers' webhook slots (``chatsys.infra.webhook_slots``)
   claim due rows. An attempt leases the row (``delivering`` until the lease ends), so
   one attempt runs at a time, and a worker dying mid-attempt only delays the next one
   until its lease ends;

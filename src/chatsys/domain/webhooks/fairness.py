@@ -3,7 +3,7 @@ circuit breaker per registered endpoint.
 
 The receiver of a delivery is its registered endpoint, or, for a task's own
 ``webhook_url``, the URL's origin (scheme, host and port). The delivery row names it
-(``receiver``), and the claim of due deliveries (``chatsys.domain.webhooks.dispatch``)
+(``receiver``), and the claim of due deliveries (``chatsys.infra.webhook_slots``)
 counts the receiver's leased deliveries across every worker: a receiver that already
 has its share of attempts under way gets no more, and its other deliveries wait in
 Postgres, untouched, without spending attempts, while the slots go to other receivers.

@@ -115,7 +115,7 @@ class WebhookDeliveryRepository(Protocol):
 
 
 class DeliveryNudge(Protocol):
-    """Tells the process' webhook slots (``chatsys.domain.webhooks.dispatch``) that a
+    """Tells the process' webhook slots (``chatsys.infra.webhook_slots``) that a
     delivery is due in ``delay`` seconds, so they claim it then rather than at their
     next poll. Best effort: a process without slots ignores it, and the poll finds
     every due delivery anyway."""

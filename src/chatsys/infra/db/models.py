@@ -288,6 +288,7 @@ class WebhookDeliveryRow(Base):
         Index(None, "endpoint_id"),
         Index(
             "ix_webhook_deliveries_due",
+            "receiver",
             "next_attempt_at",
             postgresql_where=text("status = 'pending'"),
         ),

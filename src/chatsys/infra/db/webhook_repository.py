@@ -177,33 +177,56 @@ def _to_delivery(row: WebhookDeliveryRow, attempts: list[DeliveryAttempt]) -> We
 _UNFINISHED = (DeliveryStatus.PENDING.value, DeliveryStatus.DELIVERING.value)
 
 _CLAIM_LOCK = text("SELECT pg_advisory_xact_lock(7263108415210240001)")  # webhook claims
-# Due deliveries, oldest first, each receiver's in turn while it has room: its limit
-# (one for a paused endpoint whose pause is over: the probe) minus what is leased to
-# it; none of a paused endpoint. Leased with their signing secrets, in one statement.
+# Due deliveries, each receiver's oldest first and the receivers in turn (everyone's
+# first, then everyone's second, ...), while a receiver has room: its limit (one for a
+# paused endpoint whose pause is over: the probe; none while it is paused) minus what
+# is leased to it; and deliveries whose lease ran out (their worker died). Leased with
+# their signing secrets, in one statement. The receivers with pending deliveries are
+# found by a skip scan of the (receiver, next_attempt_at) index and each one's due
+# rows read up to its room, so a claim costs what it takes, not the backlog's size.
 # The status is checked again on the row itself: a delete or a recorded attempt since
 # the statement's snapshot wins.
 _CLAIM_DUE = text(
     """
-    WITH busy AS (
+    WITH RECURSIVE receivers AS (
+        (SELECT receiver FROM webhook_deliveries WHERE status = 'pending'
+         ORDER BY receiver LIMIT 1)
+        UNION ALL
+        SELECT (SELECT d.receiver FROM webhook_deliveries d
+                WHERE d.status = 'pending' AND d.receiver > r.receiver
+                ORDER BY d.receiver LIMIT 1)
+        FROM receivers r WHERE r.receiver IS NOT NULL
+    ), busy AS (
         SELECT receiver, count(*) AS n FROM webhook_deliveries
         WHERE status = 'delivering' AND lease_until >= now()
         GROUP BY receiver
+    ), room AS (
+        SELECT r.receiver,
+               CASE WHEN e.paused_until IS NULL THEN CAST(:per AS integer)
+                    WHEN e.paused_until <= now() THEN 1 ELSE 0 END
+                   - coalesce(b.n, 0) AS n
+        FROM receivers r
+        LEFT JOIN busy b ON b.receiver = r.receiver
+        LEFT JOIN webhook_endpoints e ON e.id = CASE WHEN r.receiver LIKE 'endpoint:%'
+                                                THEN CAST(substr(r.receiver, 10) AS uuid) END
+        WHERE r.receiver IS NOT NULL
     ), due AS (
-        SELECT d.id, d.next_attempt_at, d.endpoint_id, d.task_id,
-               row_number() OVER (PARTITION BY d.receiver
-                                  ORDER BY d.next_attempt_at, d.id) AS turn,
-               CASE WHEN e.paused_until IS NULL THEN CAST(:per AS integer) ELSE 1 END
-                   - coalesce(b.n, 0) AS room
-        FROM webhook_deliveries d
-        LEFT JOIN webhook_endpoints e ON e.id = d.endpoint_id
-        LEFT JOIN busy b ON b.receiver = d.receiver
-        WHERE ((d.status = 'pending' AND d.next_attempt_at <= now() + :margin)
-               OR (d.status = 'delivering' AND d.lease_until < now()))
-          AND (e.paused_until IS NULL OR e.paused_until <= now())
+        SELECT c.id, c.next_attempt_at, c.endpoint_id, c.task_id, c.turn
+        FROM room CROSS JOIN LATERAL (
+            SELECT d.id, d.next_attempt_at, d.endpoint_id, d.task_id,
+                   row_number() OVER (ORDER BY d.next_attempt_at, d.id) AS turn
+            FROM webhook_deliveries d
+            WHERE d.receiver = room.receiver AND d.status = 'pending'
+              AND d.next_attempt_at <= now() + :margin
+            ORDER BY d.next_attempt_at, d.id
+            LIMIT greatest(room.n, 0)
+        ) c
+        UNION ALL
+        SELECT id, next_attempt_at, endpoint_id, task_id, 1 FROM webhook_deliveries
+        WHERE status = 'delivering' AND lease_until < now()
     ), picked AS (
         SELECT id, endpoint_id, task_id FROM due
-        WHERE turn <= room
-        ORDER BY next_attempt_at, id LIMIT CAST(:limit AS integer)
+        ORDER BY turn, next_attempt_at, id LIMIT CAST(:limit AS integer)
     )
     UPDATE webhook_deliveries d
     SET status = 'delivering', lease_until = now() + CAST(:lease AS interval),
