@@ -5,6 +5,7 @@ and never answer does not hold up a new task, nor deliveries to other receivers.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -291,7 +292,7 @@ async def test_retries_keep_their_schedule_behind_a_backlog_to_stalled_receivers
             await resources.close()
         late = [
             (b.attempted_at - a.attempted_at).total_seconds() - b.latency_ms / 1000 - 1.0
-            for a, b in zip(attempts, attempts[1:], strict=False)
+            for a, b in itertools.pairwise(attempts)
             if a.delivery_id == b.delivery_id
         ]
         print(

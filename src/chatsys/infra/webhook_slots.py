@@ -14,8 +14,10 @@ delivery keeps its schedule. The slots claim:
 - every ``poll`` s in any case (deliveries written by another process: an API's
   cancel or redelivery, a retry scheduled by a worker that stopped).
 
-An attempt that cannot be recorded because the database went away waits for it and
-records then (not sent twice); one that fails otherwise keeps its lease and is tried
+Finished attempts are recorded together (a group commit: one transaction under way at a
+time, the next one takes every attempt that ended meanwhile). An attempt that cannot
+be recorded because the database went away waits for it and records then (not sent
+twice); one that fails otherwise keeps its lease and is tried
 again once the lease ends. On ``stop`` the attempts under way get ``grace`` s to end;
 the rest are cancelled and their claims given back, due at once, for another worker.
 """
@@ -30,6 +32,7 @@ from uuid import UUID
 from chatsys.domain.shared.clock import Clock
 from chatsys.domain.webhooks.delivery import DeliverWebhook
 from chatsys.domain.webhooks.model import OutgoingDelivery
+from chatsys.domain.webhooks.ports import AttemptRecord
 from chatsys.infra.logging import get_logger
 from chatsys.infra.outages import OutageMonitor
 
@@ -68,6 +71,8 @@ class WebhookSlots:
         self._grace = grace
         self._outages = outages
         self._running: dict[UUID, asyncio.Task[None]] = {}
+        self._finished: list[tuple[OutgoingDelivery, AttemptRecord, asyncio.Future[None]]] = []
+        self._recorder: asyncio.Task[None] | None = None
         self._timers: list[float] = []  # loop times something is due (a heap)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -111,6 +116,8 @@ class WebhookSlots:
         for delivery_id in left:
             running[delivery_id].cancel()
         await asyncio.gather(*running.values(), return_exceptions=True)
+        if self._recorder is not None:
+            await asyncio.gather(self._recorder, return_exceptions=True)
         if left:
             try:
                 await self._deliver.release(left)
@@ -154,6 +161,36 @@ class WebhookSlots:
                 continue
             await asyncio.sleep(self._gather)
 
+    async def _record(self, outgoing: OutgoingDelivery, outcome: AttemptRecord) -> None:
+        """Recorded with the attempts that end meanwhile, in one transaction (a group
+        commit: one is under way at a time, and the next takes all that came since)."""
+        recorded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._finished.append((outgoing, outcome, recorded))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_finished())
+        await asyncio.shield(recorded)  # a stop waits for the record, it does not undo it
+
+    async def _record_finished(self) -> None:
+        while self._finished:
+            batch, self._finished = self._finished, []
+            failure: Exception | None = None
+            while True:
+                try:
+                    await self._deliver.record_all([(o, r) for o, r, _ in batch])
+                    break
+                except Exception as exc:
+                    if self._outages is None or self._outages.report(exc) is None:
+                        failure = exc
+                        break
+                    await self._outages.wait_back("database")  # then record them
+            for _, _, recorded in batch:
+                if recorded.done():
+                    continue
+                if failure is None:
+                    recorded.set_result(None)
+                else:
+                    recorded.set_exception(failure)
+
     async def _after_failure(self, exc: Exception) -> None:
         if self._outages is not None and self._outages.report(exc) is not None:
             await self._outages.wait_back("database")
@@ -164,14 +201,7 @@ class WebhookSlots:
     async def _attempt(self, outgoing: OutgoingDelivery) -> None:
         try:
             outcome = await self._deliver.attempt(outgoing)
-            while True:
-                try:
-                    await self._deliver.record(outgoing, outcome)
-                    break
-                except Exception as exc:
-                    if self._outages is None or self._outages.report(exc) is None:
-                        raise
-                    await self._outages.wait_back("database")
+            await self._record(outgoing, outcome)
             if outcome.next_attempt_at is not None:
                 self.due((outcome.next_attempt_at - self._clock.now()).total_seconds())
             log.info(

@@ -216,6 +216,10 @@ class FakeWebhookDeliveryRepository:
             return (endpoint.secret, endpoint.previous_secret), None
         return (endpoint.secret,), None
 
+    async def record_all(self, outcomes: Sequence[AttemptRecord]) -> None:
+        for outcome in outcomes:
+            await self.record(outcome)
+
     async def record(self, outcome: AttemptRecord) -> None:
         self._s.check("deliveries.record")
         row = self._rows[outcome.delivery_id]

@@ -117,25 +117,40 @@ class DeliverWebhook:
         return AttemptRecord(outgoing.id, attempt, status, next_at, gone=result.gone)
 
     async def record(self, outgoing: OutgoingDelivery, outcome: AttemptRecord) -> None:
-        at = outcome.attempt.attempted_at
-        ok = outcome.status is DeliveryStatus.SUCCEEDED
+        await self.record_all([(outgoing, outcome)])
+
+    async def record_all(self, finished: Sequence[tuple[OutgoingDelivery, AttemptRecord]]) -> None:
+        """Finished attempts (of different deliveries), in one transaction."""
+        if not finished:
+            return
         async with self._uow() as uow:
-            # The endpoint's row before the delivery's: deleting an endpoint locks them in
-            # that order (the endpoint, then its unfinished deliveries), so the other
-            # order deadlocks with a delete made while an attempt is being recorded.
-            if outcome.gone and outgoing.endpoint_id is not None:
-                await uow.webhooks.disable(outgoing.endpoint_id, reason=GONE_REASON, at=at)
-            elif (
-                self._breaker is not None
-                and outgoing.endpoint_id is not None
-                and not outgoing.refusal
-                and (not ok or outgoing.endpoint_failing)  # a success with nothing to close
-            ):
-                await uow.webhooks.record_outcome(
-                    outgoing.endpoint_id, ok=ok, at=at, pause=self._breaker.pause
-                )
-            await uow.deliveries.record(outcome)
+            # The endpoints' rows before the deliveries': deleting an endpoint locks them
+            # in that order (the endpoint, then its unfinished deliveries), so the other
+            # order deadlocks with a delete made while an attempt is being recorded. In
+            # the order of their ids: two batches lock shared endpoints the same way.
+            for outgoing, outcome in sorted(finished, key=lambda f: str(f[0].endpoint_id)):
+                await self._endpoint_outcome(uow, outgoing, outcome)
+            await uow.deliveries.record_all([outcome for _, outcome in finished])
             await uow.commit()
+
+    async def _endpoint_outcome(
+        self, uow: WebhooksUnitOfWork, outgoing: OutgoingDelivery, outcome: AttemptRecord
+    ) -> None:
+        if outgoing.endpoint_id is None:
+            return
+        at = outcome.attempt.attempted_at
+        if outcome.gone:
+            await uow.webhooks.disable(outgoing.endpoint_id, reason=GONE_REASON, at=at)
+            return
+        ok = outcome.status is DeliveryStatus.SUCCEEDED
+        if (
+            self._breaker is not None
+            and not outgoing.refusal
+            and (not ok or outgoing.endpoint_failing)  # a success with nothing to close
+        ):
+            await uow.webhooks.record_outcome(
+                outgoing.endpoint_id, ok=ok, at=at, pause=self._breaker.pause
+            )
 
     async def execute(self, outgoing: OutgoingDelivery) -> AttemptRecord:
         outcome = await self.attempt(outgoing)

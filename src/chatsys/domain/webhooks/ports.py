@@ -86,6 +86,10 @@ class WebhookDeliveryRepository(Protocol):
 
     async def record(self, outcome: AttemptRecord) -> None: ...
 
+    async def record_all(self, outcomes: Sequence[AttemptRecord]) -> None:
+        """Several finished attempts at once (of different deliveries)."""
+        ...
+
     async def release(self, delivery_ids: Sequence[UUID]) -> None:
         """Give leased deliveries back unattempted (a worker stopping): pending and due
         again, their attempt counts untouched."""

@@ -249,6 +249,32 @@ _CLAIM_DUE = text(
 ).bindparams(bindparam("margin", DUE_MARGIN, type_=Interval()))
 
 
+# Finished attempts, any number in one statement: each attempt's row (a data-modifying
+# CTE) and its delivery's new state.
+_RECORD_ALL = text(
+    """
+    WITH v AS (
+        SELECT * FROM unnest(
+            CAST(:ids AS uuid[]), CAST(:numbers AS integer[]),
+            CAST(:at AS timestamptz[]), CAST(:codes AS integer[]),
+            CAST(:latencies AS double precision[]), CAST(:errors AS text[]),
+            CAST(:statuses AS text[]), CAST(:next AS timestamptz[]), CAST(:final AS boolean[])
+        ) AS v(id, number, at, code, latency, error, status, next_at, final)
+    ), added AS (
+        INSERT INTO webhook_attempts
+            (delivery_id, number, attempted_at, status_code, latency_ms, error)
+        SELECT id, number, at, code, latency, error FROM v
+    )
+    UPDATE webhook_deliveries d
+    SET status = v.status, attempt_count = v.number, round_attempts = d.round_attempts + 1,
+        next_attempt_at = v.next_at, lease_until = NULL, last_status_code = v.code,
+        last_error = v.error, finished_at = CASE WHEN v.final THEN v.at END,
+        updated_at = now()
+    FROM v WHERE d.id = v.id
+    """
+)
+
+
 def _outgoing(row: Any) -> OutgoingDelivery:
     refusal = None
     secrets: tuple[str, ...] = ()
@@ -330,37 +356,25 @@ class SqlWebhookDeliveries:
             )
 
     async def record(self, outcome: AttemptRecord) -> None:
-        attempt = outcome.attempt
-        error = attempt.error[:ERROR_MAX] if attempt.error else None
-        final = outcome.status.is_final
-        # One statement: the attempt's row (a data-modifying CTE) and the delivery's.
-        added = (
-            insert(_A)
-            .values(
-                delivery_id=outcome.delivery_id,
-                number=attempt.number,
-                attempted_at=attempt.attempted_at,
-                status_code=attempt.status_code,
-                latency_ms=attempt.latency_ms,
-                error=error,
-            )
-            .cte("added_attempt")
-        )
+        await self.record_all([outcome])
+
+    async def record_all(self, outcomes: Sequence[AttemptRecord]) -> None:
+        if not outcomes:
+            return
+        errors = [o.attempt.error[:ERROR_MAX] if o.attempt.error else None for o in outcomes]
         await self._session.execute(
-            update(_D)
-            .where(_D.id == outcome.delivery_id)
-            .values(
-                status=outcome.status.value,
-                attempt_count=attempt.number,
-                round_attempts=_D.round_attempts + 1,
-                next_attempt_at=outcome.next_attempt_at,
-                lease_until=None,
-                last_status_code=attempt.status_code,
-                last_error=error,
-                finished_at=attempt.attempted_at if final else None,
-                updated_at=func.now(),
-            )
-            .add_cte(added)
+            _RECORD_ALL,
+            {
+                "ids": [o.delivery_id for o in outcomes],
+                "numbers": [o.attempt.number for o in outcomes],
+                "at": [o.attempt.attempted_at for o in outcomes],
+                "codes": [o.attempt.status_code for o in outcomes],
+                "latencies": [o.attempt.latency_ms for o in outcomes],
+                "errors": errors,
+                "statuses": [o.status.value for o in outcomes],
+                "next": [o.next_attempt_at for o in outcomes],
+                "final": [o.status.is_final for o in outcomes],
+            },
         )
 
     async def _attempts(self, ids: Sequence[UUID]) -> dict[UUID, list[DeliveryAttempt]]:
