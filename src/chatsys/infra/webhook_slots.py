@@ -7,17 +7,16 @@ untouched, until a slot is free and the claim picks them, oldest due first, at m
 endpoint. So a hanging receiver holds its share of slots and no more, and every other
 delivery keeps its schedule. The slots claim:
 
-- when one frees (after ``gather`` s, so that the slots freed meanwhile are claimed in
-  one statement),
+- when attempts end: in the transaction that records them (a group commit: one
+  transaction under way at a time, the next one takes every attempt that ended
+  meanwhile), for as many slots as are free once they are recorded;
 - when this process records a delivery or a retry that is due (``due``: the task's
   end in this worker, a retry this worker scheduled), at the due time,
 - every ``poll`` s in any case (deliveries written by another process: an API's
   cancel or redelivery, a retry scheduled by a worker that stopped).
 
-Finished attempts are recorded together (a group commit: one transaction under way at a
-time, the next one takes every attempt that ended meanwhile). An attempt that cannot
-be recorded because the database went away waits for it and records then (not sent
-twice); one that fails otherwise keeps its lease and is tried
+An attempt that cannot be recorded because the database went away waits for it and
+records then (not sent twice); one that fails otherwise keeps its lease and is tried
 again once the lease ends. On ``stop`` the attempts under way get ``grace`` s to end;
 the rest are cancelled and their claims given back, due at once, for another worker.
 """
@@ -73,6 +72,7 @@ class WebhookSlots:
         self._running: dict[UUID, asyncio.Task[None]] = {}
         self._finished: list[tuple[OutgoingDelivery, AttemptRecord, asyncio.Future[None]]] = []
         self._recorder: asyncio.Task[None] | None = None
+        self._claiming = 0  # slots a claim under way may fill
         self._timers: list[float] = []  # loop times something is due (a heap)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -132,6 +132,9 @@ class WebhookSlots:
                 await self._task
             self._task = None
 
+    def _free(self) -> int:
+        return self._slots - len(self._running) - self._claiming
+
     def _start(self, outgoing: OutgoingDelivery) -> None:
         self._running[outgoing.id] = asyncio.create_task(
             self._attempt(outgoing), name=f"chatsys-webhook-{outgoing.id}"
@@ -141,13 +144,16 @@ class WebhookSlots:
         loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()  # before the claim: a wake-up during it is not lost
-            free = self._slots - len(self._running)
+            free = self._free()
             if free > 0:
+                self._claiming += free
                 try:
                     claimed = await self._deliver.claim(free)
                 except Exception as exc:
+                    self._claiming -= free
                     await self._after_failure(exc)
                     continue
+                self._claiming -= free
                 for outgoing in claimed:
                     self._start(outgoing)
             now = loop.time()
@@ -175,14 +181,25 @@ class WebhookSlots:
             batch, self._finished = self._finished, []
             failure: Exception | None = None
             while True:
+                # The slots these attempts free are claimed again in the same transaction
+                # (unless the slots are stopping).
+                free = self._free() + len(batch) if self._task is not None else 0
+                self._claiming += free
                 try:
-                    await self._deliver.record_all([(o, r) for o, r, _ in batch])
+                    claimed = await self._deliver.record_all(
+                        [(o, r) for o, r, _ in batch], claim=free
+                    )
                     break
                 except Exception as exc:
                     if self._outages is None or self._outages.report(exc) is None:
                         failure = exc
                         break
                     await self._outages.wait_back("database")  # then record them
+                finally:
+                    self._claiming -= free
+            if failure is None:
+                for outgoing in claimed:
+                    self._start(outgoing)
             for _, _, recorded in batch:
                 if recorded.done():
                     continue
@@ -212,6 +229,6 @@ class WebhookSlots:
             )
         except Exception:  # its lease ends and a claim tries it again
             log.exception("chatsys.webhook.attempt_failed", delivery_id=str(outgoing.id))
+            self._wake.set()  # its slot is free and nothing claimed for it
         finally:
             self._running.pop(outgoing.id, None)
-            self._wake.set()

@@ -216,6 +216,9 @@ class FakeWebhookDeliveryRepository:
             return (endpoint.secret, endpoint.previous_secret), None
         return (endpoint.secret,), None
 
+    async def lock_claims(self) -> None:
+        return None  # one fake session at a time: claims never overlap
+
     async def record_all(self, outcomes: Sequence[AttemptRecord]) -> None:
         for outcome in outcomes:
             await self.record(outcome)

@@ -119,11 +119,17 @@ class DeliverWebhook:
     async def record(self, outgoing: OutgoingDelivery, outcome: AttemptRecord) -> None:
         await self.record_all([(outgoing, outcome)])
 
-    async def record_all(self, finished: Sequence[tuple[OutgoingDelivery, AttemptRecord]]) -> None:
-        """Finished attempts (of different deliveries), in one transaction."""
-        if not finished:
-            return
+    async def record_all(
+        self, finished: Sequence[tuple[OutgoingDelivery, AttemptRecord]], *, claim: int = 0
+    ) -> Sequence[OutgoingDelivery]:
+        """Finished attempts (of different deliveries), in one transaction; with
+        ``claim``, up to that many due deliveries claimed in the same transaction."""
+        if not finished and claim < 1:
+            return []
         async with self._uow() as uow:
+            if claim > 0:
+                # Claims first: a claim's lock is always taken before any row's.
+                await uow.deliveries.lock_claims()
             # The endpoints' rows before the deliveries': deleting an endpoint locks them
             # in that order (the endpoint, then its unfinished deliveries), so the other
             # order deadlocks with a delete made while an attempt is being recorded. In
@@ -131,7 +137,13 @@ class DeliverWebhook:
             for outgoing, outcome in sorted(finished, key=lambda f: str(f[0].endpoint_id)):
                 await self._endpoint_outcome(uow, outgoing, outcome)
             await uow.deliveries.record_all([outcome for _, outcome in finished])
+            claimed: Sequence[OutgoingDelivery] = []
+            if claim > 0:
+                claimed = await uow.deliveries.claim_due(
+                    limit=claim, per_receiver=self._per_receiver, lease=self._lease
+                )
             await uow.commit()
+        return claimed
 
     async def _endpoint_outcome(
         self, uow: WebhooksUnitOfWork, outgoing: OutgoingDelivery, outcome: AttemptRecord

@@ -84,6 +84,11 @@ class WebhookDeliveryRepository(Protocol):
         Claims of every worker see each other's leases."""
         ...
 
+    async def lock_claims(self) -> None:
+        """Wait for other transactions' claims to end; no other claim starts until this
+        transaction ends (``claim_due`` takes the same lock)."""
+        ...
+
     async def record(self, outcome: AttemptRecord) -> None: ...
 
     async def record_all(self, outcomes: Sequence[AttemptRecord]) -> None:

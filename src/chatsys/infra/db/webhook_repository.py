@@ -333,7 +333,7 @@ class SqlWebhookDeliveries:
             return []
         # Claims are made one at a time (a transaction-scoped advisory lock), so the
         # count of each receiver's leased deliveries is right when the next one reads it.
-        await self._session.execute(_CLAIM_LOCK)
+        await self.lock_claims()
         rows = (
             await self._session.execute(
                 _CLAIM_DUE,
@@ -341,6 +341,9 @@ class SqlWebhookDeliveries:
             )
         ).all()
         return [_outgoing(r) for r in rows]
+
+    async def lock_claims(self) -> None:
+        await self._session.execute(_CLAIM_LOCK)  # taken again by the same transaction: a no-op
 
     async def release(self, delivery_ids: Sequence[UUID]) -> None:
         if delivery_ids:
