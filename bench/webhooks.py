@@ -2,8 +2,8 @@
 
 ``tasks`` queued tasks (each with a webhook_url on a live receiver on 127.0.0.1, an
 HTTP/1.1 server keeping connections alive) are cancelled concurrently through the
-real use case, so each one's delivery is written in its cancelling transaction and
-its first attempt is enqueued after the commit. No worker runs meanwhile; then one
+real use case, so each one's delivery is written in its cancelling transaction, due
+at once. No worker runs meanwhile; then one
 ``chatsys worker`` process (default settings) starts and sends them (signed, through
 the SSRF-safe sender, which resolves and checks the address of every attempt, over
 its kept-alive connections). Checked: every webhook-id arrives exactly once, none is
@@ -16,6 +16,11 @@ posting the same number of signed bodies with the same concurrency, which is wha
 worker can have in flight to one receiver: its webhook slots
 (``CHATSYS_WORKER_WEBHOOK_CONCURRENCY``, 50) capped by
 ``CHATSYS_WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT`` (8), and counted the same way.
+
+What a delivery costs the worker beyond the baseline's request: its claim and its
+record, both in Postgres (``chatsys.infra.webhook_slots``: the attempts that end
+together are recorded in one statement, and the slots they free are claimed again in
+that transaction), the signature, and the address check of every attempt.
 """
 
 from __future__ import annotations
