@@ -66,7 +66,7 @@ SCENARIOS = (
     "chaos",
 )
 # Not part of "all": each runs the others' code at small counts, and fails on a bound.
-GUARDS: dict[str, Callable[[Table], list[str]]] = {"smoke": smoke_failures}  # issue 20
+CHECKED: dict[str, Callable[[Table], list[str]]] = {"smoke": smoke_failures}  # issue 20
 ISOLATION: dict[str, tuple[str, Callable[[str, str], Table]]] = {  # issue 14
     "backlog": ("ratio = 10,000 deliveries pending / none", run_backlog),
     "priority": ("ratio = 500 low tasks queued / workers idle", run_priority),
@@ -76,7 +76,7 @@ ISOLATION: dict[str, tuple[str, Callable[[str, str], Table]]] = {  # issue 14
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=3, help="startup: repetitions (median)")
-    parser.add_argument("--scenario", choices=[*SCENARIOS, *GUARDS, "all"], default="all")
+    parser.add_argument("--scenario", choices=[*SCENARIOS, *CHECKED, "all"], default="all")
     parser.add_argument("--rounds", type=int, default=20, help="chaos: rounds of each scenario")
     parser.add_argument("--requests", type=int, default=2000, help="submit: requests")
     parser.add_argument("--concurrency", type=int, default=16, help="submit: in flight")
@@ -176,8 +176,8 @@ def main() -> int:
                 if name in wanted:
                     show(f"{name} ({title})", table := run(db, rd))
                     save(name, table)
-                    if name in GUARDS:
-                        failed += GUARDS[name](table)
+                    if name in CHECKED:
+                        failed += CHECKED[name](table)
     if "dev" in wanted:
         table = run_dev()
         show("dev (ratio = warm / cold)", table)
