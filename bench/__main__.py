@@ -24,6 +24,8 @@ from bench.mcp import run_mcp
 from bench.pipeline import run_enqueue, run_step, run_submit
 from bench.priority import run_priority
 from bench.runs import RunsOptions, run_runs
+from bench.smoke import failures as smoke_failures
+from bench.smoke import run_smoke
 from bench.startup import ROOT, run_dev, run_startup, say
 from bench.streaming import StreamingOptions, run_streaming
 from bench.webhooks import run_webhooks
@@ -35,10 +37,11 @@ Table = dict[str, dict[str, float]]
 
 def show(title: str, table: Table) -> None:
     columns = list(next(iter(table.values())))
+    width = max(34, *(len(metric) for metric in table))
     print(f"\n{title}")
-    print(f"  {'metric':<34}" + "".join(f"{c:>12}" for c in columns))
+    print(f"  {'metric':<{width}}" + "".join(f"{c:>12}" for c in columns))
     for metric, row in table.items():
-        print(f"  {metric:<34}" + "".join(f"{row[c]:>12.3f}" for c in columns))
+        print(f"  {metric:<{width}}" + "".join(f"{row[c]:>12.3f}" for c in columns))
 
 
 def save(name: str, table: Table) -> None:
@@ -62,6 +65,8 @@ SCENARIOS = (
     "runs",
     "chaos",
 )
+# Not part of "all": each runs the others' code at small counts, and fails on a bound.
+CHECKED: dict[str, Callable[[Table], list[str]]] = {"smoke": smoke_failures}  # issue 20
 ISOLATION: dict[str, tuple[str, Callable[[str, str], Table]]] = {  # issue 14
     "backlog": ("ratio = 10,000 deliveries pending / none", run_backlog),
     "priority": ("ratio = 500 low tasks queued / workers idle", run_priority),
@@ -71,7 +76,7 @@ ISOLATION: dict[str, tuple[str, Callable[[str, str], Table]]] = {  # issue 14
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=3, help="startup: repetitions (median)")
-    parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
+    parser.add_argument("--scenario", choices=[*SCENARIOS, *CHECKED, "all"], default="all")
     parser.add_argument("--rounds", type=int, default=20, help="chaos: rounds of each scenario")
     parser.add_argument("--requests", type=int, default=2000, help="submit: requests")
     parser.add_argument("--concurrency", type=int, default=16, help="submit: in flight")
@@ -140,12 +145,17 @@ def _on_servers(args: argparse.Namespace) -> dict[str, tuple[str, Callable[[str,
             f"x{args.rounds}; counts that must be 0, recovery in s",
             lambda db, rd: run_chaos(db, rd, rounds=args.rounds),
         ),
+        "smoke": (
+            "the CI guard; ratio = chatsys / its part's baseline; see bench/smoke.py",
+            run_smoke,
+        ),
     }
 
 
 def main() -> int:
     args = parse_args()
     wanted = set(SCENARIOS) if args.scenario == "all" else {args.scenario}
+    failed: list[str] = []
 
     if "mcp" in wanted:  # needs no database
         table = run_mcp()
@@ -166,12 +176,16 @@ def main() -> int:
                 if name in wanted:
                     show(f"{name} ({title})", table := run(db, rd))
                     save(name, table)
+                    if name in CHECKED:
+                        failed += CHECKED[name](table)
     if "dev" in wanted:
         table = run_dev()
         show("dev (ratio = warm / cold)", table)
         save("dev", table)
-    say("done")
-    return 0
+    for line in failed:
+        print(f"FAIL {line}")
+    say("done" if not failed else f"{len(failed)} bound(s) failed")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

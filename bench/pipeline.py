@@ -9,7 +9,8 @@ same concurrency. Throughput and p50/p99 latency.
 LiteLLM Router, against one ``litellm.acompletion`` stream consumed directly,
 both against the same fake OpenAI-compatible server; the difference is the
 executor's overhead per step. Measured with a no-op journal (orchestration
-only) and with the durable SQL journal (checkpoints and events in Postgres).
+only) and with the durable SQL journal (checkpoints and events in Postgres); the
+three are timed in turn, one of each per round, so that drift falls on all three.
 
 ``enqueue``: time from enqueueing an arq job to the job starting, with chatsys'
 worker settings (poll delay 10 ms) against arq's defaults (0.5 s).
@@ -153,13 +154,17 @@ class _NoSink:
         raise AssertionError("no tool here needs an approval")
 
 
-async def _timed(runs: int, call: Callable[[], Awaitable[object]]) -> list[float]:
-    await call()  # warm-up (client pools, Router, imports)
-    samples = []
+async def _timed(runs: int, *calls: Callable[[], Awaitable[object]]) -> list[list[float]]:
+    """ms per call of each of ``calls``, taken in turn (one of each, ``runs`` times), so
+    that the machine's drift falls on all of them alike."""
+    for call in calls:
+        await call()  # warm-up (client pools, Router, imports)
+    samples: list[list[float]] = [[] for _ in calls]
     for _ in range(runs):
-        started = time.perf_counter()
-        await call()
-        samples.append((time.perf_counter() - started) * 1000)
+        for call, out in zip(calls, samples, strict=True):
+            started = time.perf_counter()
+            await call()
+            out.append((time.perf_counter() - started) * 1000)
     return samples
 
 
@@ -177,7 +182,7 @@ def run_step(database_url: str, *, runs: int) -> Table:
     plan = Planner().plan_for_agents(["developer"])
     messages = [{"role": "user", "content": "write a function that adds two numbers"}]
 
-    async def measure(base_url: str) -> tuple[list[float], list[float], list[float]]:
+    async def measure(base_url: str) -> list[list[float]]:
         config = GatewayConfig(default_model="openai/gpt-4o-mini", api_base=base_url,
                                api_key="sk-bench", num_retries=0)  # fmt: skip
         executor = PlanExecutor(RoleAgent(LiteLLMGateway(config), BuiltinTools()))
@@ -195,8 +200,7 @@ def run_step(database_url: str, *, runs: int) -> Table:
             await executor.execute(plan, template, _NoJournal())
 
         durable = await _durable_step(database_url, executor, plan, template)
-        return (await _timed(runs, direct), await _timed(runs, orchestrated),
-                await _timed(runs, durable))  # fmt: skip
+        return await _timed(runs, direct, orchestrated, durable)
 
     with run_fake_openai() as fake:
         say(f"step: {runs} direct litellm calls, {runs} executor steps, {runs} durable steps")

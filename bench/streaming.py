@@ -601,14 +601,19 @@ def run_streaming(database_url: str, redis_url: str, options: StreamingOptions) 
 
 
 def _measure(setup: _Setup, options: StreamingOptions) -> Table:
+    """(c), (a), then (b) for each subscriber count; ``idle=0`` leaves (c) out and
+    ``relay_rounds=0`` leaves (a) out (the smoke scenario wants (b) alone)."""
     n = options.idle
-    say(f"streaming (c): {n} idle connections, bare FastAPI endpoint")
-    base_idle = asyncio.run(_idle_memory(setup.base_pid, setup.base_port, "/ws", n))
-    say(f"streaming (c): {n} idle connections, chatsys task stream (queued task)")
-    ours_idle = asyncio.run(_chatsys_idle(setup, setup.api_pid, n))
+    if n:
+        say(f"streaming (c): {n} idle connections, bare FastAPI endpoint")
+        base_idle = asyncio.run(_idle_memory(setup.base_pid, setup.base_port, "/ws", n))
+        say(f"streaming (c): {n} idle connections, chatsys task stream (queued task)")
+        ours_idle = asyncio.run(_chatsys_idle(setup, setup.api_pid, n))
     o = options
-    with setup.worker():
-        table = asyncio.run(_relay(setup, o.relay_rounds, o.relay_tokens, o.relay_delay))
+    table: Table = {}
+    if o.relay_rounds:
+        with setup.worker():
+            table = asyncio.run(_relay(setup, o.relay_rounds, o.relay_tokens, o.relay_delay))
     for count in o.subscribers:
         ours = asyncio.run(_fanout_chatsys(setup, count, o.fanout_tokens, o.fanout_rate))
         say(f"streaming (b) baseline: {count} subscribers, {ours.events} frames over "
@@ -624,7 +629,8 @@ def _measure(setup: _Setup, options: StreamingOptions) -> Table:
         )
         table[f"(b) {count} subs: server CPU/frame (us)"] = _row(ours.server_us, theirs.server_us)
         table[f"(b) {count} subs: client CPU/frame (us)"] = _row(ours.client_us, theirs.client_us)
-    table["(c) RSS per idle WebSocket (KiB)"] = _row(ours_idle / KIB, base_idle / KIB)
+    if n:
+        table["(c) RSS per idle WebSocket (KiB)"] = _row(ours_idle / KIB, base_idle / KIB)
     return table
 
 
