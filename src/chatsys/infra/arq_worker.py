@@ -23,6 +23,16 @@ and changes what a Redis outage (``chatsys.infra.outages``) does where arq meets
 - starting: a worker started while Redis is away waits for it (one warning, then one
   line when it answers) instead of exiting after arq's few connection retries.
 
+One change has nothing to do with outages: the order jobs start in. arq reads up to
+``queue_read_limit`` job ids per poll and then starts them in that order as slots free
+up, so a slot that frees while it works through a read goes to a job of that read,
+even when a job of lower score (a higher priority, ``chatsys.infra.queue``) was queued
+since. Here a read only fills the slots that were free before it was taken; a slot that
+frees later waits for the next poll (``poll_delay`` seconds at most), whose read sees
+the job queued meanwhile. Jobs already running in this worker are passed over without
+asking Redis (arq would find their in-progress key), so a poll does not spend round
+trips on them.
+
 Running jobs are not touched: a task keeps running on Postgres (its lease is there),
 and its live events are lost to pub/sub only, never to the log.
 """
@@ -66,6 +76,7 @@ class SupervisedWorker(Worker):
         self._finish_patience = finish_patience
         self._failed_polls = 0
         self._unfinished: set[str] = set()  # job ids whose in-progress mark must go
+        self._free_before_read: int | None = None  # slots free when the poll read the queue
 
     async def main(self) -> None:
         if self._pool is None:
@@ -108,6 +119,8 @@ class SupervisedWorker(Worker):
             return pool
 
     async def _poll_iteration(self) -> None:
+        # Counted before arq's read is sent: no slot that frees after it is counted.
+        self._free_before_read = self.max_jobs - self.job_counter
         try:
             await super()._poll_iteration()
             if self._failed_polls or self._unfinished:
@@ -141,11 +154,19 @@ class SupervisedWorker(Worker):
             log.warning("chatsys.worker.redis_unavailable", error=str(exc))
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """Start jobs of ``job_ids`` (one read of the queue, lowest score first) in as
+        many slots as were free before that read, and no more: a slot freed since is
+        for the next read."""
+        free = self._free_before_read
+        self._free_before_read = None
+        budget = self.max_jobs - self.job_counter if free is None else free
         for raw in job_ids:
-            if self.job_counter >= self.max_jobs:
+            if budget <= 0 or self.job_counter >= self.max_jobs:
                 return
             job_id = raw.decode()
             before = self.tasks.get(job_id)
+            if before is not None and not before.done():
+                continue  # running here
             try:
                 await super().start_jobs([raw])
             except Exception:
@@ -155,6 +176,8 @@ class SupervisedWorker(Worker):
                     self.job_counter -= 1
                     self.sem.release()
                 raise
+            if self.tasks.get(job_id) is not before:
+                budget -= 1
 
     async def run_job(self, job_id: str, score: int) -> None:
         try:
