@@ -1,6 +1,7 @@
 """The worker starts the queued job of lowest score (highest priority) in each slot that
-frees up, even a job queued after the worker last read the queue (chatsys issue 14: a
-high-priority task starts within 1 s behind 500 low ones)."""
+frees up, even a job queued after the worker last read the queue, and a high-priority
+run has a slot of its own (chatsys issue 14: a high-priority task starts within 1 s
+behind 500 low ones)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from arq.worker import func
 
 from chatsys.domain.tasks.model import Priority
 from chatsys.infra.arq_worker import SupervisedWorker
-from chatsys.infra.queue import RUN_TASK, ArqJobQueue
+from chatsys.infra.queue import RUN_TASK, ArqJobQueue, is_high_run
 from chatsys.infra.redis import arq_redis_settings, redis_client
 from tests.support import eventually, stop_worker
 
@@ -147,5 +148,51 @@ async def test_one_read_fills_every_slot_free_before_it(redis: ArqRedis, redis_u
         assert set(jobs.started[:6]) == {f"job {n}" for n in range(6, 12)}  # the high ones
     finally:
         for name in jobs.names.values():
+            jobs.end(name)
+        await stop_worker(worker, running)
+
+
+async def test_a_high_priority_job_starts_while_every_other_slot_is_busy(
+    redis: ArqRedis, redis_url: str
+) -> None:
+    jobs = _Jobs()
+    queue = ArqJobQueue(redis, queue_name=QUEUE)
+
+    async def enqueue(name: str, priority: Priority) -> None:
+        task_id = uuid4()
+        jobs.names[str(task_id)] = name
+        await queue.enqueue_run(task_id, 1, priority=priority)
+
+    for n in range(4):
+        await enqueue(f"low {n}", Priority.LOW)
+    worker = SupervisedWorker(
+        functions=[func(jobs.run, name=RUN_TASK)],
+        queue_name=QUEUE,
+        redis_settings=arq_redis_settings(redis_url),
+        max_jobs=SLOTS + 1,
+        reserved=1,
+        urgent=is_high_run,
+        poll_delay=0.01,
+        handle_signals=False,
+        keep_result=0,
+    )
+    running = asyncio.create_task(worker.async_run())
+    try:
+        await eventually(lambda: len(jobs.started) >= SLOTS)
+        await asyncio.sleep(0.3)
+        assert len(jobs.started) == SLOTS, jobs.started  # the last slot waits for a high job
+        await enqueue("high", Priority.HIGH)
+        assert any(is_high_run(raw.decode()) for raw in await redis.zrange(QUEUE, 0, -1))
+        await eventually(lambda: "high" in jobs.started, within=2, every=0.01)
+        assert len(jobs.started) == SLOTS + 1, jobs.started
+
+        # The low jobs keep their slots, and the high job's is its own again once it ends.
+        jobs.end(jobs.started[0])
+        await eventually(lambda: len(jobs.started) == SLOTS + 2)
+        jobs.end("high")
+        await asyncio.sleep(0.3)
+        assert len(jobs.started) == SLOTS + 2, jobs.started
+    finally:
+        for name in list(jobs.names.values()):
             jobs.end(name)
         await stop_worker(worker, running)

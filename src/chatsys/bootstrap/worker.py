@@ -38,7 +38,7 @@ from chatsys.infra.heap import settle_heap
 from chatsys.infra.heartbeat import WorkerHeartbeat, new_worker_id
 from chatsys.infra.liveness import LivenessStamp, RedisWorkerLiveness
 from chatsys.infra.logging import configure_logging, get_logger
-from chatsys.infra.queue import DELIVER_WEBHOOK, RUN_TASK
+from chatsys.infra.queue import DELIVER_WEBHOOK, RUN_TASK, is_high_run
 from chatsys.infra.redis import arq_redis_settings
 from chatsys.infra.settings import Settings
 from chatsys.infra.webhook_http import HttpWebhookSender
@@ -180,11 +180,16 @@ def _arq_worker(settings: Settings, queue: str, *, burst: bool, **hooks: Any) ->
     _, redis_url = service_urls(settings)
     config = settings.worker
     tasks = queue == "tasks"
+    # A high-priority run has slots of its own beside the task slots: it starts at once
+    # even while every task slot is busy (chatsys issue 14).
+    reserved = config.high_priority_slots if tasks else 0
     return SupervisedWorker(
         functions=_functions(settings, queue),
         queue_name=config.queue_name if tasks else config.webhook_queue_name,
         redis_settings=arq_redis_settings(redis_url),
-        max_jobs=config.task_concurrency if tasks else 4,
+        max_jobs=(config.task_concurrency + reserved) if tasks else 4,
+        reserved=reserved,
+        urgent=is_high_run if reserved else None,
         job_timeout=config.job_timeout,
         burst=burst,
         health_check_interval=max(config.heartbeat_interval, 1.0),

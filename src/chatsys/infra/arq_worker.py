@@ -33,6 +33,11 @@ the job queued meanwhile. Jobs already running in this worker are passed over wi
 asking Redis (arq would find their in-progress key), so a poll does not spend round
 trips on them.
 
+``reserved`` of the ``max_jobs`` slots are only for the jobs ``urgent`` picks out (the
+task worker's: high-priority runs): the other jobs run in the rest, so an urgent job
+queued while those are all busy starts at the next poll instead of waiting for one of
+them to end.
+
 Running jobs are not touched: a task keeps running on Postgres (its lease is there),
 and its live events are lost to pub/sub only, never to the log.
 """
@@ -68,9 +73,15 @@ class SupervisedWorker(Worker):
         backoff: float = 0.1,
         max_backoff: float = 1.0,
         finish_patience: float = 30.0,
+        reserved: int = 0,
+        urgent: Callable[[str], bool] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        if not 0 <= reserved < self.max_jobs:
+            raise ValueError(f"reserved must be from 0 to max_jobs - 1, not {reserved}")
+        self._reserved = reserved if urgent is not None else 0
+        self._urgent = urgent or (lambda _: False)
         self._backoff = backoff
         self._max_backoff = max_backoff
         self._finish_patience = finish_patience
@@ -156,7 +167,8 @@ class SupervisedWorker(Worker):
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Start jobs of ``job_ids`` (one read of the queue, lowest score first) in as
         many slots as were free before that read, and no more: a slot freed since is
-        for the next read."""
+        for the next read. A job that is not urgent only takes a slot left to such
+        jobs."""
         free = self._free_before_read
         self._free_before_read = None
         budget = self.max_jobs - self.job_counter if free is None else free
@@ -167,6 +179,8 @@ class SupervisedWorker(Worker):
             before = self.tasks.get(job_id)
             if before is not None and not before.done():
                 continue  # running here
+            if self._reserved and not self._urgent(job_id) and self._others_full():
+                continue  # an urgent job further on may still start
             try:
                 await super().start_jobs([raw])
             except Exception:
@@ -178,6 +192,12 @@ class SupervisedWorker(Worker):
                 raise
             if self.tasks.get(job_id) is not before:
                 budget -= 1
+
+    def _others_full(self) -> bool:
+        """Whether the jobs that are not urgent fill every slot they may take."""
+        others = sum(1 for job_id, t in self.tasks.items() if not t.done()
+                     and not self._urgent(job_id))  # fmt: skip
+        return others >= self.max_jobs - self._reserved
 
     async def run_job(self, job_id: str, score: int) -> None:
         try:

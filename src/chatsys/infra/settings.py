@@ -195,6 +195,12 @@ class WorkerSettings(BaseSettings):
         ),  # MAX_JOBS: its name before the split
         description="task runs one worker process runs at once",
     )
+    high_priority_slots: int = Field(
+        default=1,
+        ge=0,
+        le=100,
+        description="task slots beyond task_concurrency that only high-priority runs take",
+    )
     priority_lead: float = Field(
         default=60.0,
         ge=0,
