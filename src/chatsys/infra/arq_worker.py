@@ -172,6 +172,7 @@ class SupervisedWorker(Worker):
         free = self._free_before_read
         self._free_before_read = None
         budget = self.max_jobs - self.job_counter if free is None else free
+        room = self._room_for_others()
         for raw in job_ids:
             if budget <= 0 or self.job_counter >= self.max_jobs:
                 return
@@ -179,7 +180,8 @@ class SupervisedWorker(Worker):
             before = self.tasks.get(job_id)
             if before is not None and not before.done():
                 continue  # running here
-            if self._reserved and not self._urgent(job_id) and self._others_full():
+            urgent = self._urgent(job_id)
+            if not urgent and room <= 0:
                 continue  # an urgent job further on may still start
             try:
                 await super().start_jobs([raw])
@@ -192,12 +194,15 @@ class SupervisedWorker(Worker):
                 raise
             if self.tasks.get(job_id) is not before:
                 budget -= 1
+                room -= not urgent
 
-    def _others_full(self) -> bool:
-        """Whether the jobs that are not urgent fill every slot they may take."""
+    def _room_for_others(self) -> int:
+        """Slots free to jobs that are not urgent (without reserved slots: all)."""
+        if not self._reserved:
+            return self.max_jobs
         others = sum(1 for job_id, t in self.tasks.items() if not t.done()
                      and not self._urgent(job_id))  # fmt: skip
-        return others >= self.max_jobs - self._reserved
+        return self.max_jobs - self._reserved - others
 
     async def run_job(self, job_id: str, score: int) -> None:
         try:

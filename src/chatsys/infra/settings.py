@@ -196,10 +196,11 @@ class WorkerSettings(BaseSettings):
         description="task runs one worker process runs at once",
     )
     high_priority_slots: int = Field(
-        default=1,
+        default=2,
         ge=0,
         le=100,
-        description="task slots beyond task_concurrency that only high-priority runs take",
+        description="task slots beyond task_concurrency that only high-priority runs take"
+        " (enough for the high runs under way at once: their rate times their duration)",
     )
     priority_lead: float = Field(
         default=60.0,
