@@ -37,8 +37,10 @@ Found with it, and fixed (``chatsys.infra.arq_worker``):
   slots (``CHATSYS_WORKER_HIGH_PRIORITY_SLOTS``, 2 here: a high task every 1.5 s, each
   run about 2.5 s); low tasks keep their 10 slots, hence their share.
 
-Before (p50 / max in the backlog): 0.56 / 1.65 s; with both fixes about 0.2-0.3 / 0.65
-s (on a loaded 2-core machine; see the commit for figures).
+High task submit-to-start in the backlog, p50 / max, on a shared 2-core machine: before,
+0.54-0.92 / 1.45-2.48 s (load 1-7); the read fix alone, 0.29-0.33 / 0.98-1.27 s (load
+4-6); with the high-priority slots too, 0.07-0.10 / 0.34-0.48 s (load 8-9), the low
+share 0.85 (before 0.79-0.84).
 """
 
 from __future__ import annotations
