@@ -14,10 +14,12 @@ import pytest
 from arq.connections import ArqRedis
 from arq.worker import func
 
+from chatsys.bootstrap import build_worker
 from chatsys.domain.tasks.model import Priority
 from chatsys.infra.arq_worker import SupervisedWorker
 from chatsys.infra.queue import RUN_TASK, ArqJobQueue, is_high_run
 from chatsys.infra.redis import arq_redis_settings, redis_client
+from chatsys.infra.settings import Settings
 from tests.support import eventually, stop_worker
 
 QUEUE = "chatsys:test-start-order"
@@ -196,3 +198,12 @@ async def test_a_high_priority_job_starts_while_every_other_slot_is_busy(
         for name in list(jobs.names.values()):
             jobs.end(name)
         await stop_worker(worker, running)
+
+
+def test_the_task_worker_has_its_high_priority_slots(settings: Settings) -> None:
+    worker = build_worker(settings, queues=["tasks"])
+    config = settings.worker
+    assert config.high_priority_slots > 0
+    assert worker.max_jobs == config.task_concurrency + config.high_priority_slots
+    assert worker._urgent("run:1d2c0a4e-0000-4000-8000-000000000001:7:high")
+    assert not worker._urgent("run:1d2c0a4e-0000-4000-8000-000000000001:7")
