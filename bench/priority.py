@@ -38,9 +38,9 @@ Found with it, and fixed (``chatsys.infra.arq_worker``):
   run about 2.5 s); low tasks keep their 10 slots, hence their share.
 
 High task submit-to-start in the backlog, p50 / max, on a shared 2-core machine: before,
-0.54-0.92 / 1.45-2.48 s (load 1-7); the read fix alone, 0.29-0.33 / 0.98-1.27 s (load
-4-6); with the high-priority slots too, 0.07-0.10 / 0.34-0.48 s (load 8-9), the low
-share 0.85 (before 0.79-0.84).
+0.54-0.99 / 1.45-2.48 s (load 1-7); the read fix alone, 0.29-0.33 / 0.98-1.27 s (load
+4-6); with the high-priority slots too, 0.02-0.10 / 0.22-0.48 s (load 3-9), the low
+share 0.85-0.87 (before 0.79-0.84).
 """
 
 from __future__ import annotations
