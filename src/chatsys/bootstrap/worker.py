@@ -190,6 +190,7 @@ def _arq_worker(settings: Settings, queue: str, *, burst: bool, **hooks: Any) ->
         health_check_interval=max(config.heartbeat_interval, 1.0),
         # A webhooks-only worker's queue holds only pings: no need to look 100 times a second.
         poll_delay=config.poll_delay if tasks else max(config.poll_delay, 0.5),
+        idle_poll=config.idle_poll,
         **hooks,
     )
 

@@ -207,7 +207,15 @@ class WorkerSettings(BaseSettings):
     job_timeout: float = Field(default=900.0, gt=0)
     heartbeat_interval: float = Field(default=5.0, gt=0)
     heartbeat_ttl: float = Field(default=15.0, gt=0)
-    poll_delay: float = Field(default=0.01, gt=0, description="seconds between queue polls")
+    poll_delay: float = Field(
+        default=0.01, gt=0, description="seconds between queue polls while jobs keep coming"
+    )
+    idle_poll: float = Field(
+        default=1.0,
+        gt=0,
+        description="an idle worker's longest wait between queue polls (an enqueue through "
+        "chatsys wakes it at once; this bounds the wait for a job no one announced)",
+    )
     task_heartbeat: float = Field(default=0.5, gt=0, description="running-task heartbeat")
     task_stale_after: float = Field(
         default=10.0, gt=0, description="lapsed task heartbeat: re-queued whatever liveness says"
