@@ -276,6 +276,12 @@ class LLMSettings(BaseSettings):
     max_parallel_steps: int = Field(default=4, ge=1, le=32)
     step_attempts: int = Field(default=3, ge=1, le=10)
     step_backoff: float = Field(default=0.5, ge=0)
+    preload: bool = Field(
+        default=False,
+        description="a worker imports LiteLLM right after it starts (in the background) "
+        "rather than at its first model call: the first run does not wait for it, the idle "
+        "worker holds ~100 MiB more",
+    )
 
     @property
     def mode(self) -> Literal["offline", "provider"]:
