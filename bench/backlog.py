@@ -143,6 +143,22 @@ async def start_lags(resources: Resources, ids: list[UUID], *, within: float = 3
         await asyncio.sleep(0.5)
 
 
+async def warm_up(stack: Stack, resources: Resources, *, runs: int = 3) -> None:
+    """A few tasks run to their end first: the worker loads LiteLLM at its first model
+    call (``chatsys.agents.lazy_gateway``), and its first seconds are not the figure."""
+    say("warm-up: the worker's first runs")
+    async with httpx.AsyncClient(timeout=30) as client:
+        ids = [await submit(client, stack.api, f"warm up {n}") for n in range(runs)]
+    query = text("SELECT count(*) FROM tasks WHERE id = ANY(:ids) AND finished_at IS NOT NULL")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        async with resources.engine.connect() as conn:
+            if await conn.scalar(query, {"ids": ids}) == len(ids):
+                return
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the warm-up tasks never finished")
+
+
 async def _probe(stack: Stack, resources: Resources, probes: int, spacing: float) -> list[float]:
     ids = []
     async with httpx.AsyncClient(timeout=30) as client:
@@ -246,6 +262,7 @@ def run_backlog(
                 await exits.enter_async_context(receiver)
             resources = await Resources.open(settings, role="bench")
             exits.push_async_callback(resources.close)
+            await warm_up(stack, resources)
             say(f"backlog: {probes} tasks, one every {spacing} s, no delivery pending")
             before = await _probe(stack, resources, probes, spacing)
             urls = [f"{r.url}/hook" for r in receivers] + [f"{closed}/hook"]

@@ -58,7 +58,7 @@ import redis.asyncio as aioredis
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from bench.backlog import Stack, chatsys_stack, percentile, start_lags, submit
+from bench.backlog import Stack, chatsys_stack, percentile, start_lags, submit, warm_up
 from bench.startup import say
 from chatsys.bootstrap import Resources
 from chatsys.infra.settings import DatabaseSettings, RedisSettings, Settings, WorkerSettings
@@ -141,6 +141,7 @@ def run_priority(
             (await client.post(control, json={"latency": latency})).raise_for_status()
         resources = await Resources.open(settings, role="bench")
         try:
+            await warm_up(stack, resources)
             say(f"priority: {highs} high tasks, one every {spacing} s, workers idle")
             idle, _, _ = await _highs(stack, resources, highs, spacing)
             say(f"priority: {lows} low tasks queued")
