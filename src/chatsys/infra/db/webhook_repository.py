@@ -304,8 +304,11 @@ def _outgoing(row: Any) -> OutgoingDelivery:
 
 
 class SqlWebhookDeliveries:
+    """One per unit of work (one transaction)."""
+
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
+        self._claims_locked = False  # this transaction holds the claims' lock
 
     async def add(self, delivery: WebhookDelivery) -> None:
         await self._session.execute(
@@ -343,7 +346,9 @@ class SqlWebhookDeliveries:
         return [_outgoing(r) for r in rows]
 
     async def lock_claims(self) -> None:
-        await self._session.execute(_CLAIM_LOCK)  # taken again by the same transaction: a no-op
+        if not self._claims_locked:  # held until the transaction ends
+            await self._session.execute(_CLAIM_LOCK)
+            self._claims_locked = True
 
     async def release(self, delivery_ids: Sequence[UUID]) -> None:
         if delivery_ids:
