@@ -17,8 +17,12 @@ Parts, each the scenario of the same name with smaller counts (the code is their
 
 Every guard is on a same-run ratio (chatsys / baseline), which carries over from one
 machine to another and from a quiet moment to a busy one far better than seconds do.
-A throughput ratio has a floor, a latency ratio a ceiling. Any ratio past its bound:
-the table is printed, then one ``FAIL`` line each, and ``python -m bench`` exits 1.
+A throughput ratio has a floor, a latency ratio a ceiling. A part with a ratio past
+its bound is measured once more and each of its guards keeps the better of its two
+ratios (a regression is past its bound both times; the noise of a shared machine
+seldom is: the first CI rehearsal of this guard, load 0.9, had submit p50 at 3.003
+against 3.0). A ratio still past its bound: the table is printed, then one ``FAIL``
+line each, and ``python -m bench`` exits 1.
 
 The bounds (the ``bound`` column), from four runs on this shared 2-core machine on
 2026-12-03 (src at main 61ef4bc), the ratios seen, worst first, under the load averages
@@ -139,9 +143,22 @@ def run_smoke(database_url: str, redis_url: str) -> Table:
     for guard in GUARDS:
         row = tables[guard.part][guard.metric]
         table[guard.label] = {**row, "bound": guard.bound}
+    again = sorted({g.part for g in GUARDS if not g.holds(table[g.label]["ratio"])})
+    if again:  # once more: a regression is past its bound both times, noise seldom is
+        say(f"smoke: {', '.join(again)}: past a bound, measured once more")
+        retried = {name: parts[name]() for name in again}
+        for guard in GUARDS:
+            if guard.part in retried:
+                second = retried[guard.part][guard.metric]
+                if _better(guard, second["ratio"], table[guard.label]["ratio"]):
+                    table[guard.label] = {**second, "bound": guard.bound}
     for source, metric in WATCHED:
         table[f"{source}: {metric}"] = {**tables[source][metric], "bound": 0.0}
     return table
+
+
+def _better(guard: Guard, ratio: float, than: float) -> bool:
+    return ratio > than if guard.higher_is_better else ratio < than
 
 
 def failures(table: Table) -> list[str]:
