@@ -34,7 +34,7 @@ other, not in turn):
 guard                                 ratios seen                  bound      margin
 ====================================  ===========================  =========  ========
 submit throughput                     0.558 0.615 0.822 0.987      >= 0.45    0.81x
-submit p50                            2.461 2.387 2.044 1.926      <= 3.0     1.22x
+submit p50                            3.129 3.003 | 2.461 1.926    <= 3.6     1.15x
 step, no-op journal, p50              1.189 1.188 1.130 1.077      <= 1.45    1.22x
 durable step p50                      2.463 2.440 2.279 2.171      <= 3.0     1.22x
 fan-out server CPU per frame          2.286 2.105 (two runs)       <= 2.8     1.22x
@@ -44,7 +44,11 @@ fan-out p50 delay                     8.499 4.633 | 4.092 3.868    <= 10.5    1.
 ====================================  ===========================  =========  ========
 
 Each bound is the worst ratio seen with a margin of about 1.22-1.25x (a ceiling) or
-0.8x (a floor): the noise seen passes. The first five barely moved with the load, and
+0.8x (a floor): the noise seen passes. Submit p50 is the exception: it is higher on a
+quiet machine than on a busy one (3.003 and 3.129 in the two CI rehearsals of
+2026-12-03 at load 0.9, where the baseline's own p50 is 22-28 ms; 2.91 at 61ef4bc;
+1.9-2.5 at load 3-9), so its bound is 3.6, from the quiet figures; a slowed commit
+(20 ms per event append) also fails the fan-out delay guard. The first five barely moved with the load, and
 a 40% regression of any of them (x1.4 on a latency or CPU ratio from its typical value,
 x0.6 on throughput) lands past its bound. A commit slowed by 20 ms of sleep per event
 append failed the submit p50 and fan-out p50 guards (``bench/README.md``).
@@ -101,7 +105,7 @@ def ceiling(part: str, metric: str, bound: float) -> Guard:
 
 GUARDS = (  # bounds and the figures behind them: the module's docstring
     floor("submit", "throughput (req/s)", 0.45),
-    ceiling("submit", "p50 latency (ms)", 3.0),
+    ceiling("submit", "p50 latency (ms)", 3.6),
     ceiling("step", "one step, p50 (ms)", 1.45),
     ceiling("step", "durable step, p50 (ms)", 3.0),
     ceiling("fan-out", "(b) 100 subs: server CPU/frame (us)", 2.8),
