@@ -48,9 +48,9 @@ Each bound is the worst ratio seen with a margin of about 1.22-1.25x (a ceiling)
 quiet machine than on a busy one (3.003 and 3.129 in the two CI rehearsals of
 2026-12-03 at load 0.9, where the baseline's own p50 is 22-28 ms; 2.91 at 61ef4bc;
 1.9-2.5 at load 3-9), so its bound is 3.6, from the quiet figures; a slowed commit
-(20 ms per event append) also fails the fan-out delay guard. The first five barely moved with the load, and
-a 40% regression of any of them (x1.4 on a latency or CPU ratio from its typical value,
-x0.6 on throughput) lands past its bound. A commit slowed by 20 ms of sleep per event
+(20 ms per event append) also fails the fan-out delay guard. The first five barely
+moved with the load, and a 40% regression of any of them (x1.4 on a latency or CPU
+ratio from its typical value, x0.6 on throughput) lands past its bound. A commit slowed by 20 ms of sleep per event
 append failed the submit p50 and fan-out p50 guards (``bench/README.md``).
 
 The last three did move with the load (left of ``|``: load 5.8-9.2; right: 3.7-4.9):
