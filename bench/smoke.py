@@ -50,8 +50,9 @@ quiet machine than on a busy one (3.003 and 3.129 in the two CI rehearsals of
 1.9-2.5 at load 3-9), so its bound is 3.6, from the quiet figures; a slowed commit
 (20 ms per event append) also fails the fan-out delay guard. The first five barely
 moved with the load, and a 40% regression of any of them (x1.4 on a latency or CPU
-ratio from its typical value, x0.6 on throughput) lands past its bound. A commit slowed by 20 ms of sleep per event
-append failed the submit p50 and fan-out p50 guards (``bench/README.md``).
+ratio from its typical value, x0.6 on throughput) lands past its bound. A commit
+slowed by 20 ms of sleep per event append failed the submit p50 and fan-out p50
+guards (``bench/README.md``).
 
 The last three did move with the load (left of ``|``: load 5.8-9.2; right: 3.7-4.9):
 chatsys' run is CPU-bound in its worker and goes through four processes,
