@@ -146,8 +146,8 @@ async def start_lags(resources: Resources, ids: list[UUID], *, within: float = 3
 
 
 async def warm_up(stack: Stack, resources: Resources, *, runs: int = 3) -> None:
-    """A few tasks run to their end first: the worker loads LiteLLM at its first model
-    call (``chatsys.agents.lazy_gateway``), and its first seconds are not the figure."""
+    """A few tasks run to their end first: a fresh worker's first runs (cold imports and
+    caches) are not the figure."""
     say("warm-up: the worker's first runs")
     async with httpx.AsyncClient(timeout=30) as client:
         ids = [await submit(client, stack.api, f"warm up {n}") for n in range(runs)]
