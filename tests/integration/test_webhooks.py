@@ -514,6 +514,43 @@ async def test_attempts_reuse_a_kept_alive_connection_only_to_the_checked_addres
             await sender.aclose()
 
 
+async def test_a_kept_alive_connection_the_receiver_closed_is_not_reused() -> None:
+    """A receiver that offers keep-alive and then hangs up an idle connection: the next
+    attempt notices before sending (a fresh connection), instead of failing on it."""
+    from chatsys.infra.webhook_http import AddressVetter, HttpWebhookSender
+
+    connections = 0
+
+    async def answer_then_hang_up(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        nonlocal connections
+        connections += 1
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )  # fmt: skip
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.close()  # idle, kept alive by the sender, closed by the receiver
+
+    server = await asyncio.start_server(answer_then_hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sender = HttpWebhookSender(AddressVetter(allow_private=True))
+    try:
+        for n in range(3):
+            sent = await sender.send(f"http://127.0.0.1:{port}/in", {"webhook-id": f"m{n}"}, b"{}")
+            assert (sent.status_code, sent.error) == (200, None)
+            await asyncio.sleep(0.3)  # the receiver has hung up by now
+        assert connections == 3
+    finally:
+        await sender.aclose()
+        server.close()
+
+
 async def test_the_response_read_is_bounded_and_slow_receivers_time_out() -> None:
     from chatsys.infra.webhook_http import AddressVetter, HttpWebhookSender
 
