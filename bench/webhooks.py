@@ -19,8 +19,10 @@ worker can have in flight to one receiver: its webhook slots
 
 What a delivery costs the worker beyond the baseline's request: its claim and its
 record, both in Postgres (``chatsys.infra.webhook_slots``: the attempts that end
-together are recorded in one statement, and the slots they free are claimed again in
-that transaction), the signature, and the address check of every attempt.
+together are recorded, and the slots they free claimed again, in one call of
+``chatsys_webhook_record_claim``, alembic 0012), the signature, and the address check of
+every attempt. A slot is busy until its attempt is recorded (the per-receiver limit
+counts leases, across workers), so the record's round trip is part of every cycle.
 """
 
 from __future__ import annotations

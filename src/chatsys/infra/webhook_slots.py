@@ -7,9 +7,10 @@ untouched, until a slot is free and the claim picks them, oldest due first, at m
 endpoint. So a hanging receiver holds its share of slots and no more, and every other
 delivery keeps its schedule. The slots claim:
 
-- when attempts end: in the transaction that records them (a group commit: one
-  transaction under way at a time, the next one takes every attempt that ended
-  meanwhile), for as many slots as are free once they are recorded;
+- when attempts end: in the call that records them (a group commit: one transaction
+  under way at a time, the next one takes every attempt that ended meanwhile; the
+  record and the claim are one round trip, ``chatsys_webhook_record_claim``), for as
+  many slots as are free once they are recorded;
 - when this process records a delivery or a retry that is due (``due``: the task's
   end in this worker, a retry this worker scheduled), at the due time,
 - every ``poll`` s in any case (deliveries written by another process: an API's

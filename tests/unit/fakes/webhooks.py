@@ -219,6 +219,14 @@ class FakeWebhookDeliveryRepository:
     async def lock_claims(self) -> None:
         return None  # one fake session at a time: claims never overlap
 
+    async def record_and_claim(
+        self, outcomes: Sequence[AttemptRecord], *, limit: int, per_receiver: int, lease: float
+    ) -> Sequence[OutgoingDelivery]:
+        await self.record_all(outcomes)
+        if limit < 1:
+            return []
+        return await self.claim_due(limit=limit, per_receiver=per_receiver, lease=lease)
+
     async def record_all(self, outcomes: Sequence[AttemptRecord]) -> None:
         for outcome in outcomes:
             await self.record(outcome)

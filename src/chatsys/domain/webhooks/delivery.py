@@ -126,40 +126,54 @@ class DeliverWebhook:
         ``claim``, up to that many due deliveries claimed in the same transaction."""
         if not finished and claim < 1:
             return []
+        # The endpoints' rows before the deliveries': deleting an endpoint locks them in
+        # that order (the endpoint, then its unfinished deliveries), so the other order
+        # deadlocks with a delete made while an attempt is being recorded. In the order of
+        # their ids: two batches lock shared endpoints the same way.
+        touched = sorted(
+            (f for f in finished if self._touches_endpoint(*f)), key=lambda f: str(f[0].endpoint_id)
+        )
         async with self._uow() as uow:
-            if claim > 0:
+            if touched and claim > 0:
                 # Claims first: a claim's lock is always taken before any row's.
                 await uow.deliveries.lock_claims()
-            # The endpoints' rows before the deliveries': deleting an endpoint locks them
-            # in that order (the endpoint, then its unfinished deliveries), so the other
-            # order deadlocks with a delete made while an attempt is being recorded. In
-            # the order of their ids: two batches lock shared endpoints the same way.
-            for outgoing, outcome in sorted(finished, key=lambda f: str(f[0].endpoint_id)):
+            for outgoing, outcome in touched:
                 await self._endpoint_outcome(uow, outgoing, outcome)
-            await uow.deliveries.record_all([outcome for _, outcome in finished])
-            claimed: Sequence[OutgoingDelivery] = []
-            if claim > 0:
-                claimed = await uow.deliveries.claim_due(
-                    limit=claim, per_receiver=self._per_receiver, lease=self._lease
-                )
+            # One round trip: the record frees the slots, the claim (when asked) fills them.
+            claimed = await uow.deliveries.record_and_claim(
+                [outcome for _, outcome in finished],
+                limit=claim,
+                per_receiver=self._per_receiver,
+                lease=self._lease,
+            )
             await uow.commit()
         return claimed
+
+    def _touches_endpoint(self, outgoing: OutgoingDelivery, outcome: AttemptRecord) -> bool:
+        """Whether this attempt's outcome changes its endpoint: a 410 disables it; with a
+        breaker, a failure counts and a success closes a failing endpoint's circuit."""
+        if outgoing.endpoint_id is None:
+            return False
+        if outcome.gone:
+            return True
+        ok = outcome.status is DeliveryStatus.SUCCEEDED
+        return (
+            self._breaker is not None
+            and not outgoing.refusal
+            and (not ok or outgoing.endpoint_failing)  # a success with nothing to close
+        )
 
     async def _endpoint_outcome(
         self, uow: WebhooksUnitOfWork, outgoing: OutgoingDelivery, outcome: AttemptRecord
     ) -> None:
+        """What ``_touches_endpoint`` found: the endpoint disabled, or its circuit's count."""
+        at = outcome.attempt.attempted_at
         if outgoing.endpoint_id is None:
             return
-        at = outcome.attempt.attempted_at
         if outcome.gone:
             await uow.webhooks.disable(outgoing.endpoint_id, reason=GONE_REASON, at=at)
-            return
-        ok = outcome.status is DeliveryStatus.SUCCEEDED
-        if (
-            self._breaker is not None
-            and not outgoing.refusal
-            and (not ok or outgoing.endpoint_failing)  # a success with nothing to close
-        ):
+        elif self._breaker is not None:
+            ok = outcome.status is DeliveryStatus.SUCCEEDED
             await uow.webhooks.record_outcome(
                 outgoing.endpoint_id, ok=ok, at=at, pause=self._breaker.pause
             )

@@ -89,6 +89,13 @@ class WebhookDeliveryRepository(Protocol):
         transaction ends (``claim_due`` takes the same lock)."""
         ...
 
+    async def record_and_claim(
+        self, outcomes: Sequence[AttemptRecord], *, limit: int, per_receiver: int, lease: float
+    ) -> Sequence[OutgoingDelivery]:
+        """``record_all`` then ``claim_due`` (with ``limit`` above 0) in one step: the
+        claim sees the leases the record freed."""
+        ...
+
     async def record(self, outcome: AttemptRecord) -> None: ...
 
     async def record_all(self, outcomes: Sequence[AttemptRecord]) -> None:

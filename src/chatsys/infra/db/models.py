@@ -286,10 +286,11 @@ class WebhookDeliveryRow(Base):
         Index(None, "owner", "created_at", "id"),
         Index(None, "task_id"),
         Index(None, "endpoint_id"),
-        Index(
+        Index(  # in the claim's order: it reads a receiver's due rows, no more
             "ix_webhook_deliveries_due",
             "receiver",
             "next_attempt_at",
+            "id",
             postgresql_where=text("status = 'pending'"),
         ),
         Index(

@@ -177,102 +177,19 @@ def _to_delivery(row: WebhookDeliveryRow, attempts: list[DeliveryAttempt]) -> We
 _UNFINISHED = (DeliveryStatus.PENDING.value, DeliveryStatus.DELIVERING.value)
 
 _CLAIM_LOCK = text("SELECT pg_advisory_xact_lock(7263108415210240001)")  # webhook claims
-# Due deliveries, each receiver's oldest first and the receivers in turn (everyone's
-# first, then everyone's second, ...), while a receiver has room: its limit (one for a
-# paused endpoint whose pause is over: the probe; none while it is paused) minus what
-# is leased to it; and deliveries whose lease ran out (their worker died). Leased with
-# their signing secrets, in one statement. The receivers with pending deliveries are
-# found by a skip scan of the (receiver, next_attempt_at) index and each one's due
-# rows read up to its room, so a claim costs what it takes, not the backlog's size.
-# The status is checked again on the row itself: a delete or a recorded attempt since
-# the statement's snapshot wins.
-_CLAIM_DUE = text(
+# Records finished attempts, then claims due deliveries (taking the claims' lock first
+# when it claims), in one call: alembic/versions/0012_webhook_record_claim.py has the
+# rules of both.
+_RECORD_CLAIM = text(
     """
-    WITH RECURSIVE receivers AS (
-        (SELECT receiver FROM webhook_deliveries WHERE status = 'pending'
-         ORDER BY receiver LIMIT 1)
-        UNION ALL
-        SELECT (SELECT d.receiver FROM webhook_deliveries d
-                WHERE d.status = 'pending' AND d.receiver > r.receiver
-                ORDER BY d.receiver LIMIT 1)
-        FROM receivers r WHERE r.receiver IS NOT NULL
-    ), busy AS (
-        SELECT receiver, count(*) AS n FROM webhook_deliveries
-        WHERE status = 'delivering' AND lease_until >= now()
-        GROUP BY receiver
-    ), room AS (
-        SELECT r.receiver,
-               CASE WHEN e.paused_until IS NULL THEN CAST(:per AS integer)
-                    WHEN e.paused_until <= now() THEN 1 ELSE 0 END
-                   - coalesce(b.n, 0) AS n
-        FROM receivers r
-        LEFT JOIN busy b ON b.receiver = r.receiver
-        LEFT JOIN webhook_endpoints e ON e.id = CASE WHEN r.receiver LIKE 'endpoint:%'
-                                                THEN CAST(substr(r.receiver, 10) AS uuid) END
-        WHERE r.receiver IS NOT NULL
-    ), due AS (
-        SELECT c.id, c.next_attempt_at, c.endpoint_id, c.task_id, c.turn
-        FROM room CROSS JOIN LATERAL (
-            SELECT d.id, d.next_attempt_at, d.endpoint_id, d.task_id,
-                   row_number() OVER (ORDER BY d.next_attempt_at, d.id) AS turn
-            FROM webhook_deliveries d
-            WHERE d.receiver = room.receiver AND d.status = 'pending'
-              AND d.next_attempt_at <= now() + :margin
-            ORDER BY d.next_attempt_at, d.id
-            LIMIT greatest(room.n, 0)
-        ) c
-        UNION ALL
-        SELECT id, next_attempt_at, endpoint_id, task_id, 1 FROM webhook_deliveries
-        WHERE status = 'delivering' AND lease_until < now()
-    ), picked AS (
-        SELECT id, endpoint_id, task_id FROM due
-        ORDER BY turn, next_attempt_at, id LIMIT CAST(:limit AS integer)
-    )
-    UPDATE webhook_deliveries d
-    SET status = 'delivering', lease_until = now() + CAST(:lease AS interval),
-        updated_at = now()
-    FROM picked p
-    LEFT JOIN webhook_endpoints e ON e.id = p.endpoint_id
-    LEFT JOIN tasks t ON p.endpoint_id IS NULL AND t.id = p.task_id
-    WHERE d.id = p.id
-      AND ((d.status = 'pending' AND d.next_attempt_at <= now() + :margin)
-           OR (d.status = 'delivering' AND d.lease_until < now()))
-    RETURNING d.id, d.webhook_id, d.url, d.body, d.endpoint_id, d.attempt_count,
-              d.round_attempts, e.id IS NOT NULL AS endpoint_found, e.secret,
-              CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret END
-                  AS previous_secret,
-              e.disabled_at IS NOT NULL AS disabled, e.disabled_reason,
-              coalesce(e.consecutive_failures, 0) > 0 OR e.paused_until IS NOT NULL
-                  AS failing,
-              t.webhook_secret AS task_secret
+    SELECT * FROM chatsys_webhook_record_claim(
+        CAST(:ids AS uuid[]), CAST(:numbers AS integer[]), CAST(:at AS timestamptz[]),
+        CAST(:codes AS integer[]), CAST(:latencies AS double precision[]),
+        CAST(:errors AS text[]), CAST(:statuses AS text[]), CAST(:next AS timestamptz[]),
+        CAST(:final AS boolean[]), CAST(:claim AS integer), CAST(:per AS integer),
+        CAST(:lease AS interval), :margin)
     """
 ).bindparams(bindparam("margin", DUE_MARGIN, type_=Interval()))
-
-
-# Finished attempts, any number in one statement: each attempt's row (a data-modifying
-# CTE) and its delivery's new state.
-_RECORD_ALL = text(
-    """
-    WITH v AS (
-        SELECT * FROM unnest(
-            CAST(:ids AS uuid[]), CAST(:numbers AS integer[]),
-            CAST(:at AS timestamptz[]), CAST(:codes AS integer[]),
-            CAST(:latencies AS double precision[]), CAST(:errors AS text[]),
-            CAST(:statuses AS text[]), CAST(:next AS timestamptz[]), CAST(:final AS boolean[])
-        ) AS v(id, number, at, code, latency, error, status, next_at, final)
-    ), added AS (
-        INSERT INTO webhook_attempts
-            (delivery_id, number, attempted_at, status_code, latency_ms, error)
-        SELECT id, number, at, code, latency, error FROM v
-    )
-    UPDATE webhook_deliveries d
-    SET status = v.status, attempt_count = v.number, round_attempts = d.round_attempts + 1,
-        next_attempt_at = v.next_at, lease_until = NULL, last_status_code = v.code,
-        last_error = v.error, finished_at = CASE WHEN v.final THEN v.at END,
-        updated_at = now()
-    FROM v WHERE d.id = v.id
-    """
-)
 
 
 def _outgoing(row: Any) -> OutgoingDelivery:
@@ -332,17 +249,38 @@ class SqlWebhookDeliveries:
     async def claim_due(
         self, *, limit: int, per_receiver: int, lease: float
     ) -> Sequence[OutgoingDelivery]:
-        if limit < 1:
+        return await self.record_and_claim([], limit=limit, per_receiver=per_receiver, lease=lease)
+
+    async def record_and_claim(
+        self, outcomes: Sequence[AttemptRecord], *, limit: int, per_receiver: int, lease: float
+    ) -> Sequence[OutgoingDelivery]:
+        if not outcomes and limit < 1:
             return []
-        # Claims are made one at a time (a transaction-scoped advisory lock), so the
-        # count of each receiver's leased deliveries is right when the next one reads it.
-        await self.lock_claims()
+        # Claims are made one at a time (a transaction-scoped advisory lock, taken by the
+        # function), so the count of each receiver's leased deliveries is right when the
+        # next one reads it.
+        errors = [o.attempt.error[:ERROR_MAX] if o.attempt.error else None for o in outcomes]
         rows = (
             await self._session.execute(
-                _CLAIM_DUE,
-                {"limit": limit, "per": per_receiver, "lease": timedelta(seconds=lease)},
+                _RECORD_CLAIM,
+                {
+                    "ids": [o.delivery_id for o in outcomes],
+                    "numbers": [o.attempt.number for o in outcomes],
+                    "at": [o.attempt.attempted_at for o in outcomes],
+                    "codes": [o.attempt.status_code for o in outcomes],
+                    "latencies": [o.attempt.latency_ms for o in outcomes],
+                    "errors": errors,
+                    "statuses": [o.status.value for o in outcomes],
+                    "next": [o.next_attempt_at for o in outcomes],
+                    "final": [o.status.is_final for o in outcomes],
+                    "claim": max(limit, 0),
+                    "per": per_receiver,
+                    "lease": timedelta(seconds=lease),
+                },
             )
         ).all()
+        if limit > 0:
+            self._claims_locked = True
         return [_outgoing(r) for r in rows]
 
     async def lock_claims(self) -> None:
@@ -367,23 +305,7 @@ class SqlWebhookDeliveries:
         await self.record_all([outcome])
 
     async def record_all(self, outcomes: Sequence[AttemptRecord]) -> None:
-        if not outcomes:
-            return
-        errors = [o.attempt.error[:ERROR_MAX] if o.attempt.error else None for o in outcomes]
-        await self._session.execute(
-            _RECORD_ALL,
-            {
-                "ids": [o.delivery_id for o in outcomes],
-                "numbers": [o.attempt.number for o in outcomes],
-                "at": [o.attempt.attempted_at for o in outcomes],
-                "codes": [o.attempt.status_code for o in outcomes],
-                "latencies": [o.attempt.latency_ms for o in outcomes],
-                "errors": errors,
-                "statuses": [o.status.value for o in outcomes],
-                "next": [o.next_attempt_at for o in outcomes],
-                "final": [o.status.is_final for o in outcomes],
-            },
-        )
+        await self.record_and_claim(outcomes, limit=0, per_receiver=1, lease=0.0)
 
     async def _attempts(self, ids: Sequence[UUID]) -> dict[UUID, list[DeliveryAttempt]]:
         found: dict[UUID, list[DeliveryAttempt]] = defaultdict(list)
