@@ -20,6 +20,7 @@ from pathlib import Path
 from bench.access import run_access
 from bench.backlog import run_backlog
 from bench.chaos import run_chaos
+from bench.idle import run_idle
 from bench.mcp import run_mcp
 from bench.pipeline import run_enqueue, run_step, run_submit
 from bench.priority import run_priority
@@ -64,6 +65,7 @@ SCENARIOS = (
     "priority",
     "runs",
     "chaos",
+    "idle",
 )
 # Not part of "all": each runs the others' code at small counts, and fails on a bound.
 CHECKED: dict[str, Callable[[Table], list[str]]] = {"smoke": smoke_failures}  # issue 20
@@ -94,6 +96,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=16, help="runs: clients at once")
     parser.add_argument(
         "--keepalive", type=float, default=15.0, help="runs: CHATSYS_STREAM_KEEPALIVE (s)"
+    )
+    parser.add_argument(
+        "--idle-seconds", type=float, default=60.0, help="idle: seconds the dev stack is measured"
     )
     return parser.parse_args()
 
@@ -148,6 +153,10 @@ def _on_servers(args: argparse.Namespace) -> dict[str, tuple[str, Callable[[str,
         "smoke": (
             "the CI guard; ratio = chatsys / its part's baseline; see bench/smoke.py",
             run_smoke,
+        ),
+        "idle": (
+            f"idle dev stack over {args.idle_seconds:g}s; worker start, median of {args.runs}",
+            lambda db, rd: run_idle(db, rd, seconds=args.idle_seconds, runs=args.runs),
         ),
     }
 

@@ -11,7 +11,7 @@ import sys
 
 SCRIPT = """
 import gc, json, weakref
-import chatsys.bootstrap  # what a server process has imported when it starts serving
+import chatsys.bootstrap.api, chatsys.bootstrap.worker  # what server processes import
 from chatsys.infra.heap import settle_heap
 
 before = len(gc.get_objects())

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from chatsys.domain.planning.planner import Role
+from chatsys.domain.shared.errors import InvalidInput
 
 OFFLINE_PROVIDER = "chatsys-offline"
 OFFLINE_MODEL = f"{OFFLINE_PROVIDER}/team"
@@ -22,6 +23,12 @@ class GatewayConfig:
     num_retries: int = 2
     allowed_fails: int = 3
     cooldown_seconds: float = 30.0
+
+    def check(self) -> None:
+        """Refuse what no gateway can serve (raises ``InvalidInput``)."""
+        unknown = set(self.role_models) - {r.value for r in Role}
+        if unknown:
+            raise InvalidInput(f"role_models names unknown roles: {', '.join(sorted(unknown))}")
 
     def model_for(self, role: Role) -> str:
         return self.role_models.get(role.value) or self.default_model or OFFLINE_MODEL

@@ -53,9 +53,7 @@ class LiteLLMGateway:
     """The ``LLM`` port over a LiteLLM Router."""
 
     def __init__(self, config: GatewayConfig) -> None:
-        unknown = set(config.role_models) - {r.value for r in Role}
-        if unknown:
-            raise InvalidInput(f"role_models names unknown roles: {', '.join(sorted(unknown))}")
+        config.check()
         _quiet_litellm()
         register_offline_model()
         self.config = config

@@ -80,7 +80,7 @@ async def _start(
     webhooks: bool,
 ) -> jobs.WorkerContext:
     from chatsys.agents.agent import RoleAgent
-    from chatsys.agents.gateway import LiteLLMGateway
+    from chatsys.agents.lazy_gateway import LazyLiteLLMGateway
     from chatsys.agents.mcp.invoker import McpToolInvoker
     from chatsys.domain.planning.executor import PlanExecutor
 
@@ -96,7 +96,9 @@ async def _start(
         slots = _webhook_slots(settings, resources, clock, sender)
     callbacks = webhook_callbacks(resources, slots or NO_SLOTS)
     llm = settings.llm
-    gateway = LiteLLMGateway(gateway_config(settings))
+    gateway = LazyLiteLLMGateway(  # LiteLLM: on first use, then its heap is frozen too
+        gateway_config(settings), on_loaded=settle_heap if tune_gc else None
+    )
     analyzer: TaskAnalyzer = (
         LLMAnalyzer(gateway) if settings.features.llm_nlu else RulesTaskAnalyzer()
     )
@@ -157,6 +159,8 @@ async def _start(
     if slots is not None:
         slots.start()
         stack.push_async_callback(slots.stop)  # before the engine closes: it gives back
+    if llm.preload:
+        gateway.preload()
     return jobs.WorkerContext(
         worker_id, resources.engine, run, slots, resources.outages, maintenance
     )
@@ -195,6 +199,7 @@ def _arq_worker(settings: Settings, queue: str, *, burst: bool, **hooks: Any) ->
         health_check_interval=max(config.heartbeat_interval, 1.0),
         # A webhooks-only worker's queue holds only pings: no need to look 100 times a second.
         poll_delay=config.poll_delay if tasks else max(config.poll_delay, 0.5),
+        idle_poll=config.idle_poll,
         **hooks,
     )
 

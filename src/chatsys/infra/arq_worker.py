@@ -38,6 +38,17 @@ task worker's: high-priority runs): the other jobs run in the rest, so an urgent
 queued while those are all busy starts at the next poll instead of waiting for one of
 them to end.
 
+Idle, it does not poll every ``poll_delay`` as arq does (a Redis round trip each time,
+100 a second at 10 ms: most of an idle stack's CPU): with ``idle_poll`` set, a poll that
+started no job is followed by a wait on the queue's wake-up channel
+(``chatsys.infra.redis.wake_channel``, published by every enqueue through chatsys'
+client), which ends when a job comes, when the earliest deferred job falls due, or
+after ``idle_poll`` seconds (the backstop for a job no one announced: one put in by a
+plain arq client, one whose in-progress mark expired, a message lost while Redis
+restarted). A busy worker (a poll that started a job, or left one for lack of a free
+slot, or all its slots taken) polls every ``poll_delay`` as before: a slot frees
+unannounced.
+
 Running jobs are not touched: a task keeps running on Postgres (its lease is there),
 and its live events are lost to pub/sub only, never to the log.
 """
@@ -45,6 +56,7 @@ and its live events are lost to pub/sub only, never to the log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
@@ -52,10 +64,14 @@ from typing import Any
 
 from arq.connections import ArqRedis, create_pool
 from arq.constants import in_progress_key_prefix
+from arq.utils import timestamp_ms
 from arq.worker import Worker
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
 
 from chatsys.infra.logging import get_logger
 from chatsys.infra.outages import REDIS, OutageMonitor, outage_of
+from chatsys.infra.redis import wake_channel
 
 log = get_logger(__name__)
 
@@ -75,6 +91,7 @@ class SupervisedWorker(Worker):
         finish_patience: float = 30.0,
         reserved: int = 0,
         urgent: Callable[[str], bool] | None = None,
+        idle_poll: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -88,6 +105,12 @@ class SupervisedWorker(Worker):
         self._failed_polls = 0
         self._unfinished: set[str] = set()  # job ids whose in-progress mark must go
         self._free_before_read: int | None = None  # slots free when the poll read the queue
+        # None: arq's fixed poll_delay; else the longest idle wait, within arq's health
+        # check interval so its health key (TTL interval + 1 s) stays set.
+        self._idle_poll = None if idle_poll is None else min(idle_poll, self.health_check_interval)
+        self._wakeups: PubSub | None = None
+        self._started = 0  # jobs the current poll started
+        self._passed_over = False  # the current poll left a queued job for lack of a slot
 
     async def main(self) -> None:
         if self._pool is None:
@@ -133,9 +156,13 @@ class SupervisedWorker(Worker):
         # Counted before arq's read is sent: no slot that frees after it is counted.
         self._free_before_read = self.max_jobs - self.job_counter
         try:
+            self._started = 0
+            self._passed_over = False
             await super()._poll_iteration()
             if self._failed_polls or self._unfinished:
                 await self._recovered()
+            if self._idle():
+                await self._wait_for_work()
         except Exception as exc:
             if outage_of(exc) != REDIS:
                 raise
@@ -144,6 +171,49 @@ class SupervisedWorker(Worker):
             await asyncio.sleep(
                 min(self._max_backoff, self._backoff * 2 ** min(self._failed_polls, 8))
             )
+
+    def _idle(self) -> bool:
+        return (
+            self._idle_poll is not None
+            and not self.burst
+            and self.allow_pick_jobs
+            and self._started == 0
+            and not self._passed_over  # a slot it could take frees unannounced
+            and self.job_counter < self.max_jobs
+        )
+
+    async def _wait_for_work(self) -> None:
+        """Until a job is announced on the queue's channel, the earliest deferred job is
+        due, or ``idle_poll`` seconds have passed; at once after (re)subscribing, since a
+        job may have come before the subscription."""
+        assert self._idle_poll is not None
+        now = timestamp_ms()
+        due = await self.pool.zrangebyscore(
+            self.queue_name, min=now, max="+inf", start=0, num=1, withscores=True
+        )
+        timeout = min(self._idle_poll, (due[0][1] - now) / 1000 + 0.001) if due else self._idle_poll
+        if timeout <= 0:
+            return
+        try:
+            if self._wakeups is None:
+                self._wakeups = self.pool.pubsub()
+                await self._wakeups.subscribe(wake_channel(self.queue_name))
+                return
+            if await self._wakeups.get_message(timeout=timeout) is None:
+                return
+            for _ in range(1000):  # a burst of enqueues wakes one poll, not one each
+                if await self._wakeups.get_message(timeout=0) is None:
+                    return
+        except (RedisError, OSError):
+            # Redis away or the connection dropped: poll now (the poll reports an outage
+            # and backs off); the next wait subscribes again.
+            await self._close_wakeups()
+
+    async def _close_wakeups(self) -> None:
+        wakeups, self._wakeups = self._wakeups, None
+        if wakeups is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await wakeups.aclose()  # type: ignore[no-untyped-call]
 
     async def _recovered(self) -> None:
         for job_id in list(self._unfinished):
@@ -174,17 +244,21 @@ class SupervisedWorker(Worker):
         budget = self.max_jobs - self.job_counter if free is None else free
         room = self._room_for_others()
         for raw in job_ids:
-            if budget <= 0 or self.job_counter >= self.max_jobs:
-                return
             job_id = raw.decode()
             before = self.tasks.get(job_id)
             if before is not None and not before.done():
                 continue  # running here
+            if budget <= 0 or self.job_counter >= self.max_jobs:
+                self._passed_over = True
+                return
             urgent = self._urgent(job_id)
             if not urgent and room <= 0:
+                self._passed_over = True
                 continue  # an urgent job further on may still start
             try:
                 await super().start_jobs([raw])
+                if self.tasks.get(job_id) is not before:
+                    self._started += 1
             except Exception:
                 # arq counted a slot for this job before the claim failed, and only
                 # gives it back when a started job ends: give it back here.
@@ -238,6 +312,7 @@ class SupervisedWorker(Worker):
 
     async def close(self) -> None:
         """arq's close, except that Redis being away does not skip the shutdown hook."""
+        await self._close_wakeups()
         try:
             await super().close()
         except Exception as exc:

@@ -25,7 +25,8 @@ pass finds nothing there.
   went from 181-347 ms to about 60 ms with both changes). A young collection
   at 50,000 takes 10-17 ms here.
 
-Called by the process entry points (``chatsys api``, ``chatsys worker``), never
+Called by the process entry points (``chatsys api``, ``chatsys worker``; a worker
+calls it again once LiteLLM, imported on first use, is loaded), never
 by ``build_app``/``build_worker`` used in-process (tests), which would freeze
 the host process' heap again and again.
 """

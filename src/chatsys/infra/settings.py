@@ -214,7 +214,15 @@ class WorkerSettings(BaseSettings):
     job_timeout: float = Field(default=900.0, gt=0)
     heartbeat_interval: float = Field(default=5.0, gt=0)
     heartbeat_ttl: float = Field(default=15.0, gt=0)
-    poll_delay: float = Field(default=0.01, gt=0, description="seconds between queue polls")
+    poll_delay: float = Field(
+        default=0.01, gt=0, description="seconds between queue polls while jobs keep coming"
+    )
+    idle_poll: float = Field(
+        default=1.0,
+        gt=0,
+        description="an idle worker's longest wait between queue polls (an enqueue through "
+        "chatsys wakes it at once; this bounds the wait for a job no one announced)",
+    )
     task_heartbeat: float = Field(default=0.5, gt=0, description="running-task heartbeat")
     task_stale_after: float = Field(
         default=10.0, gt=0, description="lapsed task heartbeat: re-queued whatever liveness says"
@@ -275,6 +283,12 @@ class LLMSettings(BaseSettings):
     max_parallel_steps: int = Field(default=4, ge=1, le=32)
     step_attempts: int = Field(default=3, ge=1, le=10)
     step_backoff: float = Field(default=0.5, ge=0)
+    preload: bool = Field(
+        default=False,
+        description="a worker imports LiteLLM right after it starts (in the background) "
+        "rather than at its first model call: the first run does not wait for it, the idle "
+        "worker holds ~100 MiB more",
+    )
 
     @property
     def mode(self) -> Literal["offline", "provider"]:
