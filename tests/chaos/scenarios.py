@@ -90,7 +90,7 @@ async def finish(stack: ChaosStack, followers: list[asyncio.Task[Followed]], out
 async def worker_kills(ctx: Ctx, rounds: int = 5) -> Outcome:
     """Per round: a task on the stack; once a step of it completed, its runner is
     SIGKILLed; the time until it starts again on the other worker is measured; a new
-    worker takes the dead one's place."""
+    worker takes the dead one's place, and the task ends before the next round."""
     out = Outcome("worker SIGKILL", rounds, Audit())
     followers: list[asyncio.Task[Followed]] = []
     with pacing(ctx.llm, latency=0.6, chunk_delay=0.0):
@@ -119,6 +119,10 @@ async def worker_kills(ctx: Ctx, rounds: int = 5) -> Outcome:
                 await eventually(resumed, within=60, every=0.05, message="resumed")
                 out.resume.append(time.monotonic() - killed)
                 stack.replace_worker(runner)
+                # Each kill meets one task: the next round starts once this one ended (a
+                # worker that comes back fast would otherwise be running it still when
+                # the next round kills it, and both would be re-queued).
+                await asyncio.wait([followers[-1]], timeout=60)
             await finish(stack, followers, out)
             reasons = await requeue_reasons(stack)
     if reasons != Counter({"worker died": rounds}):
