@@ -226,26 +226,45 @@ class CountingAnalyzer(RulesTaskAnalyzer):
         return await super().analyze_request(text, history)
 
 
-async def test_a_worker_dying_between_analysis_and_plan_is_resumed_with_the_stored_analysis() -> (
-    None
-):
-    """Defect 2: the next attempt plans from the recorded analysis instead of paying for
-    a second one (whose plan could disagree with the analysis the task shows)."""
+async def test_analysis_and_plan_are_written_together_never_one_without_the_other() -> None:
+    """One write holds both (and their events): a worker dying in it leaves neither, so
+    no task shows an analysis whose plan a later attempt could make differently."""
     w = World()
     task_id = await w.submitted("Write a Python function that parses dates")
     analyzer = CountingAnalyzer()
     w.db.fail("tasks.save_steps", ConnectionError("the worker died"))  # the plan's write
     with pytest.raises(ConnectionError):
         await w.runner("a", analyzer=analyzer).execute(task_id)
-    stored = w.task(task_id).analysis
-    assert stored is not None
+    assert w.task(task_id).analysis is None
     assert w.task(task_id).plan is None
+    assert EventType.TASK_ANALYZED not in w.events(task_id)
     w.clock.advance(STALE_AFTER + 1)
     assert await w.sweeper.execute() == [task_id]
 
     assert await w.runner("b", analyzer=analyzer).execute(task_id) is TaskStatus.SUCCEEDED
 
-    assert analyzer.calls == 1
-    assert w.task(task_id).analysis == stored
+    assert w.task(task_id).analysis is not None
+    assert w.task(task_id).plan is not None
     assert w.events(task_id).count(EventType.TASK_ANALYZED) == 1
+    assert w.events(task_id).count(EventType.TASK_PLANNED) == 1
+
+
+async def test_a_stored_analysis_is_not_paid_for_again() -> None:
+    """Defect 2: a task whose analysis is stored and whose plan is not (written by an
+    earlier release, one write each) plans from the stored analysis instead of paying
+    for a second one."""
+    w = World()
+    task_id = await w.submitted("Write a Python function that parses dates")
+    stored = await RulesTaskAnalyzer().analyze_request("Write a Python function that parses dates")
+    async with w.db.uow() as uow:
+        await uow.tasks.save_analysis(task_id, stored)
+        await uow.commit()
+    analyzer = CountingAnalyzer()
+
+    assert await w.runner("b", analyzer=analyzer).execute(task_id) is TaskStatus.SUCCEEDED
+
+    assert analyzer.calls == 0
+    assert w.task(task_id).analysis == stored
+    assert EventType.TASK_ANALYZED not in w.events(task_id)
+    assert w.events(task_id).count(EventType.TASK_PLANNED) == 1
     assert w.events(task_id).count(EventType.TASK_PLANNED) == 1

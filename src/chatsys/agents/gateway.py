@@ -41,7 +41,8 @@ def _quiet_litellm() -> None:
     litellm.set_verbose = False  # type: ignore[attr-defined]
     litellm.telemetry = False
     litellm.disable_streaming_logging = True
-    litellm.turn_off_message_logging = True
+    # Not ``turn_off_message_logging``: no logging callback is configured, and that flag
+    # makes LiteLLM deep-copy and redact every request and response after the call.
     litellm.drop_params = True
 
 
@@ -135,6 +136,8 @@ class LiteLLMGateway:
         if json_mode:
             kwargs["response_format"] = {"type": "json_object"}
         chunks: list[Any] = []
+        texts: list[str] = []
+        calls = usage = None
         try:
             response = await self.router.acompletion(
                 model=target,
@@ -143,18 +146,28 @@ class LiteLLMGateway:
             )
             async for chunk in response:
                 chunks.append(chunk)
+                usage = getattr(chunk, "usage", None) or usage
                 choices = getattr(chunk, "choices", None) or []
                 delta = choices[0].delta if choices else None
-                text = getattr(delta, "content", None) if delta is not None else None
+                if delta is None:
+                    continue
+                calls = calls or getattr(delta, "tool_calls", None)
+                text = getattr(delta, "content", None)
                 if text:
+                    texts.append(text)
                     yield TextDelta(text)
         except InvalidInput:
             raise
         except Exception as exc:
             raise _as_llm_error(exc) from exc
-        yield self._completion(chunks, messages)
+        if usage is not None and not calls:  # a text answer its provider counted
+            yield _counted(chunks[-1], "".join(texts), usage)
+        else:
+            yield self._completion(chunks, messages)
 
     def _completion(self, chunks: list[Any], messages: Sequence[Message]) -> Completion:
+        """The streamed answer assembled by LiteLLM: tool calls, and usage it estimates
+        when the provider sent none."""
         if not chunks:
             raise LLMError("the model returned an empty stream", retryable=True)
         built = litellm.stream_chunk_builder(chunks, messages=list(messages))
@@ -178,6 +191,31 @@ class LiteLLMGateway:
             usage=Usage(prompt, completion, cost),
             model=getattr(built, "model", None),
         )
+
+
+def _counted(last: Any, text: str, usage: Any) -> Completion:
+    """A text answer whose provider sent its usage: assembled here, priced from that usage
+    (LiteLLM's own price on the usage chunk, else its price table), without rebuilding the
+    whole response (``stream_chunk_builder`` and ``completion_cost`` re-walk every chunk:
+    a few milliseconds per call, bench/ runs)."""
+    prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+    completion = int(getattr(usage, "completion_tokens", 0) or 0)
+    model = getattr(last, "model", None)
+    cost = getattr(usage, "cost", None)
+    if cost is None:
+        provider = (getattr(last, "_hidden_params", None) or {}).get("custom_llm_provider")
+        try:
+            prices = litellm.cost_per_token(
+                model=model or "",
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                custom_llm_provider=provider,
+            )
+            cost = sum(prices)
+        except Exception:  # unknown model prices (offline, private deployments): no cost
+            cost = 0.0
+    return Completion(text=text, tool_calls=(), usage=Usage(prompt, completion, float(cost)),
+                      model=model)  # fmt: skip
 
 
 def _as_llm_error(exc: Exception) -> LLMError:

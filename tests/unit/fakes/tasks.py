@@ -126,9 +126,18 @@ class FakeTaskRepository:
         if stored := self._write("save_analysis", task_id):
             stored.analysis = copy.deepcopy(analysis)
 
-    async def save_plan(self, task_id: UUID, plan: Plan, steps: Sequence[StepRecord]) -> None:
+    async def save_plan(
+        self,
+        task_id: UUID,
+        plan: Plan,
+        steps: Sequence[StepRecord],
+        *,
+        analysis: Analysis | None = None,
+    ) -> None:
         if stored := self._write("save_plan", task_id):
             stored.plan = copy.deepcopy(plan)
+            if analysis is not None:
+                stored.analysis = copy.deepcopy(analysis)
         await self.save_steps(task_id, steps)
 
     async def requeue(self, task: Task) -> None:

@@ -78,8 +78,16 @@ class TaskRepository(Protocol):
 
     async def save_analysis(self, task_id: UUID, analysis: Analysis) -> None: ...
 
-    async def save_plan(self, task_id: UUID, plan: Plan, steps: Sequence[StepRecord]) -> None:
-        """The (new) plan and its steps; a new step goes after the task's existing ones."""
+    async def save_plan(
+        self,
+        task_id: UUID,
+        plan: Plan,
+        steps: Sequence[StepRecord],
+        *,
+        analysis: Analysis | None = None,
+    ) -> None:
+        """The (new) plan and its steps (and the analysis it came from, when given, in
+        the same write); a new step goes after the task's existing ones."""
         ...
 
     async def requeue(self, task: Task) -> None:

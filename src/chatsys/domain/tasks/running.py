@@ -46,6 +46,7 @@ from chatsys.domain.approvals.gate import ApprovalGate
 from chatsys.domain.conversations.messages import earlier_turns
 from chatsys.domain.conversations.model import MessageRole
 from chatsys.domain.conversations.ports import StoredMessage
+from chatsys.domain.nlu.analyzer import Analysis
 from chatsys.domain.nlu.llm_analyzer import TaskAnalyzer
 from chatsys.domain.planning.executor import PlanExecutor, StepFailed, StepInput, Turn
 from chatsys.domain.planning.journal import LeaseLost, TaskJournal
@@ -118,7 +119,8 @@ class RunTask:
             task = await uow.tasks.claim(task_id, self._worker_id, stale_after=self._stale_after)
             if task is None:
                 return None
-            task.steps = await uow.tasks.steps(task_id)
+            if task.plan is not None:  # steps are saved with their plan: none before it
+                task.steps = await uow.tasks.steps(task_id)
             await uow.events.append(
                 task_id,
                 EventType.TASK_STARTED,
@@ -175,31 +177,7 @@ class RunTask:
 
     async def _pipeline(self, task: Task, deadline: datetime) -> TaskStatus:
         history = await self._history(task)
-        analysis = task.analysis  # stored once: a resumed task never pays for another
-        if analysis is None:
-            analysis = await self._analyzer.analyze_request(
-                task.input, [t.content for t in history if t.role == "user"]
-            )
-            task.analysis = analysis
-            data = {"analysis": analysis.as_dict()}
-            await self._write(
-                task.id,
-                EventType.TASK_ANALYZED,
-                data,
-                lambda uow, _: uow.tasks.save_analysis(task.id, analysis),
-            )
-        plan = task.plan
-        if plan is None:
-            plan = task.plan = self._planner.for_task(task.options, analysis)
-            task.steps = [_record(s) for s in plan.steps]
-            data = {"plan": plan.as_dict()}
-            steps = task.steps
-            await self._write(
-                task.id,
-                EventType.TASK_PLANNED,
-                data,
-                lambda uow, _: uow.tasks.save_plan(task.id, plan, steps),
-            )
+        analysis, plan = await self._prepare(task, history)
         template = StepInput(
             task_id=task.id,
             key="",
@@ -237,6 +215,35 @@ class RunTask:
             await asyncio.shield(journal.close())
             raise
         return await self._finish_succeeded(task, plan, outputs, journal)
+
+    async def _prepare(self, task: Task, history: Sequence[Turn]) -> tuple[Analysis, Plan]:
+        """Analysis and plan, each computed once and stored: a resumed task never pays for
+        another. A fresh task writes both, with their events, in one fenced write."""
+        events: list[tuple[str, dict[str, Any]]] = []
+        analysis, plan = task.analysis, task.plan
+        new_analysis, new_plan = analysis is None, plan is None
+        if analysis is None:
+            analysis = task.analysis = await self._analyzer.analyze_request(
+                task.input, [t.content for t in history if t.role == "user"]
+            )
+            events.append((EventType.TASK_ANALYZED, {"analysis": analysis.as_dict()}))
+        if plan is None:
+            plan = task.plan = self._planner.for_task(task.options, analysis)
+            task.steps = [_record(s) for s in plan.steps]
+            events.append((EventType.TASK_PLANNED, {"plan": plan.as_dict()}))
+        if events:
+            async with self._uow() as uow:
+                try:  # the fenced append takes the row lock and checks the lease in one go
+                    await uow.events.append_all(task.id, events, runner=self._worker_id)
+                except LookupError as exc:
+                    raise LeaseLost(str(task.id)) from exc
+                if new_plan:
+                    saved = analysis if new_analysis else None
+                    await uow.tasks.save_plan(task.id, plan, task.steps, analysis=saved)
+                else:
+                    await uow.tasks.save_analysis(task.id, analysis)
+                await uow.commit()
+        return analysis, plan
 
     async def _degrade(
         self, task: Task, plan: Plan, failure: StepFailed, template: StepInput, journal: TaskJournal

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import func, select, update
+from sqlalchemy import DateTime, String, Table, bindparam, func, inspect, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,9 +15,23 @@ from chatsys.domain.approvals.model import Approval, ApprovalStatus
 from chatsys.infra.db.models import ApprovalRow
 
 _PENDING = ApprovalStatus.PENDING.value
+_APPROVALS = cast(Table, ApprovalRow.__table__)
+# Every task's end runs this (most have no approval at all): prebuilt Core, built and
+# given its cache key once; rows come back with the mapped attribute names.
+_EXPIRE_PENDING = (
+    update(_APPROVALS)
+    .where(_APPROVALS.c.task_id == bindparam("b_task_id"), _APPROVALS.c.status == _PENDING)
+    .values(
+        status=ApprovalStatus.EXPIRED.value,
+        reason=bindparam("b_reason", type_=String),
+        decided_at=bindparam("b_at", type_=DateTime(timezone=True)),
+    )
+    .returning(*[a.columns[0].label(a.key) for a in inspect(ApprovalRow).column_attrs])
+)
 
 
-def _to_approval(row: ApprovalRow) -> Approval:
+def _to_approval(row: Any) -> Approval:
+    """An approval from an ``ApprovalRow``, or a Core row with its attribute names."""
     return Approval(
         id=row.id,
         task_id=row.task_id,
@@ -109,11 +124,6 @@ class SqlApprovalRepository:
     async def expire_pending(
         self, task_id: UUID, *, reason: str, at: datetime
     ) -> Sequence[Approval]:
-        rows = await self._session.scalars(
-            update(ApprovalRow)
-            .where(ApprovalRow.task_id == task_id, ApprovalRow.status == _PENDING)
-            .values(status=ApprovalStatus.EXPIRED.value, reason=reason, decided_at=at)
-            .returning(ApprovalRow)
-            .execution_options(populate_existing=True)
-        )
+        params = {"b_task_id": task_id, "b_reason": reason, "b_at": at}
+        rows = await self._session.execute(_EXPIRE_PENDING, params)
         return [_to_approval(r) for r in rows]

@@ -5,10 +5,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import Table, and_, func, or_, select, tuple_, update
+from sqlalchemy import (
+    Interval,
+    String,
+    Table,
+    and_,
+    bindparam,
+    func,
+    inspect,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,6 +54,60 @@ _TASKS = cast(Table, TaskRow.__table__)
 _CLAIMED = (TaskStatus.RUNNING.value, TaskStatus.AWAITING_APPROVAL.value)
 _ACTIVE = (TaskStatus.QUEUED.value, *_CLAIMED)
 
+# A run's own statements (claim, lock, intent writes, heartbeat) are prebuilt Core too:
+# built and given their cache key once, executed with a parameter dict; rows come back
+# with the mapped attribute names (``meta``), which is all ``_to_task`` reads.
+_TASK_COLUMNS = [a.columns[0].label(a.key) for a in inspect(TaskRow).column_attrs]
+_ID: Any = bindparam("b_id")
+_LOCK = select(*_TASK_COLUMNS).where(_TASKS.c.id == _ID).with_for_update()
+_HB = _TASKS.c.heartbeat_at
+_LAPSED = func.now() - bindparam("b_stale", type_=Interval())
+_CLAIM = (
+    update(_TASKS)
+    .where(
+        _TASKS.c.id == _ID,
+        _TASKS.c.cancel_requested_at.is_(None),
+        or_(
+            _TASKS.c.status == TaskStatus.QUEUED.value,
+            and_(
+                _TASKS.c.status.in_(_CLAIMED),
+                or_(_HB.is_(None), _HB < _LAPSED),
+            ),
+        ),
+    )
+    .values(
+        status=TaskStatus.RUNNING.value,
+        worker_id=bindparam("b_worker", type_=String),
+        heartbeat_at=func.now(),
+        attempt=_TASKS.c.attempt + 1,
+        started_at=func.coalesce(_TASKS.c.started_at, func.now()),
+        updated_at=func.now(),
+    )
+    .returning(*_TASK_COLUMNS)
+)
+_HEARTBEAT = (
+    update(_TASKS)
+    .where(
+        _TASKS.c.id == _ID,
+        _TASKS.c.worker_id == bindparam("b_worker", type_=String),
+        _TASKS.c.status.in_(_CLAIMED),
+    )
+    .values(heartbeat_at=func.now())
+    .returning(_TASKS.c.cancel_requested_at)
+)
+
+
+@lru_cache(maxsize=32)
+def _update_statement(attributes: tuple[str, ...]) -> Any:
+    """``UPDATE tasks SET <attributes>, updated_at = now() WHERE id = :b_id``, built once
+    per set of mapped attributes."""
+    columns = inspect(TaskRow).columns
+    values: dict[Any, Any] = {
+        columns[a]: bindparam(f"b_{a}", type_=columns[a].type) for a in attributes
+    }
+    values[_TASKS.c.updated_at] = func.now()
+    return update(_TASKS).where(_TASKS.c.id == _ID).values(values)
+
 
 def _usage(prompt: int, completion: int, cost: Decimal | float) -> Usage:
     return Usage(int(prompt), int(completion), float(cost))
@@ -62,7 +129,8 @@ def _to_step(row: StepRow) -> StepRecord:
     )
 
 
-def _to_task(row: TaskRow) -> Task:
+def _to_task(row: Any) -> Task:
+    """A task from a ``TaskRow``, or a Core row of ``_TASK_COLUMNS`` (same names)."""
     return Task(
         id=row.id,
         owner=row.owner,
@@ -182,9 +250,7 @@ class SqlTaskRepository:
         return task
 
     async def lock(self, task_id: UUID) -> Task | None:
-        row = await self._session.scalar(
-            select(TaskRow).where(TaskRow.id == task_id).with_for_update()
-        )
+        row = (await self._session.execute(_LOCK, {"b_id": task_id})).first()
         return None if row is None else _to_task(row)
 
     async def by_idempotency_key(self, owner: str, key: str) -> Task | None:
@@ -215,9 +281,9 @@ class SqlTaskRepository:
         return [_to_task(r) for r in await self._session.scalars(query)]
 
     async def _write(self, task_id: UUID, **values: Any) -> None:
-        await self._session.execute(
-            update(TaskRow).where(TaskRow.id == task_id).values(**values, updated_at=func.now())
-        )
+        params = {f"b_{a}": v for a, v in values.items()}
+        params["b_id"] = task_id
+        await self._session.execute(_update_statement(tuple(values)), params)
 
     async def set_status(self, task_id: UUID, status: TaskStatus) -> None:
         await self._write(task_id, status=status.value)
@@ -225,8 +291,18 @@ class SqlTaskRepository:
     async def save_analysis(self, task_id: UUID, analysis: Analysis) -> None:
         await self._write(task_id, analysis=analysis.as_dict())
 
-    async def save_plan(self, task_id: UUID, plan: Plan, steps: Sequence[StepRecord]) -> None:
-        await self._write(task_id, plan=plan.as_dict())
+    async def save_plan(
+        self,
+        task_id: UUID,
+        plan: Plan,
+        steps: Sequence[StepRecord],
+        *,
+        analysis: Analysis | None = None,
+    ) -> None:
+        if analysis is None:
+            await self._write(task_id, plan=plan.as_dict())
+        else:
+            await self._write(task_id, plan=plan.as_dict(), analysis=analysis.as_dict())
         await self.save_steps(task_id, steps)
 
     async def requeue(self, task: Task) -> None:
@@ -258,43 +334,12 @@ class SqlTaskRepository:
         return [_to_step(r) for r in rows]
 
     async def claim(self, task_id: UUID, worker_id: str, *, stale_after: float) -> Task | None:
-        lapsed = func.now() - timedelta(seconds=stale_after)
-        row = await self._session.scalar(
-            update(TaskRow)
-            .where(
-                TaskRow.id == task_id,
-                TaskRow.cancel_requested_at.is_(None),
-                or_(
-                    TaskRow.status == TaskStatus.QUEUED.value,
-                    and_(
-                        TaskRow.status.in_(_CLAIMED),
-                        or_(TaskRow.heartbeat_at.is_(None), TaskRow.heartbeat_at < lapsed),
-                    ),
-                ),
-            )
-            .values(
-                status=TaskStatus.RUNNING.value,
-                worker_id=worker_id,
-                heartbeat_at=func.now(),
-                attempt=TaskRow.attempt + 1,
-                started_at=func.coalesce(TaskRow.started_at, func.now()),
-                updated_at=func.now(),
-            )
-            .returning(TaskRow)
-        )
+        params = {"b_id": task_id, "b_worker": worker_id, "b_stale": timedelta(seconds=stale_after)}
+        row = (await self._session.execute(_CLAIM, params)).first()
         return None if row is None else _to_task(row)
 
     async def heartbeat(self, task_id: UUID, worker_id: str) -> Lease:
-        row = await self._session.execute(
-            update(TaskRow)
-            .where(
-                TaskRow.id == task_id,
-                TaskRow.worker_id == worker_id,
-                TaskRow.status.in_(_CLAIMED),
-            )
-            .values(heartbeat_at=func.now())
-            .returning(TaskRow.cancel_requested_at)
-        )
+        row = await self._session.execute(_HEARTBEAT, {"b_id": task_id, "b_worker": worker_id})
         found = row.first()
         if found is None:
             return Lease(owned=False, cancel_requested=False)

@@ -8,7 +8,18 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Interval, bindparam, delete, func, insert, select, text, tuple_, update
+from sqlalchemy import (
+    Interval,
+    bindparam,
+    delete,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatsys.domain.webhooks.fairness import receiver_of
@@ -36,7 +47,21 @@ _D = WebhookDeliveryRow
 _A = WebhookAttemptRow
 
 
-def _to_endpoint(row: WebhookEndpointRow) -> WebhookEndpoint:
+# Every task's end asks this: prebuilt Core, built and given its cache key once; rows
+# come back with the mapped attribute names.
+_SUBSCRIBED = (
+    select(*[a.columns[0].label(a.key) for a in inspect(_E).column_attrs])
+    .where(
+        _E.__table__.c.owner == bindparam("b_owner"),
+        _E.__table__.c.disabled_at.is_(None),
+        _E.__table__.c.event_types.contains(bindparam("b_event_type")),
+    )
+    .order_by(_E.__table__.c.created_at, _E.__table__.c.id)
+)
+
+
+def _to_endpoint(row: Any) -> WebhookEndpoint:
+    """An endpoint from a ``WebhookEndpointRow``, or a Core row with its attribute names."""
     return WebhookEndpoint(
         id=row.id,
         owner=row.owner,
@@ -86,16 +111,8 @@ class SqlWebhookEndpoints:
         return [_to_endpoint(r) for r in await self._session.scalars(query)]
 
     async def subscribed(self, owner: str, event_type: str) -> Sequence[WebhookEndpoint]:
-        rows = await self._session.scalars(
-            select(_E)
-            .where(
-                _E.owner == owner,
-                _E.disabled_at.is_(None),
-                _E.event_types.contains([event_type]),
-            )
-            .order_by(_E.created_at, _E.id)
-        )
-        return [_to_endpoint(r) for r in rows]
+        params = {"b_owner": owner, "b_event_type": [event_type]}
+        return [_to_endpoint(r) for r in await self._session.execute(_SUBSCRIBED, params)]
 
     async def delete(self, endpoint_id: UUID, *, owner: str) -> bool:
         gone = await self._session.scalar(
