@@ -184,12 +184,17 @@ class FakeTaskRepository:
         row.heartbeat_at = now
         return _read(row)
 
-    async def heartbeat(self, task_id: UUID, worker_id: str) -> Lease:
-        row = self._rows.get(task_id)
-        if row is None or row.task.worker_id != worker_id or row.task.status not in CLAIMED:
-            return Lease(owned=False, cancel_requested=False)
-        row.heartbeat_at = self._s.now()
-        return Lease(owned=True, cancel_requested=row.cancel_requested_at is not None)
+    async def heartbeat(self, task_ids: Sequence[UUID], worker_id: str) -> dict[UUID, Lease]:
+        leases = {}
+        for task_id in task_ids:
+            row = self._rows.get(task_id)
+            if row is None or row.task.worker_id != worker_id or row.task.status not in CLAIMED:
+                continue
+            row.heartbeat_at = self._s.now()
+            leases[task_id] = Lease(
+                owned=True, cancel_requested=row.cancel_requested_at is not None
+            )
+        return leases
 
     async def release(self, task_id: UUID, worker_id: str) -> None:
         row = self._rows.get(task_id)

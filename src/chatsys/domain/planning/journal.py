@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -29,6 +30,15 @@ class LeaseLost(Exception):
     """Another runner owns the task now; stop without writing anything."""
 
 
+@dataclass(frozen=True)
+class Start:
+    """A fresh task's start (its analysis and plan, with their events), written with the
+    journal's first write instead of in a transaction of its own."""
+
+    events: list[tuple[str, dict[str, Any]]]
+    save: Callable[[TasksUnitOfWork], Awaitable[None]]
+
+
 class TaskJournal:
     def __init__(
         self,
@@ -39,6 +49,7 @@ class TaskJournal:
         steps: Mapping[str, StepRecord],
         *,
         approvals: ApprovalGate | None = None,
+        start: Start | None = None,
     ) -> None:
         self._uow = uow
         self.approvals = approvals
@@ -47,6 +58,9 @@ class TaskJournal:
         self._worker_id = worker_id
         self.steps = dict(steps)
         self._sinks: dict[str, _StepSink] = {}
+        self._start = start
+        self._started: asyncio.Event | None = None  # set once the start's write ended
+        self._start_failed = False
 
     async def _fenced(self, uow: TasksUnitOfWork) -> None:
         task = await uow.tasks.lock(self.task_id)
@@ -54,6 +68,37 @@ class TaskJournal:
             raise LeaseLost(f"task {self.task_id} is no longer run by {self._worker_id}")
 
     async def write(self, events: list[tuple[str, dict[str, Any]]], *steps: StepRecord) -> None:
+        """One fenced transaction: the events (after the task's start, when it is not
+        written yet) and the steps. A write made while the start's write is in flight
+        (parallel first steps) waits for it, so no event goes before the start's."""
+        start, self._start = self._start, None
+        if start is not None:
+            self._started = asyncio.Event()
+            try:
+                await self._write([*start.events, *events], steps, start.save)
+            except BaseException:
+                self._start_failed = True
+                raise
+            finally:
+                self._started.set()
+            return
+        if self._started is not None and not self._started.is_set():
+            await self._started.wait()
+        if self._start_failed:
+            raise RuntimeError(f"the start of task {self.task_id} was not written")
+        await self._write(events, steps, None)
+
+    async def write_start(self) -> None:
+        """The start, if no write carried it yet (a run that wrote no step)."""
+        if self._start is not None:
+            await self.write([])
+
+    async def _write(
+        self,
+        events: list[tuple[str, dict[str, Any]]],
+        steps: tuple[StepRecord, ...],
+        save: Callable[[TasksUnitOfWork], Awaitable[None]] | None,
+    ) -> None:
         async with self._uow() as uow:
             if events:
                 # The fenced append takes the row lock and checks the lease in one go.
@@ -65,6 +110,8 @@ class TaskJournal:
                     ) from exc
             else:
                 await self._fenced(uow)
+            if save is not None:
+                await save(uow)
             if steps:
                 await uow.tasks.save_steps(self.task_id, steps)
             await uow.commit()

@@ -108,7 +108,10 @@ class TaskRepository(Protocol):
         heartbeat lapsed). None when another worker holds it or it is finished."""
         ...
 
-    async def heartbeat(self, task_id: UUID, worker_id: str) -> Lease: ...
+    async def heartbeat(self, task_ids: Sequence[UUID], worker_id: str) -> dict[UUID, Lease]:
+        """Renew ``worker_id``'s claim of each task (in the order given); a task it does
+        not hold (any more) is left out of the answer."""
+        ...
 
     async def release(self, task_id: UUID, worker_id: str) -> None:
         """Stop being the task's runner (its status is the caller's business)."""

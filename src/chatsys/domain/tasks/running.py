@@ -49,13 +49,13 @@ from chatsys.domain.conversations.ports import StoredMessage
 from chatsys.domain.nlu.analyzer import Analysis
 from chatsys.domain.nlu.llm_analyzer import TaskAnalyzer
 from chatsys.domain.planning.executor import PlanExecutor, StepFailed, StepInput, Turn
-from chatsys.domain.planning.journal import LeaseLost, TaskJournal
+from chatsys.domain.planning.journal import LeaseLost, Start, TaskJournal
 from chatsys.domain.planning.planner import Plan, Planner, PlanStep, Role
 from chatsys.domain.shared.clock import Clock
 from chatsys.domain.shared.errors import InvalidInput, LLMError
 from chatsys.domain.shared.uow import Factory
 from chatsys.domain.tasks.ending import Callbacks, end_run
-from chatsys.domain.tasks.heartbeat import Cancelled, RunHeartbeat, TimedOut
+from chatsys.domain.tasks.heartbeat import Cancelled, Heartbeats, RunHeartbeat, TimedOut
 from chatsys.domain.tasks.model import (
     EventType,
     FailureKind,
@@ -102,7 +102,6 @@ class RunTask:
         self._dispatcher = dispatcher
         self._callbacks = callbacks
         self._worker_id = worker_id
-        self._heartbeat_interval = heartbeat_interval
         self._stale_after = stale_after
         self._max_attempts = max_attempts
         self._max_runtime = max_runtime
@@ -110,6 +109,7 @@ class RunTask:
         self._approval_poll = approval_poll
         self._runs: dict[UUID, asyncio.Task[TaskStatus]] = {}  # this process' runs
         self._beats: dict[asyncio.Task[Any], RunHeartbeat] = {}  # their heartbeats, by work
+        self._heartbeats = Heartbeats(uow, worker_id, interval=heartbeat_interval)
 
     async def execute(self, task_id: UUID) -> TaskStatus | None:
         """Run the task if this runner can claim it; returns its final status, or None."""
@@ -131,13 +131,7 @@ class RunTask:
             message = f"gave up after {self._max_attempts} attempts (workers kept stopping)"
             return await self._finish_failed(task, TaskError(message, FailureKind.ATTEMPTS))
 
-        beat = RunHeartbeat(
-            self._uow,
-            task_id,
-            self._worker_id,
-            interval=self._heartbeat_interval,
-            max_runtime=self._max_runtime,
-        )
+        beat = RunHeartbeat(self._heartbeats, task_id, max_runtime=self._max_runtime)
         deadline = self._clock.now() + timedelta(seconds=self._max_runtime)
         work = asyncio.create_task(self._run(task, beat.stop, deadline), name=f"task:{task_id}")
         self._runs[task_id] = work
@@ -177,7 +171,7 @@ class RunTask:
 
     async def _pipeline(self, task: Task, deadline: datetime) -> TaskStatus:
         history = await self._history(task)
-        analysis, plan = await self._prepare(task, history)
+        analysis, plan, start = await self._prepare(task, history)
         template = StepInput(
             task_id=task.id,
             key="",
@@ -200,28 +194,35 @@ class RunTask:
             deadline=deadline,
         )
         journal = TaskJournal(self._uow, self._clock, task.id, self._worker_id,
-                              {s.key: s for s in task.steps}, approvals=gate)  # fmt: skip
+                              {s.key: s for s in task.steps}, approvals=gate,
+                              start=start)  # fmt: skip
         try:
             outputs = await self._executor.execute(plan, template, journal, _done(task.steps))
         except StepFailed as failure:
             await journal.close()
+            await journal.write_start()
             if plan.shape == "degraded" or len(plan.steps) == 1:
                 return await self._finish_failed(task, _error(failure), journal)
             return await self._degrade(task, plan, failure, template, journal)
         except (LLMError, InvalidInput) as exc:
             await journal.close()
+            await journal.write_start()
             return await self._finish_failed(task, TaskError(exc.detail, FailureKind.LLM), journal)
         except BaseException:
             await asyncio.shield(journal.close())
             raise
+        await journal.write_start()
         return await self._finish_succeeded(task, plan, outputs, journal)
 
-    async def _prepare(self, task: Task, history: Sequence[Turn]) -> tuple[Analysis, Plan]:
+    async def _prepare(
+        self, task: Task, history: Sequence[Turn]
+    ) -> tuple[Analysis, Plan, Start | None]:
         """Analysis and plan, each computed once and stored: a resumed task never pays for
-        another. A fresh task writes both, with their events, in one fenced write."""
+        another. A fresh task's (both, with their events) are written by its journal's
+        first write, the start of its first step: one transaction fewer per run."""
         events: list[tuple[str, dict[str, Any]]] = []
         analysis, plan = task.analysis, task.plan
-        new_analysis, new_plan = analysis is None, plan is None
+        new_analysis = analysis is None
         if analysis is None:
             analysis = task.analysis = await self._analyzer.analyze_request(
                 task.input, [t.content for t in history if t.role == "user"]
@@ -229,21 +230,20 @@ class RunTask:
             events.append((EventType.TASK_ANALYZED, {"analysis": analysis.as_dict()}))
         if plan is None:
             plan = task.plan = self._planner.for_task(task.options, analysis)
-            task.steps = [_record(s) for s in plan.steps]
+            steps = task.steps = [_record(s) for s in plan.steps]
             events.append((EventType.TASK_PLANNED, {"plan": plan.as_dict()}))
-        if events:
-            async with self._uow() as uow:
-                try:  # the fenced append takes the row lock and checks the lease in one go
-                    await uow.events.append_all(task.id, events, runner=self._worker_id)
-                except LookupError as exc:
-                    raise LeaseLost(str(task.id)) from exc
-                if new_plan:
-                    saved = analysis if new_analysis else None
-                    await uow.tasks.save_plan(task.id, plan, task.steps, analysis=saved)
-                else:
-                    await uow.tasks.save_analysis(task.id, analysis)
-                await uow.commit()
-        return analysis, plan
+            saved, planned = (analysis if new_analysis else None), plan
+
+            async def save(uow: TasksUnitOfWork) -> None:
+                await uow.tasks.save_plan(task.id, planned, steps, analysis=saved)
+
+            return analysis, plan, Start(events, save)
+        if events:  # a stored plan without its analysis: cannot happen, but is written
+            stored = analysis
+            await self._write(
+                task.id, *events[0], lambda uow, _: uow.tasks.save_analysis(task.id, stored)
+            )
+        return analysis, plan, None
 
     async def _degrade(
         self, task: Task, plan: Plan, failure: StepFailed, template: StepInput, journal: TaskJournal

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    any_,
     bindparam,
     func,
     inspect,
@@ -22,9 +23,10 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import Uuid
 
 from chatsys.domain.access.model import AuditEntry
 from chatsys.domain.nlu.analyzer import Analysis
@@ -88,12 +90,12 @@ _CLAIM = (
 _HEARTBEAT = (
     update(_TASKS)
     .where(
-        _TASKS.c.id == _ID,
+        _TASKS.c.id == any_(bindparam("b_ids", type_=ARRAY(Uuid()))),
         _TASKS.c.worker_id == bindparam("b_worker", type_=String),
         _TASKS.c.status.in_(_CLAIMED),
     )
     .values(heartbeat_at=func.now())
-    .returning(_TASKS.c.cancel_requested_at)
+    .returning(_TASKS.c.id, _TASKS.c.cancel_requested_at)
 )
 
 
@@ -338,12 +340,11 @@ class SqlTaskRepository:
         row = (await self._session.execute(_CLAIM, params)).first()
         return None if row is None else _to_task(row)
 
-    async def heartbeat(self, task_id: UUID, worker_id: str) -> Lease:
-        row = await self._session.execute(_HEARTBEAT, {"b_id": task_id, "b_worker": worker_id})
-        found = row.first()
-        if found is None:
-            return Lease(owned=False, cancel_requested=False)
-        return Lease(owned=True, cancel_requested=found[0] is not None)
+    async def heartbeat(self, task_ids: Sequence[UUID], worker_id: str) -> dict[UUID, Lease]:
+        params = {"b_ids": list(task_ids), "b_worker": worker_id}
+        rows = await self._session.execute(_HEARTBEAT, params)
+        return {r.id: Lease(owned=True, cancel_requested=r.cancel_requested_at is not None)
+                for r in rows}  # fmt: skip
 
     async def release(self, task_id: UUID, worker_id: str) -> None:
         await self._session.execute(
