@@ -18,11 +18,12 @@ phase, and late terminal events.
 
 Late terminal events: for each run, the terminal event's arrival at the SSE client (the
 wall clock when its frame was parsed) minus its ``ts``. ``ts`` is the event row's
-``created_at``, Postgres ``now()``: the start of the transaction that commits it (the run's
-last transaction: lock the task, post the answer, append the event, commit). So
-``arrival - ts`` is the commit-to-arrival delay plus that transaction's own length; it
-never under-counts, and a run counted late (> 100 ms) had its terminal event arrive at
-least that long after the transaction began. Same host, same wall clock.
+``created_at``, Postgres ``clock_timestamp()`` when the row was written, in the run's last
+transaction (lock the task, post the answer, end it, read the webhook targets, append the
+event: the last statement before the deliveries and the commit). So ``arrival - ts`` is the
+commit-to-arrival delay plus what that transaction does after the append; it never
+under-counts, and a run counted late (> 100 ms) had its terminal event arrive at least
+that long after its row was written. Same host, same wall clock.
 """
 
 from __future__ import annotations

@@ -43,6 +43,9 @@ from chatsys.domain.webhooks.model import (
 )
 from chatsys.domain.webhooks.ports import DeliveryNudge
 
+Targets = list[tuple[UUID | None, str]]
+"""Where a webhook delivery goes: (endpoint id, or None for the task's own URL; URL)."""
+
 
 class Callbacks:
     """Records the webhook deliveries a task event calls for, and dispatches them."""
@@ -54,14 +57,24 @@ class Callbacks:
         self._nudge = nudge
         self._retry = retry or RetryPolicy()
 
-    async def record(self, uow: TasksUnitOfWork, task: Task, event: TaskEvent) -> list[UUID]:
-        """In the caller's transaction: one delivery per destination; their ids."""
-        if event.type not in WEBHOOK_EVENTS:
+    async def targets(self, uow: TasksUnitOfWork, task: Task, event_type: str) -> Targets:
+        """In the caller's transaction: where an event of ``event_type`` goes (the task's
+        own URL first, then its owner's subscribed endpoints)."""
+        if event_type not in WEBHOOK_EVENTS:
             return []
-        endpoints = await uow.webhooks.subscribed(task.owner, event.type)
-        targets: list[tuple[UUID | None, str]] = [(e.id, e.url) for e in endpoints]
+        endpoints = await uow.webhooks.subscribed(task.owner, event_type)
+        targets: Targets = [(e.id, e.url) for e in endpoints]
         if task.webhook_url:
             targets.insert(0, (None, task.webhook_url))
+        return targets
+
+    async def record(
+        self, uow: TasksUnitOfWork, task: Task, event: TaskEvent, targets: Targets | None = None
+    ) -> list[UUID]:
+        """In the caller's transaction: one delivery per destination (``targets``, read
+        now when not given); their ids."""
+        if targets is None:
+            targets = await self.targets(uow, task, event.type)
         if not targets:
             return []
         current = await uow.tasks.get(task.id, owner=None)  # as GET shows it, steps included
@@ -127,8 +140,9 @@ async def finish_task(
         await _cancel_steps(uow, task, at)
     await uow.tasks.finish(task)
     await expire_pending(uow, task, at)
+    targets = await callbacks.targets(uow, task, event)  # read first: the event goes last
     appended = await uow.events.append(task.id, event, data)
-    return await callbacks.record(uow, task, appended)
+    return await callbacks.record(uow, task, appended, targets)
 
 
 async def _cancel_steps(uow: TasksUnitOfWork, task: Task, at: datetime) -> None:

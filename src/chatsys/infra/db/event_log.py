@@ -45,14 +45,20 @@ def _append_statement(audited: tuple[bool, ...], *, fenced: bool) -> Any:
     def seq(i: int) -> Any:
         return bumped.c.last_seq - literal(n - 1 - i, Integer)
 
+    # ``created_at``: when the row is written (not the transaction's start, ``now()``): a
+    # run's end is written after several statements of its transaction, and its event's
+    # time is how late a subscriber got it is measured from (bench/ runs).
     rows = [
         select(bumped.c.id, seq(i), bindparam(f"b_type_{i}", type_=String),
-               bindparam(f"b_data_{i}", type_=JSONB))
+               bindparam(f"b_data_{i}", type_=JSONB), func.clock_timestamp())
         for i in range(n)
     ]  # fmt: skip
     inserted = (
         insert(_EVENTS)
-        .from_select(["task_id", "seq", "type", "data"], rows[0] if n == 1 else union_all(*rows))
+        .from_select(
+            ["task_id", "seq", "type", "data", "created_at"],
+            rows[0] if n == 1 else union_all(*rows),
+        )
         .returning(_EVENTS.c.task_id, _EVENTS.c.seq, _EVENTS.c.created_at)
         .cte("inserted")
     )
