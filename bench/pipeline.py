@@ -200,6 +200,8 @@ def run_step(database_url: str, *, runs: int) -> Table:
             await executor.execute(plan, template, _NoJournal())
 
         durable = await _durable_step(database_url, executor, plan, template)
+        for _ in range(runs + 1):  # each durable step's task row, made before the timing
+            await durable.claim_one()  # type: ignore[attr-defined]
         return await _timed(runs, direct, orchestrated, durable)
 
     with run_fake_openai() as fake:
@@ -221,7 +223,9 @@ def run_step(database_url: str, *, runs: int) -> Table:
 async def _durable_step(
     database_url: str, executor: Any, plan: Any, template: Any
 ) -> Callable[[], Awaitable[object]]:
-    """One step with the SQL journal: a task row claimed by this runner, real checkpoints."""
+    """One step with the SQL journal on a task row this runner claimed, real checkpoints.
+    Timed: the step only. Its task row is inserted and claimed beforehand, outside the
+    timing (that is the submit's and the run's work, measured by ``submit`` and ``runs``)."""
     from chatsys.domain.planning.journal import TaskJournal
     from chatsys.domain.tasks.model import StepRecord, Task, TaskStatus
     from chatsys.infra.db.engine import create_engine, create_session_factory
@@ -240,7 +244,9 @@ async def _durable_step(
 
             return datetime.now(UTC)
 
-    async def step() -> None:
+    claimed: list[Any] = []
+
+    async def claim_one() -> None:
         task = Task(uuid.uuid4(), "bench", "x", TaskStatus.QUEUED, Clock().now())
         async with uow() as u:
             await u.tasks.add(task)
@@ -248,10 +254,17 @@ async def _durable_step(
         async with uow() as u:
             await u.tasks.claim(task.id, "bench-worker", stale_after=10)
             await u.commit()
+        claimed.append(task.id)
+
+    async def step() -> None:
+        if not claimed:  # the next task row, claimed before its step is timed
+            raise RuntimeError("no claimed task left")
+        task_id = claimed.pop()
         record = StepRecord(plan.steps[0].key, "developer", "x", ())
-        journal = TaskJournal(uow, Clock(), task.id, "bench-worker", {record.key: record})
+        journal = TaskJournal(uow, Clock(), task_id, "bench-worker", {record.key: record})
         await executor.execute(plan, template, journal)
 
+    step.claim_one = claim_one  # type: ignore[attr-defined]
     return step
 
 

@@ -102,3 +102,43 @@ async def test_a_job_no_one_announced_starts_within_the_idle_poll(
         assert await _ping(plain) < 1.0 + 2.0
     finally:
         await plain.aclose()
+
+
+async def test_the_one_round_trip_enqueue_keeps_arqs_contract(settings: Settings) -> None:
+    """chatsys' enqueue (one script) stores the job as arq's own ``enqueue_job`` does, so
+    any arq worker runs it; a second job of the same id, or one whose result is still
+    kept, is refused (None) and announces nothing."""
+    assert settings.redis.url is not None
+    url = settings.redis.url.get_secret_value()
+    ours = redis_client(url, queue_name="chatsys:test-contract")
+    plain = await create_pool(arq_redis_settings(url), default_queue_name="chatsys:test-arq")
+    listener = ours.pubsub()
+    try:
+        await listener.subscribe("chatsys:wake:chatsys:test-contract")
+        await listener.get_message(timeout=1.0)  # the subscribe confirmation
+        job = await ours.enqueue_job("chatsys.ping", 1, _job_id="contract-a", flag=True)
+        theirs = await plain.enqueue_job("chatsys.ping", 1, _job_id="contract-b", flag=True)
+        assert job is not None
+        assert theirs is not None
+        mine_info, their_info = await job.info(), await theirs.info()
+        assert mine_info is not None
+        assert their_info is not None
+        assert (mine_info.function, mine_info.args, mine_info.kwargs) == (
+            their_info.function, their_info.args, their_info.kwargs,
+        )  # fmt: skip
+        assert await ours.zscore("chatsys:test-contract", "contract-a") is not None
+        woke = await listener.get_message(timeout=1.0)
+        assert woke is not None
+        assert woke["type"] == "message"
+
+        assert await ours.enqueue_job("chatsys.ping", _job_id="contract-a") is None
+        await ours.set("arq:result:contract-c", b"kept")
+        assert await ours.enqueue_job("chatsys.ping", _job_id="contract-c") is None
+        assert await ours.zcard("chatsys:test-contract") == 1
+        assert await listener.get_message(timeout=0.3) is None  # no news, no wake-up
+    finally:
+        await ours.delete("chatsys:test-contract", "chatsys:test-arq", "arq:job:contract-a",
+                          "arq:job:contract-b", "arq:result:contract-c")  # fmt: skip
+        await listener.aclose()  # type: ignore[no-untyped-call]
+        await ours.aclose()
+        await plain.aclose()
