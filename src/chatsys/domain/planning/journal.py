@@ -145,7 +145,8 @@ class TaskJournal:
             await sink.flush()
 
     async def completed(self, key: str, output: StepOutput) -> None:
-        await self._flush(key)
+        sink = self._sinks.get(key)
+        rest = await sink.settle() if sink is not None else []  # written with the end
         step = self.steps[key]
         step.status = StepStatus.SUCCEEDED
         step.output = output.text
@@ -163,7 +164,7 @@ class TaskJournal:
             ),
             (EventType.USAGE_UPDATED, {"usage": self.total_usage().as_dict()}),
         ]
-        await self.write(events, step)
+        await self.write([*rest, *events], step)
 
     async def failed(self, key: str, attempt: int, error: str) -> None:
         await self._flush(key)
@@ -209,14 +210,23 @@ class _StepSink:
         if self._writer is None:
             self._writer = asyncio.create_task(self._drain())
 
-    async def _drain(self) -> None:
-        while self._buffer:
-            text = "".join(self._buffer)
-            self._buffer.clear()
-            data = {"step": self._key, "agent": self._agent, "attempt": self._attempt, "text": text}
-            await self._journal.write([(EventType.MESSAGE_DELTA, data)])
+    def _take(self) -> list[tuple[str, dict[str, Any]]]:
+        """The buffered tokens as one ``message.delta`` event (none when empty)."""
+        if not self._buffer:
+            return []
+        text = "".join(self._buffer)
+        self._buffer.clear()
+        data = {"step": self._key, "agent": self._agent, "attempt": self._attempt, "text": text}
+        return [(EventType.MESSAGE_DELTA, data)]
 
-    async def flush(self) -> None:
+    async def _drain(self) -> None:
+        while events := self._take():
+            await self._journal.write(events)
+
+    async def settle(self) -> list[tuple[str, dict[str, Any]]]:
+        """The step's stream ends: the write in flight lands, and the tokens still
+        buffered are handed over, for the step's last write to carry (one transaction
+        fewer per step than writing them on their own)."""
         writer, self._writer = self._writer, None
         if writer is not None:
             try:
@@ -224,7 +234,11 @@ class _StepSink:
             except asyncio.CancelledError:
                 writer.cancel()
                 raise
-        await self._drain()
+        return self._take()
+
+    async def flush(self) -> None:
+        if events := await self.settle():
+            await self._journal.write(events)
 
     async def abandon(self) -> None:
         writer, self._writer = self._writer, None
