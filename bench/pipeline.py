@@ -234,9 +234,13 @@ async def _durable_step(
 
     engine = create_engine(DatabaseSettings(), database_url, role="bench")
     sessions = create_session_factory(engine)
+    single = create_session_factory(engine, autocommit=True)
 
     def uow() -> SqlUnitOfWork:
         return SqlUnitOfWork(sessions)
+
+    def single_statement() -> SqlUnitOfWork:  # as the worker writes events alone
+        return SqlUnitOfWork(single)
 
     class Clock:
         def now(self) -> Any:
@@ -261,7 +265,8 @@ async def _durable_step(
             raise RuntimeError("no claimed task left")
         task_id = claimed.pop()
         record = StepRecord(plan.steps[0].key, "developer", "x", ())
-        journal = TaskJournal(uow, Clock(), task_id, "bench-worker", {record.key: record})
+        journal = TaskJournal(uow, Clock(), task_id, "bench-worker", {record.key: record},
+                              single_statement=single_statement)  # fmt: skip
         await executor.execute(plan, template, journal)
 
     step.claim_one = claim_one  # type: ignore[attr-defined]

@@ -49,3 +49,26 @@ async def test_a_failing_statement_never_shows_its_bound_values(database_url: st
         assert "hidden due to hide_parameters" in str(failed.value)
     finally:
         await engine.dispose()
+
+
+async def test_single_statement_sessions_run_each_statement_as_its_own_transaction(
+    database_url: str,
+) -> None:
+    """The journal writes events alone through these (one statement each): no BEGIN and
+    COMMIT round trips. A pooled connection they used is a transactional one again for
+    the next session of the usual kind."""
+    from chatsys.infra.db.engine import create_session_factory
+
+    engine = create_engine(DatabaseSettings(pool_size=1, max_overflow=0), database_url, role="test")
+    try:
+        single = create_session_factory(engine, autocommit=True)
+        usual = create_session_factory(engine)
+        xid = text("SELECT txid_current()")
+        async with single() as session:
+            assert await session.scalar(xid) != await session.scalar(xid)
+            await session.commit()
+        async with usual() as session:  # the same (only) pooled connection
+            assert await session.scalar(xid) == await session.scalar(xid)
+            await session.commit()
+    finally:
+        await engine.dispose()

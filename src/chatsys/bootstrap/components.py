@@ -82,6 +82,7 @@ class Resources:
     redis: ArqRedis
     publisher: RedisEventPublisher
     outages: OutageMonitor
+    single_statement_sessions: async_sessionmaker[AsyncSession]
 
     @classmethod
     async def open(cls, settings: Settings, *, role: str) -> Resources:
@@ -100,7 +101,8 @@ class Resources:
                 await engine.dispose()
                 raise
         publisher = RedisEventPublisher(redis, outages=outages)
-        return cls(settings, engine, create_session_factory(engine), redis, publisher, outages)
+        return cls(settings, engine, create_session_factory(engine), redis, publisher, outages,
+                   create_session_factory(engine, autocommit=True))  # fmt: skip
 
     async def close(self) -> None:
         try:
@@ -111,6 +113,10 @@ class Resources:
 
     def unit_of_work(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.session_factory, self.publisher)
+
+    def single_statement(self) -> SqlUnitOfWork:
+        """A unit of work for one statement (its own transaction: no BEGIN, no COMMIT)."""
+        return SqlUnitOfWork(self.single_statement_sessions, self.publisher)
 
     def queue(self) -> ArqJobQueue:
         worker = self.settings.worker

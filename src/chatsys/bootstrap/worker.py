@@ -126,6 +126,7 @@ async def _start(
         max_runtime=settings.worker.task_timeout,
         approval_timeout=settings.mcp.approval_timeout,
         approval_poll=settings.mcp.approval_poll_interval,
+        single_statement=resources.single_statement,
     )
     w = settings.worker
     liveness = RedisWorkerLiveness(resources.redis, ttl=w.liveness_ttl, outages=resources.outages)

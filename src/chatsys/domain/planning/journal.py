@@ -50,8 +50,12 @@ class TaskJournal:
         *,
         approvals: ApprovalGate | None = None,
         start: Start | None = None,
+        single_statement: Factory[TasksUnitOfWork] | None = None,
     ) -> None:
         self._uow = uow
+        # Events alone are one statement (the fenced append): written in a unit of work
+        # of their own, with no BEGIN and COMMIT around it, when the runner has one.
+        self._single = single_statement or uow
         self.approvals = approvals
         self._clock = clock
         self.task_id = task_id
@@ -99,7 +103,8 @@ class TaskJournal:
         steps: tuple[StepRecord, ...],
         save: Callable[[TasksUnitOfWork], Awaitable[None]] | None,
     ) -> None:
-        async with self._uow() as uow:
+        alone = bool(events) and not steps and save is None
+        async with (self._single if alone else self._uow)() as uow:
             if events:
                 # The fenced append takes the row lock and checks the lease in one go.
                 try:

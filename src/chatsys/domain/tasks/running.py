@@ -93,8 +93,10 @@ class RunTask:
         max_runtime: float = 1800.0,
         approval_timeout: float = 600.0,
         approval_poll: float = 0.5,
+        single_statement: Factory[TasksUnitOfWork] | None = None,
     ) -> None:
         self._uow = uow
+        self._single = single_statement
         self._clock = clock
         self._analyzer = analyzer
         self._planner = planner
@@ -195,7 +197,7 @@ class RunTask:
         )
         journal = TaskJournal(self._uow, self._clock, task.id, self._worker_id,
                               {s.key: s for s in task.steps}, approvals=gate,
-                              start=start)  # fmt: skip
+                              start=start, single_statement=self._single)  # fmt: skip
         try:
             outputs = await self._executor.execute(plan, template, journal, _done(task.steps))
         except StepFailed as failure:
