@@ -74,3 +74,39 @@ async def test_each_write_keeps_what_it_is_not_about(engine: AsyncEngine) -> Non
     assert ended.usage == Usage(10, 5, 0.01)
     assert ended.analysis == analysis  # finishing writes no analysis or plan
     assert ended.plan == plan
+
+
+async def test_a_heartbeat_waits_for_no_task_row_another_transaction_holds(
+    engine: AsyncEngine,
+) -> None:
+    """All of a runner's runs beat in one statement: a task whose row a slow transaction
+    holds must not hold up the others' beats, nor count as lost; another runner's task
+    is not the caller's."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    sessions = create_session_factory(engine)
+    tasks = [Task(uuid4(), "ann", f"task {i}", TaskStatus.QUEUED, datetime.now(UTC))
+             for i in range(3)]  # fmt: skip
+    async with SqlUnitOfWork(sessions) as uow:
+        for task in tasks:
+            await uow.tasks.add(task)
+        await uow.commit()
+    held, free, theirs = (t.id for t in tasks)
+    async with SqlUnitOfWork(sessions) as uow:
+        for task_id, runner in ((held, "w1"), (free, "w1"), (theirs, "w2")):
+            await uow.tasks.claim(task_id, runner, stale_after=10)
+        await uow.commit()
+    async with engine.connect() as blocker:
+        transaction = await blocker.begin()
+        await blocker.execute(text("SELECT 1 FROM tasks WHERE id = :id FOR UPDATE"), {"id": held})
+        async with SqlUnitOfWork(sessions) as uow:
+            leases = await asyncio.wait_for(
+                uow.tasks.heartbeat([held, free, theirs], "w1"), timeout=5
+            )
+            await uow.commit()
+        await transaction.rollback()
+    assert set(leases) == {held, free}
+    assert leases[held].owned
+    assert not leases[held].cancel_requested

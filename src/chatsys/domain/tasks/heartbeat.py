@@ -110,8 +110,7 @@ class Heartbeats:
             self._landed.clear()
             try:
                 async with self._uow() as uow:
-                    ids = sorted(self._in_flight)  # one lock order for every beat
-                    leases = await uow.tasks.heartbeat(ids, self._worker_id)
+                    leases = await uow.tasks.heartbeat(list(self._in_flight), self._worker_id)
                     await uow.commit()
             except Exception:  # noqa: S112 (the database is away: beat again next time)
                 continue

@@ -109,8 +109,9 @@ class TaskRepository(Protocol):
         ...
 
     async def heartbeat(self, task_ids: Sequence[UUID], worker_id: str) -> dict[UUID, Lease]:
-        """Renew ``worker_id``'s claim of each task (in the order given); a task it does
-        not hold (any more) is left out of the answer."""
+        """Renew ``worker_id``'s claim of each task; a task it does not hold (any more) is
+        left out of the answer. Waits for no other transaction: a task whose row is
+        locked meanwhile is answered (still held or not) and renewed at the next beat."""
         ...
 
     async def release(self, task_id: UUID, worker_id: str) -> None:

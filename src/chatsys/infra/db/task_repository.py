@@ -87,13 +87,17 @@ _CLAIM = (
     )
     .returning(*_TASK_COLUMNS)
 )
+# One runner's runs beat in one statement. A row another transaction holds locked is
+# skipped, not waited for (one slow transaction on one task must not hold up every run's
+# beat); ``_HELD`` then tells, without waiting either, whether such a task is still ours.
+_HELD = select(_TASKS.c.id, _TASKS.c.cancel_requested_at).where(
+    _TASKS.c.id == any_(bindparam("b_ids", type_=ARRAY(Uuid()))),
+    _TASKS.c.worker_id == bindparam("b_worker", type_=String),
+    _TASKS.c.status.in_(_CLAIMED),
+)
 _HEARTBEAT = (
     update(_TASKS)
-    .where(
-        _TASKS.c.id == any_(bindparam("b_ids", type_=ARRAY(Uuid()))),
-        _TASKS.c.worker_id == bindparam("b_worker", type_=String),
-        _TASKS.c.status.in_(_CLAIMED),
-    )
+    .where(_TASKS.c.id.in_(_HELD.with_only_columns(_TASKS.c.id).with_for_update(skip_locked=True)))
     .values(heartbeat_at=func.now())
     .returning(_TASKS.c.id, _TASKS.c.cancel_requested_at)
 )
@@ -342,7 +346,10 @@ class SqlTaskRepository:
 
     async def heartbeat(self, task_ids: Sequence[UUID], worker_id: str) -> dict[UUID, Lease]:
         params = {"b_ids": list(task_ids), "b_worker": worker_id}
-        rows = await self._session.execute(_HEARTBEAT, params)
+        rows = list(await self._session.execute(_HEARTBEAT, params))
+        if len(rows) < len(params["b_ids"]):  # lost, ended, or locked just now: which?
+            missing = {"b_ids": sorted(set(task_ids) - {r.id for r in rows}), "b_worker": worker_id}
+            rows += await self._session.execute(_HELD, missing)
         return {r.id: Lease(owned=True, cancel_requested=r.cancel_requested_at is not None)
                 for r in rows}  # fmt: skip
 
